@@ -1,0 +1,1 @@
+//! racelab-supervisor (skeleton).

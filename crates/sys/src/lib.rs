@@ -1,0 +1,10 @@
+//! racelab-sys: every `unsafe` block and every raw `libc` call of racelab lives here.
+//!
+//! The rest of the workspace is `#![forbid(unsafe_code)]`. Each wrapper here is thin and typed,
+//! documents the syscall it makes, and carries a `// SAFETY:` comment on every unsafe block
+//! (enforced by `clippy::undocumented_unsafe_blocks`).
+//!
+//! What this crate is not for: policy. It never decides when to fork, signal or wait; the
+//! sandbox, the supervisor and the legacy replicas do.
+//!
+//! Modules are grouped by kernel mechanism, not by the crate that uses them.

@@ -1,0 +1,2 @@
+//! racelab: the lab's command line (skeleton).
+fn main() {}

@@ -1,0 +1,2 @@
+//! supervise: the reference supervisor as a drop-in binary (skeleton).
+fn main() {}
