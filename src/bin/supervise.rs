@@ -1,2 +1,179 @@
-//! supervise: the reference supervisor as a drop-in binary (skeleton).
-fn main() {}
+//! supervise: the reference supervisor as a drop-in for GNU `timeout` and for `tini`.
+//!
+//! `supervise [--timeout D] [--kill-after D] [--signal SIG] [--containment group|cgroup|pidns|none]
+//! [--subreaper] [--preserve-status] [--report json] -- CMD ARGS...`
+//!
+//! Exit codes follow GNU timeout: 124 timed out (unless --preserve-status), 125 supervise
+//! failed (or the child could not be killed), 126 cannot execute, 127 not found, 137 after
+//! SIGKILL, 128+N killed by signal N, else the child's code. Usage errors exit 2. As PID 1 (in a
+//! container) it reaps every orphan and forwards signals, like tini.
+#![forbid(unsafe_code)]
+
+use std::ffi::OsString;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::{Parser, ValueEnum};
+use racelab_supervisor::{Config, Containment, Signal, StopReason, run};
+
+#[derive(Parser)]
+#[command(
+    name = "supervise",
+    version,
+    about = "Run a command with a timeout, forward signals, stop its whole tree"
+)]
+struct Cli {
+    /// Send the stop signal after this long ("10" = seconds, "1.5s", "100ms", "2m", "1h", "1d").
+    #[arg(long, value_parser = parse_duration)]
+    timeout: Option<Duration>,
+    /// Grace period between the stop signal and SIGKILL (GNU timeout's -k). Always bounded.
+    #[arg(long = "kill-after", short = 'k', value_parser = parse_duration, default_value = "10s")]
+    kill_after: Duration,
+    /// Signal sent when the timeout expires: TERM, SIGTERM or 15.
+    #[arg(long, short = 's', value_parser = parse_signal, default_value = "TERM")]
+    signal: Signal,
+    /// How the child's tree is contained.
+    #[arg(long, value_enum, default_value = "group")]
+    containment: ContainmentArg,
+    /// Become a child subreaper and reap every orphan (implied when running as PID 1).
+    #[arg(long)]
+    subreaper: bool,
+    /// On timeout exit with the child's status instead of 124.
+    #[arg(long)]
+    preserve_status: bool,
+    /// Bounded wait after SIGKILL (and after cgroup.kill) before reporting "unkillable".
+    #[arg(long = "kill-wait", value_parser = parse_duration, default_value = "1s")]
+    kill_wait: Duration,
+    /// Print a machine-readable report as the last line on stderr.
+    #[arg(long, value_enum)]
+    report: Option<ReportFormat>,
+    /// The command and its arguments.
+    #[arg(required = true, trailing_var_arg = true)]
+    command: Vec<OsString>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ContainmentArg {
+    Group,
+    Cgroup,
+    Pidns,
+    None,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ReportFormat {
+    Json,
+}
+
+/// GNU timeout durations: a decimal number with an optional unit (s, m, h, d; plus ms).
+fn parse_duration(text: &str) -> anyhow::Result<Duration> {
+    let split = text.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(text.len());
+    let (num, unit) = text.split_at(split);
+    let value: f64 = num.parse().with_context(|| format!("invalid duration {text:?}"))?;
+    let scale = match unit {
+        "" | "s" => 1.0,
+        "ms" => 0.001,
+        "m" => 60.0,
+        "h" => 3600.0,
+        "d" => 86400.0,
+        _ => bail!("invalid duration unit {unit:?} in {text:?} (use s, ms, m, h or d)"),
+    };
+    Duration::try_from_secs_f64(value * scale)
+        .with_context(|| format!("duration {text:?} out of range"))
+}
+
+fn parse_signal(text: &str) -> anyhow::Result<Signal> {
+    if let Ok(n) = text.parse::<i32>() {
+        return Signal::try_from(n).with_context(|| format!("unknown signal number {n}"));
+    }
+    let upper = text.to_ascii_uppercase();
+    let name = if upper.starts_with("SIG") { upper } else { format!("SIG{upper}") };
+    name.parse::<Signal>().with_context(|| format!("unknown signal {text:?}"))
+}
+
+fn main() -> ExitCode {
+    // First thing: a SIGTERM that arrives while we parse arguments must wait for the signalfd,
+    // not kill us (a signal right after start is the case where supervisors break).
+    if let Err(e) = racelab_supervisor::block_signals(&racelab_supervisor::DEFAULT_FORWARD) {
+        eprintln!("supervise: {e}");
+        return ExitCode::from(125);
+    }
+    let cli = Cli::parse();
+    match supervise(&cli) {
+        Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(125)),
+        Err(e) => {
+            eprintln!("supervise: {e:#}");
+            ExitCode::from(125)
+        }
+    }
+}
+
+fn supervise(cli: &Cli) -> anyhow::Result<i32> {
+    let config = Config {
+        timeout: cli.timeout,
+        grace: cli.kill_after,
+        stop_signal: cli.signal,
+        containment: match cli.containment {
+            ContainmentArg::Group => Containment::Group,
+            ContainmentArg::Cgroup => Containment::Cgroup,
+            ContainmentArg::Pidns => Containment::PidNamespace,
+            ContainmentArg::None => Containment::None,
+        },
+        subreaper: cli.subreaper,
+        kill_wait: cli.kill_wait,
+        ..Config::default()
+    };
+    let (program, args) = cli.command.split_first().context("no command given")?;
+    let report = run(&config, program, args)?;
+    let cmd = program.to_string_lossy();
+    match report.reason {
+        StopReason::ForcedKill if report.signals.first().is_some_and(|s| s.signo != 9) => {
+            let first = report.signals.first().map_or("SIGTERM", |s| s.name.as_str());
+            eprintln!(
+                "supervise: {cmd} did not exit after {first}; sent SIGKILL after {:?}",
+                cli.kill_after
+            );
+        }
+        StopReason::Unkillable => {
+            let names: Vec<String> = report
+                .survivors
+                .iter()
+                .map(|s| format!("{} ({}) state {}", s.pid, s.name, s.state))
+                .collect();
+            eprintln!("supervise: {cmd} could not be killed; still alive: {}", names.join(", "));
+        }
+        StopReason::NotFound | StopReason::ExecFailed => {
+            let err = report.exec_error.as_deref().unwrap_or("unknown error");
+            eprintln!("supervise: failed to run command '{cmd}': {err}");
+        }
+        _ => {}
+    }
+    if let Some(ReportFormat::Json) = cli.report {
+        eprintln!("{}", serde_json::to_string(&report)?);
+    }
+    Ok(report.exit_code(cli.preserve_status))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_like_gnu_timeout() {
+        assert_eq!(parse_duration("10").ok(), Some(Duration::from_secs(10)));
+        assert_eq!(parse_duration("1.5s").ok(), Some(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("100ms").ok(), Some(Duration::from_millis(100)));
+        assert_eq!(parse_duration("2m").ok(), Some(Duration::from_secs(120)));
+        assert!(parse_duration("5x").is_err());
+        assert!(parse_duration("").is_err());
+    }
+
+    #[test]
+    fn signals_parse_by_name_and_number() {
+        assert_eq!(parse_signal("TERM").ok(), Some(Signal::SIGTERM));
+        assert_eq!(parse_signal("sigkill").ok(), Some(Signal::SIGKILL));
+        assert_eq!(parse_signal("2").ok(), Some(Signal::SIGINT));
+        assert!(parse_signal("NOPE").is_err());
+    }
+}

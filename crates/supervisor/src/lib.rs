@@ -1,1 +1,198 @@
-//! racelab-supervisor (skeleton).
+//! racelab-supervisor: the reference supervisor, a library that runs one child program to
+//! completion and survives every race in racelab's catalog (RACES.md).
+//!
+//! What it is for: running a command with a timeout, forwarding signals to it, stopping it
+//! (stop signal, grace period, SIGKILL, cgroup.kill, then an honest "unkillable" report) without
+//! ever signalling a recycled PID, without leaving its tree behind, and reaping every zombie when
+//! it is PID 1 or a subreaper. The `supervise` binary is a thin CLI over [`run`].
+//!
+//! What it is not for: running several children, restarting them, or being called from several
+//! threads at once. It is not async: [`run`] blocks the calling thread.
+//!
+//! # How it works
+//!
+//! * [`machine`]: a pure state machine (events in, actions out, no kernel calls) decides every
+//!   kill and the stop reason in the same step. Property tests drive it with random event orders.
+//! * `shell` (private): one thread, one `poll` over a pidfd for the child and a signalfd for the
+//!   forwarded signals and SIGCHLD; timers are poll deadlines. The forwarded signals are blocked
+//!   BEFORE the child is spawned, so one that arrives during spawn waits in the signalfd (Q4).
+//!   The child is created by `clone3(CLONE_PIDFD)`, so the pidfd exists from the first instant,
+//!   and every signal to the child goes through it (Q1). The child's status is peeked with
+//!   `waitid(WNOWAIT)`, the tree is swept while the leader is still an unreaped zombie, and only
+//!   then is it reaped.
+//! * containment ([`Containment`]): a process group, a cgroup v2 leaf, or a PID namespace.
+//!
+//! docs/supervisor.md explains which choice closes which race.
+//!
+//! # Embedding
+//!
+//! ```no_run
+//! use std::ffi::{OsStr, OsString};
+//! use std::time::Duration;
+//! use racelab_supervisor::{Config, Containment, run};
+//!
+//! let config = Config {
+//!     timeout: Some(Duration::from_secs(5)),
+//!     grace: Duration::from_millis(500),
+//!     containment: Containment::Group,
+//!     ..Config::default()
+//! };
+//! let report = run(&config, OsStr::new("sleep"), &[OsString::from("10")]).expect("supervise");
+//! println!("{:?} -> exit code {}", report.reason, report.exit_code(false));
+//! ```
+//!
+//! Signals: `run` blocks the forwarded signals (and SIGCHLD) in the CALLING thread for its
+//! duration and reads them from a signalfd. A process-directed signal (`kill(pid, SIGTERM)`) is
+//! delivered to any thread that does not block it, so an embedding program must block them in
+//! all its threads (block them in `main` before starting any thread) or have only one thread.
+//! `run` also resets SIGCHLD's disposition to `SIG_DFL` for the process (an inherited `SIG_IGN`
+//! makes the kernel reap children, losing their status), and must be the only code in the
+//! process that waits for children while it runs (no `waitpid(-1)` elsewhere).
+
+#![forbid(unsafe_code)]
+
+pub mod machine;
+mod proc;
+pub mod report;
+mod shell;
+
+use std::ffi::{OsStr, OsString};
+use std::time::Duration;
+
+pub use nix::sys::signal::Signal;
+pub use report::{ExitStatus, Report, SentSignal, StopReason, Survivor, Target};
+
+/// How the child's tree is contained, and so what a stop can reach.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Containment {
+    /// No containment: the child stays in the supervisor's group; only the child is signalled.
+    None,
+    /// The child leads a new process group; signals go to the group (`kill(-pgid)`), sent only
+    /// while the leader is unreaped so the pgid cannot have been reused. A descendant that
+    /// calls `setsid` (or `setpgid`) escapes: group containment cannot catch it.
+    #[default]
+    Group,
+    /// The child starts in a fresh cgroup v2 leaf (`CLONE_INTO_CGROUP`); escalation ends with
+    /// `cgroup.kill`, which reaches every descendant, setsid escapes included. Needs a writable
+    /// cgroup v2 hierarchy (root, or delegation).
+    Cgroup,
+    /// The child is PID 1 of a new PID namespace (`CLONE_NEWPID`): when it dies the kernel kills
+    /// everything in the namespace. Needs `CAP_SYS_ADMIN`. Note the kernel's PID 1 rule: a
+    /// signal with default disposition sent to a namespace's init is dropped (only SIGKILL gets
+    /// through), so a child without a SIGTERM handler is stopped by the SIGKILL after the grace.
+    PidNamespace,
+}
+
+/// What to run and how to stop it.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Send `stop_signal` after this long (`None`: no timeout).
+    pub timeout: Option<Duration>,
+    /// Grace period between the stop signal and SIGKILL (`--kill-after`). Always bounded.
+    pub grace: Duration,
+    /// Signal sent when the timeout expires (`--signal`, default SIGTERM).
+    pub stop_signal: Signal,
+    /// How the child's tree is contained.
+    pub containment: Containment,
+    /// Become a child subreaper (`PR_SET_CHILD_SUBREAPER`) and reap every orphan. Implied when
+    /// the supervisor is PID 1.
+    pub subreaper: bool,
+    /// Bounded wait after SIGKILL (and again after cgroup.kill) before reporting the child
+    /// unkillable.
+    pub kill_wait: Duration,
+    /// Signals forwarded to the child. SIGINT, SIGTERM, SIGHUP and SIGQUIT also start a stop.
+    pub forward: Vec<Signal>,
+    /// `PR_SET_PDEATHSIG(SIGKILL)` in the child: if the supervisor is killed, the child (and
+    /// with PID namespace containment its whole tree) dies too. Fires when the thread that
+    /// called [`run`] exits.
+    pub die_with_supervisor: bool,
+}
+
+/// The signals forwarded by default.
+pub const DEFAULT_FORWARD: [Signal; 8] = [
+    Signal::SIGINT,
+    Signal::SIGTERM,
+    Signal::SIGHUP,
+    Signal::SIGQUIT,
+    Signal::SIGUSR1,
+    Signal::SIGUSR2,
+    Signal::SIGWINCH,
+    Signal::SIGCONT,
+];
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            timeout: None,
+            grace: Duration::from_secs(10),
+            stop_signal: Signal::SIGTERM,
+            containment: Containment::Group,
+            subreaper: false,
+            kill_wait: Duration::from_secs(1),
+            forward: DEFAULT_FORWARD.to_vec(),
+            die_with_supervisor: true,
+        }
+    }
+}
+
+/// What kind of failure of the supervisor itself (not of the child).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The program or an argument contains a NUL byte.
+    InvalidArgument,
+    /// Blocking signals, the signalfd, or SIGCHLD's disposition could not be set up.
+    Signals,
+    /// The requested containment is not permitted here (no privilege, no cgroup v2, ...).
+    ContainmentUnavailable,
+    /// The child process could not be created.
+    Spawn,
+    /// Waiting for events failed.
+    Wait,
+}
+
+/// A failure of the supervisor itself. Exit code 125 in `supervise`.
+#[derive(Debug, thiserror::Error)]
+#[error("{what}: {source}")]
+pub struct SupervisorError {
+    kind: ErrorKind,
+    what: String,
+    #[source]
+    source: std::io::Error,
+}
+
+impl SupervisorError {
+    pub(crate) fn new(
+        kind: ErrorKind,
+        what: impl Into<String>,
+        source: impl Into<std::io::Error>,
+    ) -> Self {
+        SupervisorError { kind, what: what.into(), source: source.into() }
+    }
+
+    /// The kind of failure.
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+}
+
+/// Blocks `signals` in the calling thread (`pthread_sigmask(SIG_BLOCK)`), so that a signal sent
+/// before [`run`] starts waits for it instead of killing the process. A binary calls this first
+/// thing in `main`, before any thread exists (new threads inherit the mask); [`run`] reads the
+/// pending signals from its signalfd.
+pub fn block_signals(signals: &[Signal]) -> Result<(), SupervisorError> {
+    let mut set = nix::sys::signal::SigSet::empty();
+    for s in signals {
+        set.add(*s);
+    }
+    nix::sys::signal::pthread_sigmask(nix::sys::signal::SigmaskHow::SIG_BLOCK, Some(&set), None)
+        .map_err(|e| SupervisorError::new(ErrorKind::Signals, "block signals", e))
+}
+
+/// Runs `program` with `args` under supervision and returns when it is over: the child exited
+/// and was reaped, or it could not be stopped within the bounds (`Unkillable`), or it could not
+/// be executed (`ExecFailed`/`NotFound`, still an `Ok` report). `program` is searched in PATH.
+///
+/// See the crate docs for the signal-mask contract with the embedding program.
+pub fn run(config: &Config, program: &OsStr, args: &[OsString]) -> Result<Report, SupervisorError> {
+    shell::supervise(config, program, args)
+}

@@ -1,0 +1,121 @@
+//! Who created a cgroup directory, encoded in its name so that a later run can tell whether the
+//! owner is gone: `<name>.<pid>.<start>.<pidns>.<seq>`.
+//!
+//! The pid alone is not enough: pids are recycled (the very thing racelab studies), so the
+//! owner's start time (field 22 of /proc/PID/stat) is recorded too, and the pid namespace inode,
+//! because a pid only means something inside its own namespace.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::error::{Error, Result};
+use crate::fsutil;
+
+/// A process identity that survives pid reuse: pid + start time + pid namespace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Owner {
+    pub pid: i32,
+    pub start: u64,
+    pub pidns: u64,
+}
+
+static SEQ: AtomicU64 = AtomicU64::new(0);
+
+impl Owner {
+    /// The calling process.
+    pub fn current() -> Result<Owner> {
+        let pid = rustix::process::getpid().as_raw_nonzero().get();
+        let stat_path = Path::new("/proc/self/stat");
+        let start = parse_start_time(stat_path, &fsutil::read(stat_path)?)?;
+        Ok(Owner { pid, start, pidns: own_pidns()? })
+    }
+
+    /// The directory name for a cgroup `name` created by this owner; unique within the process.
+    pub fn dir_name(&self, name: &str) -> String {
+        let seq = SEQ.fetch_add(1, Ordering::Relaxed);
+        format!("{name}.{}.{}.{}.{seq}", self.pid, self.start, self.pidns)
+    }
+
+    /// Parses a name made by [`Owner::dir_name`]; None for names racelab did not make.
+    pub fn from_dir_name(dir: &str) -> Option<Owner> {
+        let mut it = dir.rsplitn(5, '.');
+        let _seq: u64 = it.next()?.parse().ok()?;
+        let pidns = it.next()?.parse().ok()?;
+        let start = it.next()?.parse().ok()?;
+        let pid = it.next()?.parse().ok()?;
+        it.next().filter(|n| !n.is_empty())?;
+        Some(Owner { pid, start, pidns })
+    }
+
+    /// Whether the owner is certainly gone, judged from the calling process. An owner in another
+    /// pid namespace is never judged gone (its pid means nothing here), nor is one whose /proc
+    /// entry cannot be read for a reason other than absence.
+    pub fn is_gone(&self) -> bool {
+        match own_pidns() {
+            Ok(ns) if ns == self.pidns => {}
+            _ => return false,
+        }
+        let path = format!("/proc/{}/stat", self.pid);
+        match std::fs::read_to_string(&path) {
+            Err(e) => e.kind() == std::io::ErrorKind::NotFound,
+            // A different start time: the pid was recycled, the owner is gone.
+            Ok(text) => parse_start_time(Path::new(&path), &text).is_ok_and(|s| s != self.start),
+        }
+    }
+}
+
+/// Field 22 (starttime) of /proc/PID/stat; fields are counted after the last ')' because the
+/// command name (field 2) may contain spaces and parentheses.
+fn parse_start_time(path: &Path, text: &str) -> Result<u64> {
+    let bad = |detail: &str| Error::Parse { path: path.to_path_buf(), detail: detail.to_owned() };
+    let rest = &text[text.rfind(')').ok_or_else(|| bad("no ')' after comm"))? + 1..];
+    // After ')' the first field is field 3 (state), so starttime is the 20th (index 19).
+    let field = rest.split_whitespace().nth(19).ok_or_else(|| bad("fewer than 22 fields"))?;
+    field.parse().map_err(|_| bad("starttime is not a number"))
+}
+
+/// The inode of /proc/self/ns/pid ("pid:[4026531836]").
+fn own_pidns() -> Result<u64> {
+    let path = Path::new("/proc/self/ns/pid");
+    let link = std::fs::read_link(path).map_err(|e| Error::io("readlink", path, e))?;
+    let text = link.to_string_lossy();
+    text.strip_prefix("pid:[")
+        .and_then(|s| s.strip_suffix(']'))
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| Error::Parse { path: path.to_path_buf(), detail: format!("link {text:?}") })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dir_names_round_trip_even_when_the_name_has_dots() {
+        let o = Owner { pid: 42, start: 123456, pidns: 4026531836 };
+        let dir = o.dir_name("sup.v1");
+        assert!(dir.starts_with("sup.v1.42.123456.4026531836."), "{dir}");
+        assert_eq!(Owner::from_dir_name(&dir), Some(o));
+    }
+
+    #[test]
+    fn foreign_names_are_not_parsed_as_owners() {
+        for d in ["cgroup.procs", "x.1.2.3", "a.b.c.d.e", ".1.2.3.4", "user.slice"] {
+            assert_eq!(Owner::from_dir_name(d), None, "{d}");
+        }
+    }
+
+    #[test]
+    fn start_time_is_read_past_a_comm_with_spaces_and_parens() {
+        let stat = "77 (a b) c)) S 1 77 77 0 -1 4194560 100 0 0 0 0 0 0 0 20 0 1 0 98765 1000 \
+                    200 18446744073709551615";
+        assert_eq!(parse_start_time(Path::new("s"), stat).unwrap(), 98765);
+    }
+
+    #[test]
+    fn the_current_process_is_not_gone() {
+        let me = Owner::current().unwrap();
+        assert!(!me.is_gone());
+        assert!(Owner { start: me.start + 1, ..me }.is_gone(), "a recycled pid counts as gone");
+        assert!(!Owner { pidns: me.pidns + 1, ..me }.is_gone(), "other namespaces are not judged");
+    }
+}
