@@ -1,1 +1,128 @@
-//! races (skeleton).
+//! races: the race catalog replayed against every design.
+//!
+//! # The idea
+//!
+//! A process-lifecycle race (a SIGKILL that reaches a recycled PID, an interrupt that lands
+//! during spawn, a wait with no deadline) is usually "proven" once by hand. Here each one is a
+//! [`catalog::Race`]: a schedule over named points (see `racelab-hooks`), a setup, and the
+//! invariants an oracle checks. A replay forces the schedule on real processes inside a fresh
+//! PID namespace and judges the outcome from ground truth the lab collected itself.
+//!
+//! # One replay
+//!
+//! 1. [`replay_once`] (in a test or the CLI) starts the runner executable through
+//!    `racelab_sandbox::run`: a fresh exec that unshares a PID + mount (+ user) namespace.
+//! 2. The namespace's PID 1 is the lab's init ([`scenario`]). It forks the design process,
+//!    which arms the schedule, runs the design ([`design`]) over the workload child
+//!    ([`workload`]), and sends its hook actions (make the child exit, recycle its PID,
+//!    interrupt) to init over a socket ([`link`]).
+//! 3. The oracle ([`oracle`]) turns victim fates, the child's signal log, /proc and the trace
+//!    into a [`verdict::Verdict`]: `reproduced` (with the broken invariants and evidence),
+//!    `prevented`, `not forced` (the lab could not force the schedule), `skipped` (a missing
+//!    capability, named) or `lab error`.
+//!
+//! # Running it
+//!
+//! `cargo test -p races` replays every race against every design it applies to,
+//! `RACES_REPEAT` times each (default 20): a legacy design must reproduce every time, the
+//! reference never. `racelab replay Q1 --design global_atomics --repeat 1000` is the long run;
+//! `--schedule` replaces a race's schedule, `--format mermaid` draws the timeline.
+//!
+//! # Reading a failure
+//!
+//! A failing cell prints the replay command, the verdict with its evidence, and the merged
+//! trace: the design's points (arrive, park, release, pass, actions) and the lab's notes
+//! (what the child said, which PID a victim took), in time order.
+//!
+//! # Limitations
+//!
+//! A race's schedule names points the designs mark; a design without a point never reaches
+//! it, so an edge into it is vacuous there. Single-threaded designs bind all their actors to
+//! their one thread, and an edge they could only satisfy by waiting for themselves is recorded
+//! as unrealizable instead of deadlocking.
+
+pub mod catalog;
+pub mod design;
+pub mod link;
+pub mod matrix;
+pub mod oracle;
+pub mod runner;
+pub mod scenario;
+pub mod verdict;
+pub mod workload;
+
+pub use matrix::{Format, PlanReport};
+
+use catalog::{DesignId, Race};
+use racelab_hooks::{HookError, Schedule};
+use scenario::{ReplayInput, ReplayOutput};
+use std::path::Path;
+use std::time::Duration;
+use verdict::Verdict;
+
+/// Parses a schedule in the hooks' text form (unknown points are an error listing the known).
+pub fn parse_schedule(text: &str) -> Result<Schedule, HookError> {
+    Schedule::parse(text)
+}
+
+/// What to replay.
+#[derive(Debug, Default, Clone)]
+pub struct ReplayPlan {
+    /// Races (empty: the whole catalog).
+    pub races: Vec<&'static Race>,
+    /// Designs (empty: every design each race applies to).
+    pub designs: Vec<DesignId>,
+    /// A schedule replacing every race's own.
+    pub schedule: Option<Schedule>,
+    /// Replays per race and design (at least 1).
+    pub repeat: u32,
+}
+
+/// Replays `race` against `design` once, through the runner executable `runner`.
+pub fn replay_once(runner: &Path, race: &Race, design: DesignId, schedule: Option<&str>) -> ReplayOutput {
+    let input = ReplayInput {
+        race: race.id.to_string(),
+        design: design.name().to_string(),
+        schedule: schedule.map(str::to_string),
+    };
+    let spec = racelab_sandbox::Spec {
+        deadline: scenario::REPLAY_DEADLINE + Duration::from_secs(3),
+        ..racelab_sandbox::Spec::default()
+    };
+    let value = serde_json::to_value(&input).unwrap_or_default();
+    let lab_error = |message: String| ReplayOutput {
+        verdict: Verdict::LabError { message },
+        trace: Default::default(),
+        design_report: None,
+        schedule: schedule.unwrap_or(race.schedule).to_string(),
+        wall_ns: 0,
+    };
+    match racelab_sandbox::run(runner, scenario::SCENARIO, &value, &spec) {
+        Ok(racelab_sandbox::RunOutcome::Finished { output, .. }) => {
+            serde_json::from_value(output).unwrap_or_else(|e| lab_error(format!("bad replay output: {e}")))
+        }
+        Ok(other) => lab_error(format!("the sandbox run did not finish: {other:?}")),
+        Err(e) => lab_error(format!("sandbox: {e}")),
+    }
+}
+
+/// Runs a plan: every (race, design) cell `repeat` times.
+pub fn run_plan(runner: &Path, plan: &ReplayPlan) -> PlanReport {
+    let races: Vec<&'static Race> =
+        if plan.races.is_empty() { catalog::CATALOG.iter().collect() } else { plan.races.clone() };
+    let schedule = plan.schedule.as_ref().map(|s| s.to_string());
+    let mut report = PlanReport::default();
+    for race in races {
+        for &(design, expect) in race.designs {
+            if !plan.designs.is_empty() && !plan.designs.contains(&design) {
+                continue;
+            }
+            let mut cell = matrix::Cell::new(race, design, expect, schedule.clone());
+            for _ in 0..plan.repeat.max(1) {
+                cell.add(replay_once(runner, race, design, schedule.as_deref()));
+            }
+            report.cells.push(cell);
+        }
+    }
+    report
+}

@@ -117,6 +117,11 @@ catalog! {
         /// The wrapper's signal traps are installed (exec_under_lock's later fix).
         traps_installed,
     }
+    lab {
+        /// The lab's adapter: the design under test returned its report (the lab can order a
+        /// design's late threads before it, e.g. `escalation.kill_sent < lab.design_returned`).
+        design_returned,
+    }
 }
 
 #[cfg(test)]

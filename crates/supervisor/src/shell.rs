@@ -46,8 +46,7 @@ pub(crate) fn supervise(
     args: &[OsString],
 ) -> Result<Report, SupervisorError> {
     // Single-threaded: the lab must never park this thread waiting for another of our actors.
-    // TODO(hooks): enable once racelab-hooks exports it (not in crates/hooks yet):
-    // racelab_hooks::bind_thread(&["main", "escalation", "duration", "signal", "reaper", "poll"]);
+    racelab_hooks::bind_thread(&["main", "escalation", "duration", "signal", "reaper", "poll"]);
     let start = Instant::now();
     let prog = cstring(program)?;
     let mut argv = vec![prog.clone()];

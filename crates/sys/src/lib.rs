@@ -8,3 +8,9 @@
 //! sandbox, the supervisor and the legacy replicas do.
 //!
 //! Modules are grouped by kernel mechanism, not by the crate that uses them.
+pub mod bench;
+pub mod clone3;
+pub mod env;
+pub mod ns;
+pub mod sigaction;
+pub mod spawn;

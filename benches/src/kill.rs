@@ -1,0 +1,184 @@
+//! Kill latency: from the stop request to every process of the tree reaped. The tree (the
+//! helper and N-1 forked children, all blocked in pause/sleep) is built and confirmed ready
+//! before the clock starts. The bench process is a child subreaper, so the orphans of a killed
+//! tree are reaped by it and "every process reaped" is `waitid(P_ALL)` reaching ECHILD.
+
+use std::ffi::OsString;
+use std::io;
+use std::os::fd::AsFd;
+use std::time::{Duration, Instant};
+
+use nix::sys::wait::{Id, WaitPidFlag, WaitStatus, waitid};
+use racelab_cgroup::{Leaf, Mounts};
+use racelab_supervisor::{Config, Containment};
+use racelab_sys::spawn::{Grouping, Spawned};
+use rustix::process::{Pid, Signal};
+
+use crate::procs::{Helper, ReadyPipe, TreeGuard, descendants_via_proc, now_ns, reap_all, wait_ready};
+
+/// A built tree: the helper (leader of its own group unless placed otherwise) and its guard.
+#[derive(Debug)]
+pub struct Tree {
+    /// The helper, parent of the other N-1.
+    pub leader: Spawned,
+    /// Kills and reaps the group if the iteration fails.
+    pub guard: TreeGuard,
+    /// Number of processes.
+    pub size: usize,
+}
+
+/// Builds a tree of `size` processes in a new process group (and in `leaf` if given) and
+/// returns once every process has reported that it is about to block.
+pub fn build_tree(helper: &Helper, size: usize, leaf: Option<&Leaf>) -> io::Result<Tree> {
+    let mut ready = ReadyPipe::new()?;
+    let dir = leaf.map(Leaf::dir_fd).transpose().map_err(io::Error::other)?;
+    let args = vec!["tree".to_string(), size.to_string(), ready.write_arg()];
+    let leader = helper.spawn(&args, Grouping::NewGroup, dir.as_ref().map(AsFd::as_fd))?;
+    let guard = TreeGuard::new(leader.pid);
+    ready.close_write();
+    wait_ready(ready.read.as_fd(), size)?;
+    Ok(Tree { leader, guard, size })
+}
+
+fn pid(p: i32) -> io::Result<Pid> {
+    Pid::from_raw(p).ok_or_else(|| io::Error::other("pid 0"))
+}
+
+fn expect_reaped(what: &str, got: usize, want: usize) -> io::Result<()> {
+    if got != want {
+        return Err(io::Error::other(format!("{what}: reaped {got} of {want} processes")));
+    }
+    Ok(())
+}
+
+fn finish(tree: Tree, t0: u64, reaped: usize) -> io::Result<Duration> {
+    let t1 = now_ns();
+    expect_reaped("kill", reaped, tree.size)?;
+    tree.guard.disarm();
+    Ok(Duration::from_nanos(t1 - t0))
+}
+
+fn wait_one(id: impl Fn() -> Id<'static>) -> io::Result<usize> {
+    loop {
+        match waitid(id(), WaitPidFlag::WEXITED) {
+            Ok(WaitStatus::Signaled(..)) => return Ok(1),
+            Ok(other) => return Err(io::Error::other(format!("unexpected status {other:?}"))),
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// One process: `kill(pid, SIGKILL)`, then `waitid(P_PID)`.
+pub fn kill_pid(helper: &Helper) -> io::Result<Duration> {
+    let tree = build_tree(helper, 1, None)?;
+    let t0 = now_ns();
+    rustix::process::kill_process(pid(tree.leader.pid)?, Signal::KILL)?;
+    let n = wait_one(|| Id::Pid(nix::unistd::Pid::from_raw(tree.leader.pid)))?;
+    finish(tree, t0, n)
+}
+
+/// One process: `pidfd_send_signal(SIGKILL)`, then `waitid(P_PIDFD)`.
+pub fn kill_pidfd(helper: &Helper) -> io::Result<Duration> {
+    let tree = build_tree(helper, 1, None)?;
+    let t0 = now_ns();
+    rustix::process::pidfd_send_signal(tree.leader.pidfd.as_fd(), Signal::KILL)?;
+    let raw = tree.leader.pid;
+    let n = loop {
+        match waitid(Id::PIDFd(tree.leader.pidfd.as_fd()), WaitPidFlag::WEXITED) {
+            Ok(WaitStatus::Signaled(..)) => break 1,
+            Ok(other) => return Err(io::Error::other(format!("pid {raw}: status {other:?}"))),
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    };
+    finish(tree, t0, n)
+}
+
+/// The tree: `kill(-pgid, SIGKILL)`, then reap until ECHILD.
+pub fn kill_pgid(helper: &Helper, size: usize) -> io::Result<Duration> {
+    let tree = build_tree(helper, size, None)?;
+    let t0 = now_ns();
+    rustix::process::kill_process_group(pid(tree.leader.pid)?, Signal::KILL)?;
+    let n = reap_all()?;
+    finish(tree, t0, n)
+}
+
+/// The tree in a cgroup v2 leaf: write "1" to cgroup.kill, then reap until ECHILD. `leaf` is
+/// reused across iterations (it is empty again after each).
+pub fn cgroup_kill(helper: &Helper, size: usize, leaf: &Leaf) -> io::Result<Duration> {
+    let tree = build_tree(helper, size, Some(leaf))?;
+    let t0 = now_ns();
+    leaf.kill().map_err(io::Error::other)?;
+    let n = reap_all()?;
+    finish(tree, t0, n)
+}
+
+/// The tree found by walking /proc (every `/proc/<pid>/stat`, parent links), each process
+/// killed by pid, then reap until ECHILD.
+pub fn proc_walk(helper: &Helper, size: usize) -> io::Result<Duration> {
+    let tree = build_tree(helper, size, None)?;
+    let t0 = now_ns();
+    for p in descendants_via_proc(tree.leader.pid)? {
+        // Safe here: every listed process is an unreaped descendant of ours (a static tree).
+        let _ = rustix::process::kill_process(pid(p)?, Signal::KILL);
+    }
+    let n = reap_all()?;
+    finish(tree, t0, n)
+}
+
+/// Whether cgroup v2 leaves with cgroup.kill can be created here; `Err(why)` otherwise.
+pub fn cgroup_available() -> Result<(), String> {
+    let base = Mounts::probe()
+        .map_err(|e| format!("cannot read the cgroup mounts: {e}"))?
+        .v2_base()
+        .ok_or("no cgroup v2 hierarchy is mounted")?;
+    let leaf =
+        Leaf::create(&base, "bench-probe").map_err(|e| format!("cannot create a v2 leaf: {e}"))?;
+    let ok = leaf.path().join("cgroup.kill").exists();
+    leaf.remove(Instant::now() + Duration::from_secs(1)).map_err(|e| e.to_string())?;
+    if ok { Ok(()) } else { Err("the kernel has no cgroup.kill (Linux < 5.14)".into()) }
+}
+
+/// A leaf for the raw cgroup.kill floor.
+pub fn bench_leaf() -> io::Result<Leaf> {
+    let base = Mounts::probe()
+        .map_err(io::Error::other)?
+        .v2_base()
+        .ok_or_else(|| io::Error::other("no cgroup v2"))?;
+    Leaf::create(&base, "bench").map_err(io::Error::other)
+}
+
+/// The reference supervisor's stop: the tree runs under `racelab_supervisor::run` (subreaper
+/// on, `containment` as given); once it is ready another thread takes t0 and sends SIGTERM to
+/// this process (the stop request; every thread blocks SIGTERM, `run` reads it from its
+/// signalfd). t1: `run` has returned and every orphan is reaped (ECHILD).
+///
+/// Needs SIGTERM blocked in every thread of the process (the bench's `main` does it first).
+pub fn reference(helper: &Helper, size: usize, containment: Containment) -> io::Result<Duration> {
+    let mut ready = ReadyPipe::new()?;
+    let args: Vec<OsString> =
+        ["tree".to_string(), size.to_string(), ready.write_arg()].map(Into::into).into();
+    let read = ready.read.try_clone()?;
+    let requester = std::thread::spawn(move || -> io::Result<u64> {
+        let r = wait_ready(read.as_fd(), size);
+        let t0 = now_ns();
+        // Sent even when the tree never got ready: `run` must return either way.
+        let me = rustix::process::getpid();
+        rustix::process::kill_process(me, Signal::TERM)?;
+        r.map(|()| t0)
+    });
+    let config = Config { containment, subreaper: true, ..Config::default() };
+    let report = racelab_supervisor::run(&config, helper.program().as_os_str(), &args);
+    let rest = reap_all()?;
+    let t1 = now_ns();
+    ready.close_write();
+    let t0 = requester.join().map_err(|_| io::Error::other("stop requester panicked"))??;
+    let report = report.map_err(|e| io::Error::other(e.to_string()))?;
+    if report.status.is_none() || !report.warnings.is_empty() {
+        return Err(io::Error::other(format!("reference: unexpected report {report:?}")));
+    }
+    let reaped = 1 + report.orphans_reaped as usize + rest;
+    expect_reaped("reference", reaped, size)?;
+    Ok(Duration::from_nanos(t1 - t0))
+}

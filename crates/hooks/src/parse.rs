@@ -1,0 +1,416 @@
+//! The parser of the schedule text form. Grammar (items end at `;` or a newline; spaces and
+//! tabs are free between tokens; `#` starts a comment to the end of the line, except directly
+//! after a point name, where it introduces an occurrence):
+//!
+//! ```text
+//! schedule := item? ((';' | '\n') item?)*
+//! item     := at ('<' at)+                      # a chain: a < b < c is a < b; b < c
+//!           | 'on' at ':' action (',' action)*  # actions run in the written order
+//! at       := ident '.' ident ('#' digits)?     # occurrence, default #1
+//! action   := ident ('(' (arg (',' arg)*)? ')')?
+//! arg      := ident | '-'? digits | digits ('ns' | 'us' | 'ms' | 's')
+//! ```
+
+use std::time::Duration;
+
+use crate::error::{HookError, ParseError};
+use crate::points;
+use crate::schedule::{Action, Arg, At, Edge, Schedule, Step};
+
+/// Parses the schedule text form.
+pub(crate) fn parse(text: &str) -> Result<Schedule, HookError> {
+    let mut p = Parser { src: text, pos: 0 };
+    let mut steps = Vec::new();
+    loop {
+        p.skip_separators();
+        if p.eof() {
+            break;
+        }
+        p.item(&mut steps)?;
+        p.skip_blank();
+        match p.peek() {
+            None | Some(';') | Some('\n') => {}
+            _ => return Err(p.expected("`;`, a newline or `<`").into()),
+        }
+    }
+    Ok(Schedule { steps })
+}
+
+struct Parser<'a> {
+    src: &'a str,
+    pos: usize,
+}
+
+fn is_ident_start(c: char) -> bool {
+    c.is_ascii_alphabetic() || c == '_'
+}
+
+fn is_ident_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || c == '_'
+}
+
+impl<'a> Parser<'a> {
+    fn rest(&self) -> &'a str {
+        &self.src[self.pos..]
+    }
+
+    fn peek(&self) -> Option<char> {
+        self.rest().chars().next()
+    }
+
+    fn eof(&self) -> bool {
+        self.pos >= self.src.len()
+    }
+
+    fn bump(&mut self) {
+        if let Some(c) = self.peek() {
+            self.pos += c.len_utf8();
+        }
+    }
+
+    fn skip_comment(&mut self) {
+        while let Some(c) = self.peek() {
+            if c == '\n' {
+                break;
+            }
+            self.bump();
+        }
+    }
+
+    /// Spaces, tabs and comments: what may sit between tokens of one item.
+    fn skip_blank(&mut self) {
+        while let Some(c) = self.peek() {
+            match c {
+                ' ' | '\t' | '\r' => self.bump(),
+                '#' => self.skip_comment(),
+                _ => break,
+            }
+        }
+    }
+
+    /// Blank space, comments, newlines and `;`: what may sit between items.
+    fn skip_separators(&mut self) {
+        loop {
+            self.skip_blank();
+            match self.peek() {
+                Some(';') | Some('\n') => self.bump(),
+                _ => break,
+            }
+        }
+    }
+
+    fn expected(&self, what: &str) -> ParseError {
+        let before = &self.src[..self.pos];
+        let line = before.matches('\n').count() + 1;
+        let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+        let found = match self.peek() {
+            None => "end of input".to_string(),
+            Some('\n') => "a newline".to_string(),
+            Some(_) => {
+                let token: String = self.rest().chars().take_while(|c| !c.is_whitespace()).take(24).collect();
+                format!("`{token}`")
+            }
+        };
+        ParseError { line, column, offset: self.pos, expected: what.to_string(), found }
+    }
+
+    fn eat(&mut self, c: char) -> bool {
+        if self.peek() == Some(c) {
+            self.bump();
+            true
+        } else {
+            false
+        }
+    }
+
+    fn ident(&mut self, what: &str) -> Result<&'a str, ParseError> {
+        let start = self.pos;
+        match self.peek() {
+            Some(c) if is_ident_start(c) => self.bump(),
+            _ => return Err(self.expected(what)),
+        }
+        while self.peek().is_some_and(is_ident_char) {
+            self.bump();
+        }
+        Ok(&self.src[start..self.pos])
+    }
+
+    fn digits(&mut self, what: &str) -> Result<&'a str, ParseError> {
+        let start = self.pos;
+        while self.peek().is_some_and(|c| c.is_ascii_digit()) {
+            self.bump();
+        }
+        if start == self.pos {
+            return Err(self.expected(what));
+        }
+        Ok(&self.src[start..self.pos])
+    }
+
+    fn item(&mut self, steps: &mut Vec<Step>) -> Result<(), HookError> {
+        let start = self.pos;
+        let first = self.ident("a point name or `on`")?;
+        if first == "on" && self.peek() != Some('.') {
+            return self.on_item(steps);
+        }
+        self.pos = start;
+        let mut before = self.at()?;
+        self.skip_blank();
+        if self.peek() != Some('<') {
+            return Err(self.expected("`<` after a point").into());
+        }
+        while self.eat('<') {
+            self.skip_blank();
+            let after = self.at()?;
+            steps.push(Step::Edge(Edge { before, after }));
+            before = after;
+            self.skip_blank();
+        }
+        Ok(())
+    }
+
+    fn on_item(&mut self, steps: &mut Vec<Step>) -> Result<(), HookError> {
+        self.skip_blank();
+        let at = self.at()?;
+        self.skip_blank();
+        if !self.eat(':') {
+            return Err(self.expected("`:` after the point of `on`").into());
+        }
+        loop {
+            self.skip_blank();
+            let action = self.action()?;
+            steps.push(Step::On { at, action });
+            self.skip_blank();
+            if !self.eat(',') {
+                return Ok(());
+            }
+        }
+    }
+
+    fn at(&mut self) -> Result<At, HookError> {
+        let start = self.pos;
+        self.ident("a point name `actor.window`")?;
+        if !self.eat('.') {
+            return Err(self.expected("`.` in a point name `actor.window`").into());
+        }
+        self.ident("the window part of a point name `actor.window`")?;
+        let src = self.src;
+        let name = &src[start..self.pos];
+        let point = points::by_name(name).ok_or_else(|| HookError::UnknownPoint {
+            name: name.to_string(),
+            known: points::ALL.iter().map(|p| p.name).collect(),
+        })?;
+        let mut occurrence = 1;
+        if self.eat('#') {
+            let at = self.pos;
+            let digits = self.digits("an occurrence number after `#`")?;
+            occurrence = match digits.parse::<u32>() {
+                Ok(n) if n >= 1 => n,
+                _ => {
+                    self.pos = at;
+                    return Err(self.expected("an occurrence from 1 to 4294967295").into());
+                }
+            };
+        }
+        Ok(At { point, occurrence })
+    }
+
+    fn action(&mut self) -> Result<Action, ParseError> {
+        let name = self.ident("an action name")?.to_string();
+        let mut args = Vec::new();
+        self.skip_blank();
+        if self.eat('(') {
+            self.skip_blank();
+            if !self.eat(')') {
+                loop {
+                    self.skip_blank();
+                    args.push(self.arg()?);
+                    self.skip_blank();
+                    if self.eat(')') {
+                        break;
+                    }
+                    if !self.eat(',') {
+                        return Err(self.expected("`,` or `)` in an action's arguments"));
+                    }
+                }
+            }
+        }
+        Ok(Action { name, args })
+    }
+
+    fn arg(&mut self) -> Result<Arg, ParseError> {
+        const WHAT: &str = "an argument (identifier, integer or duration like 10ms)";
+        match self.peek() {
+            Some(c) if is_ident_start(c) => Ok(Arg::Ident(self.ident(WHAT)?.to_string())),
+            Some(c) if c.is_ascii_digit() || c == '-' => {
+                let start = self.pos;
+                let negative = self.eat('-');
+                let digits = self.digits("digits")?;
+                let unit_start = self.pos;
+                while self.peek().is_some_and(|c| c.is_ascii_alphabetic()) {
+                    self.bump();
+                }
+                let src = self.src;
+                let unit = &src[unit_start..self.pos];
+                let number = &src[start..unit_start];
+                if unit.is_empty() {
+                    return number.parse::<i64>().map(Arg::Int).map_err(|_| {
+                        self.pos = start;
+                        self.expected("an integer that fits in 64 bits")
+                    });
+                }
+                let scale: u64 = match unit {
+                    "ns" => 1,
+                    "us" => 1_000,
+                    "ms" => 1_000_000,
+                    "s" => 1_000_000_000,
+                    _ => {
+                        self.pos = unit_start;
+                        return Err(self.expected("a duration unit: ns, us, ms or s"));
+                    }
+                };
+                let nanos = digits.parse::<u64>().ok().and_then(|n| n.checked_mul(scale));
+                match nanos {
+                    Some(n) if !negative => Ok(Arg::Duration(Duration::from_nanos(n))),
+                    _ => {
+                        self.pos = start;
+                        Err(self.expected("a non-negative duration that fits in 64-bit nanoseconds"))
+                    }
+                }
+            }
+            _ => Err(self.expected(WHAT)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use proptest::prelude::*;
+
+    use crate::error::HookError;
+    use crate::points::{self, escalation, main};
+    use crate::schedule::{Action, Arg, At, Schedule, Step};
+
+    #[test]
+    fn a_hand_written_schedule_parses() {
+        let text = "
+            # Q1: the escalation holds a PID that main has already reaped.
+            escalation.pid_loaded < main.reaped   # the window opens
+            on main.reaped: recycle(child), freeze(10ms)
+            main.reaped#2 < escalation.before_kill; on escalation.kill_sent#3: note(-1, x_2)
+        ";
+        let s = Schedule::parse(text).unwrap();
+        assert_eq!(s.steps.len(), 5);
+        assert_eq!(
+            s.steps[0],
+            Step::Edge(crate::schedule::Edge {
+                before: At::first(&escalation::pid_loaded),
+                after: At::first(&main::reaped)
+            })
+        );
+        assert_eq!(
+            s.steps[2],
+            Step::On {
+                at: At::first(&main::reaped),
+                action: Action::new("freeze", vec![Arg::Duration(Duration::from_millis(10))])
+            }
+        );
+        assert_eq!(
+            s.to_string(),
+            "escalation.pid_loaded < main.reaped; on main.reaped: recycle(child); \
+             on main.reaped: freeze(10ms); main.reaped#2 < escalation.before_kill; \
+             on escalation.kill_sent#3: note(-1, x_2)"
+        );
+    }
+
+    #[test]
+    fn a_chain_expands_into_consecutive_edges() {
+        let s = Schedule::parse("main.spawned < main.pid_stored < main.reaped").unwrap();
+        let edges: Vec<String> = s.edges().map(ToString::to_string).collect();
+        assert_eq!(edges, ["main.spawned < main.pid_stored", "main.pid_stored < main.reaped"]);
+    }
+
+    #[test]
+    fn an_action_without_parentheses_is_allowed() {
+        let s = Schedule::parse("on main.spawned: freeze").unwrap();
+        assert_eq!(s.to_string(), "on main.spawned: freeze()");
+    }
+
+    #[test]
+    fn an_unknown_point_is_an_error_listing_known_points() {
+        let err = Schedule::parse("main.spwaned < main.reaped").unwrap_err();
+        match &err {
+            HookError::UnknownPoint { name, known } => {
+                assert_eq!(name, "main.spwaned");
+                assert_eq!(known.len(), points::ALL.len());
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        assert!(err.to_string().contains("main.spawned"));
+    }
+
+    #[test]
+    fn syntax_errors_name_the_position_and_what_was_expected() {
+        let cases = [
+            ("main.spawned", 1, 13, "`<`"),
+            ("main.spawned <\n", 1, 15, "point name"),
+            ("\n  main.spawned < main.reaped#0", 2, 30, "occurrence"),
+            ("on main.spawned recycle()", 1, 17, "`:`"),
+            ("on main.spawned: freeze(10 ms)", 1, 28, "`,` or `)`"),
+            ("on main.spawned: freeze(10h)", 1, 27, "duration unit"),
+            ("main < main.reaped", 1, 5, "`.`"),
+            ("main.spawned < main.reaped x", 1, 28, "`;`"),
+        ];
+        for (text, line, column, expected) in cases {
+            match Schedule::parse(text) {
+                Err(HookError::Parse(e)) => {
+                    assert_eq!((e.line, e.column), (line, column), "{text:?}: {e}");
+                    assert!(e.expected.contains(expected), "{text:?}: {e}");
+                }
+                other => panic!("{text:?}: unexpected {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn empty_text_and_comments_are_the_empty_schedule() {
+        assert_eq!(Schedule::parse("").unwrap(), Schedule::new());
+        assert_eq!(Schedule::parse(" ;\n# nothing\n;;").unwrap(), Schedule::new());
+    }
+
+    fn at() -> impl Strategy<Value = At> {
+        (0..points::ALL.len(), prop_oneof![Just(1u32), 1u32..5, Just(u32::MAX)])
+            .prop_map(|(i, occurrence)| At { point: points::ALL[i], occurrence })
+    }
+
+    fn arg() -> impl Strategy<Value = Arg> {
+        prop_oneof![
+            "[a-zA-Z_][a-zA-Z0-9_]{0,6}".prop_map(Arg::Ident),
+            any::<i64>().prop_map(Arg::Int),
+            any::<u64>().prop_map(|n| Arg::Duration(Duration::from_nanos(n))),
+            (0u64..100_000).prop_map(|n| Arg::Duration(Duration::from_millis(n))),
+        ]
+    }
+
+    fn step() -> impl Strategy<Value = Step> {
+        prop_oneof![
+            (at(), at()).prop_map(|(before, after)| Step::Edge(crate::schedule::Edge { before, after })),
+            (at(), "[a-z_][a-z0-9_]{0,8}", proptest::collection::vec(arg(), 0..4))
+                .prop_map(|(at, name, args)| Step::On { at, action: Action { name, args } }),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn printing_then_parsing_gives_back_the_same_schedule(
+            steps in proptest::collection::vec(step(), 0..8)
+        ) {
+            let s = Schedule { steps };
+            let text = s.to_string();
+            prop_assert_eq!(Schedule::parse(&text).unwrap(), s.clone());
+            // Newline-separated text is the same schedule too.
+            prop_assert_eq!(Schedule::parse(&text.replace("; ", "\n")).unwrap(), s);
+        }
+    }
+}

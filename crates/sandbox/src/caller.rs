@@ -1,0 +1,185 @@
+//! The caller's side: start the runner executable (a fresh exec, so a multi-threaded caller
+//! never forks), collect its one JSON document, and enforce the caller's own deadline.
+
+use std::io::Read;
+use std::os::fd::AsFd;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rustix::event::{PollFd, PollFlags, Timespec};
+use rustix::process::{Pid, PidfdFlags};
+use serde_json::Value;
+
+use crate::error::SandboxError;
+use crate::proc::poll_readable;
+use crate::spec::{Report, RunArgs, RunOutcome, Spec};
+
+/// The argv[1] that selects a sandbox run in [`crate::runner_main`].
+pub const RUN_MODE: &str = "__run";
+
+/// The command that runs `scenario` with `input` in a sandbox: `runner __run <json>`, stdin
+/// null, stdout and stderr piped. [`run`] uses it; tests that watch the runner (kill it,
+/// read its announcements) spawn it themselves.
+pub fn command(runner: &Path, scenario: &str, input: &Value, spec: &Spec) -> Command {
+    let args = RunArgs { scenario: scenario.to_owned(), input: input.clone(), spec: spec.clone() };
+    // Serializing plain data (strings, numbers, a Value) cannot fail.
+    let json = serde_json::to_string(&args).unwrap_or_default();
+    let mut cmd = Command::new(runner);
+    cmd.arg(RUN_MODE).arg(json).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    cmd
+}
+
+/// Runs `scenario` with `input` in a fresh sandbox through the runner executable `runner` (a
+/// binary whose `main` calls [`crate::runner_main`]), and waits at most
+/// `spec.deadline + spec.teardown`.
+///
+/// The runner enforces `spec.deadline` on PID 1 itself; the caller's bound covers a runner that
+/// hangs: the caller then SIGKILLs it (PID 1 follows by `PR_SET_PDEATHSIG`, the namespace with
+/// it), reaps it and reports [`RunOutcome::Overran`].
+///
+/// Errors: the runner cannot start ([`SandboxError::Spawn`]), reports a setup failure
+/// ([`SandboxError::Setup`]), or prints something that is not its protocol.
+pub fn run(
+    runner: &Path,
+    scenario: &str,
+    input: &Value,
+    spec: &Spec,
+) -> Result<RunOutcome, SandboxError> {
+    run_command(command(runner, scenario, input, spec), spec)
+}
+
+/// Like [`run`], for a command built by [`command`] and then adjusted by the caller (wrapped
+/// in `setpriv` to drop privileges, given an environment, ...). `cmd` must end in the runner's
+/// `__run <json>` arguments and keep stdout and stderr piped.
+pub fn run_command(mut cmd: Command, spec: &Spec) -> Result<RunOutcome, SandboxError> {
+    let start = Instant::now();
+    let mut child = cmd.spawn().map_err(|source| SandboxError::Spawn {
+        runner: Path::new(cmd.get_program()).to_path_buf(),
+        source,
+    })?;
+    let deadline = start + spec.deadline + spec.teardown;
+    let collected = collect(&mut child, deadline);
+    let (stdout, stderr, status) = match collected {
+        Ok(c) => c,
+        Err(e) => {
+            kill_and_reap(&mut child);
+            return Err(e);
+        }
+    };
+    let Some(status) = status else {
+        kill_and_reap(&mut child);
+        if spec.cgroup {
+            // The runner could not remove its leaf: remove leaves of dead owners now.
+            crate::caps::gc_stale_leaves();
+        }
+        return Ok(RunOutcome::Overran { after: start.elapsed(), leftover: false, stderr });
+    };
+    let report: Report = match serde_json::from_str(stdout.trim()) {
+        Ok(r) => r,
+        Err(e) if status.success() => {
+            return Err(SandboxError::Protocol {
+                message: format!("runner stdout is not a report ({e}): {stdout:?}"),
+                stderr,
+            });
+        }
+        Err(_) => return Ok(RunOutcome::Crashed { status: format!("runner {status}"), stderr }),
+    };
+    Ok(match report {
+        Report::Finished { output, wall_ns } => {
+            RunOutcome::Finished { output, wall: Duration::from_nanos(wall_ns), stderr }
+        }
+        Report::Failed { error, wall_ns } => {
+            RunOutcome::Failed { error, wall: Duration::from_nanos(wall_ns), stderr }
+        }
+        Report::Overran { after_ns, leftover } => {
+            RunOutcome::Overran { after: Duration::from_nanos(after_ns), leftover, stderr }
+        }
+        Report::Crashed { status } => RunOutcome::Crashed { status, stderr },
+        Report::SetupFailed { error } => {
+            return Err(SandboxError::Setup { message: error, stderr });
+        }
+    })
+}
+
+type Collected = (String, String, Option<std::process::ExitStatus>);
+
+/// Reads stdout and stderr to EOF and waits for the runner, all before `deadline`. The status
+/// is `None` when the deadline passed first.
+fn collect(child: &mut Child, deadline: Instant) -> Result<Collected, SandboxError> {
+    let mut out = child.stdout.take();
+    let mut err = child.stderr.take();
+    let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
+    let mut buf = [0u8; 8192];
+    while out.is_some() || err.is_some() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Ok((lossy(&stdout), lossy(&stderr), None));
+        }
+        let ts = Timespec::try_from(left).unwrap_or(Timespec { tv_sec: 1, tv_nsec: 0 });
+        let (o_ready, e_ready) = {
+            let mut fds = Vec::with_capacity(2);
+            if let Some(o) = &out {
+                fds.push(PollFd::new(o, PollFlags::IN));
+            }
+            if let Some(e) = &err {
+                fds.push(PollFd::new(e, PollFlags::IN));
+            }
+            match rustix::event::poll(&mut fds, Some(&ts)) {
+                Ok(_) | Err(rustix::io::Errno::INTR) => {}
+                Err(e) => return Err(SandboxError::io("poll on the runner's output", e)),
+            }
+            let ready: Vec<bool> = fds.iter().map(|f| !f.revents().is_empty()).collect();
+            match (out.is_some(), err.is_some()) {
+                (true, true) => (ready[0], ready[1]),
+                (true, false) => (ready[0], false),
+                _ => (false, ready[0]),
+            }
+        };
+        if o_ready && let Some(o) = out.as_mut() {
+            match o.read(&mut buf) {
+                Ok(0) => out = None,
+                Ok(n) => stdout.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(SandboxError::io("reading the runner's stdout", e)),
+            }
+        }
+        if e_ready && let Some(e) = err.as_mut() {
+            match e.read(&mut buf) {
+                Ok(0) => err = None,
+                Ok(n) => stderr.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(SandboxError::io("reading the runner's stderr", e)),
+            }
+        }
+    }
+    let status = wait_until(child, deadline)?;
+    Ok((lossy(&stdout), lossy(&stderr), status))
+}
+
+/// Waits for `child` until `deadline` through a pidfd; `None` if it still runs then.
+pub(crate) fn wait_until(
+    child: &mut Child,
+    deadline: Instant,
+) -> Result<Option<std::process::ExitStatus>, SandboxError> {
+    let pid = Pid::from_raw(child.id() as i32)
+        .ok_or_else(|| SandboxError::Invalid("child with pid 0".into()))?;
+    // Safe against reuse: `child` is ours and unreaped until `wait` below.
+    let pidfd = rustix::process::pidfd_open(pid, PidfdFlags::empty())
+        .map_err(|e| SandboxError::io(format!("pidfd_open({pid:?})"), e))?;
+    let left = deadline.saturating_duration_since(Instant::now());
+    if !poll_readable(pidfd.as_fd(), left).map_err(|e| SandboxError::io("poll on runner", e))? {
+        return Ok(None);
+    }
+    child.wait().map(Some).map_err(|e| SandboxError::io("waiting for the runner", e))
+}
+
+/// SIGKILLs and reaps a runner: its PID 1 dies by `PR_SET_PDEATHSIG`, and the namespace with it.
+fn kill_and_reap(child: &mut Child) {
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+fn lossy(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}

@@ -1,0 +1,235 @@
+//! What this kernel and these privileges allow: [`Capabilities::probe`], rendered as a table by
+//! `racelab doctor`, and the cgroup leaf a run may use.
+
+use std::fmt;
+use std::path::Path;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::init::Init;
+use crate::proc::Fate;
+use crate::recycle::Mechanism;
+use crate::runner::PROBE_SCENARIO;
+use crate::spec::{RunOutcome, Spec, UserNs};
+
+/// One probed capability.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Capability {
+    /// Whether it is available.
+    pub available: bool,
+    /// How it was found out, or why it is missing.
+    pub detail: String,
+}
+
+impl Capability {
+    fn yes(detail: impl Into<String>) -> Capability {
+        Capability { available: true, detail: detail.into() }
+    }
+    fn no(detail: impl Into<String>) -> Capability {
+        Capability { available: false, detail: detail.into() }
+    }
+    fn from_json(v: &Value) -> Capability {
+        Capability {
+            available: v["ok"].as_bool().unwrap_or(false),
+            detail: v["detail"].as_str().unwrap_or("no answer").to_owned(),
+        }
+    }
+}
+
+/// What the lab can do here. Each field says whether and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Capabilities {
+    /// Effective uid 0.
+    pub root: Capability,
+    /// `pidfd_open` (Linux 5.3+).
+    pub pidfd: Capability,
+    /// A user namespace can be created (a real sandbox run with [`UserNs::Always`]).
+    pub user_ns: Capability,
+    /// A sandbox (PID + mount namespace, fresh /proc) can be built with [`UserNs::Auto`].
+    pub sandbox: Capability,
+    /// Inside a sandbox: writing `ns_last_pid` then forking gives the PID asked for.
+    pub ns_last_pid: Capability,
+    /// Inside a sandbox: `clone3` with `set_tid` gives the PID asked for.
+    pub clone3_set_tid: Capability,
+    /// `PR_SET_CHILD_SUBREAPER` (tried in a child inside a sandbox).
+    pub child_subreaper: Capability,
+    /// A cgroup v2 hierarchy is mounted.
+    pub cgroup_v2: Capability,
+    /// racelab can create and remove leaves under `<v2>/racelab`.
+    pub cgroup_v2_writable: Capability,
+    /// `cgroup.kill` (Linux 5.14+).
+    pub cgroup_kill: Capability,
+    /// A v1 freezer group can be created (the lab's "unkillable for a while").
+    pub freezer_v1: Capability,
+}
+
+impl Capabilities {
+    /// Probes everything, with real sandbox runs through `runner` (an executable whose main
+    /// calls [`crate::runner_main`]; the CLI passes its own path). Takes a few milliseconds.
+    pub fn probe(runner: &Path) -> Capabilities {
+        let root = rustix::process::geteuid().is_root();
+        let pidfd = match rustix::process::pidfd_open(
+            rustix::process::getpid(),
+            rustix::process::PidfdFlags::empty(),
+        ) {
+            Ok(_) => Capability::yes("pidfd_open(self) works"),
+            Err(e) => Capability::no(format!("pidfd_open(self): {e}")),
+        };
+        let spec = |user_ns| Spec { user_ns, deadline: Duration::from_secs(5), ..Spec::default() };
+        let sandbox_run =
+            crate::caller::run(runner, PROBE_SCENARIO, &json!({}), &spec(UserNs::Auto));
+        let (sandbox, inside) = match sandbox_run {
+            Ok(RunOutcome::Finished { output, .. }) => {
+                (Capability::yes(format!("PID+mount namespaces via {}", runner.display())), output)
+            }
+            Ok(other) => (Capability::no(format!("probe run: {other:?}")), Value::Null),
+            Err(e) => (Capability::no(e.to_string()), Value::Null),
+        };
+        let user_ns = probe_user_ns(runner, &spec(UserNs::Always));
+        let from_inside = |key: &str| {
+            if inside.is_null() {
+                Capability::no("needs a sandbox, which could not be built")
+            } else {
+                Capability::from_json(&inside[key])
+            }
+        };
+        let mounts = racelab_cgroup::Mounts::probe().ok();
+        let cgroup_v2 = match mounts.as_ref().and_then(|m| m.v2.clone()) {
+            Some(p) => Capability::yes(format!("mounted at {}", p.display())),
+            None => Capability::no("no cgroup2 mount in /proc/self/mountinfo"),
+        };
+        let writable = racelab_cgroup::v2_writable();
+        let base = mounts.as_ref().and_then(|m| m.v2_base());
+        let base_text = base.as_ref().map_or("<none>".into(), |b| b.display().to_string());
+        Capabilities {
+            root: if root {
+                Capability::yes("euid 0")
+            } else {
+                Capability::no(format!("euid {}", rustix::process::geteuid().as_raw()))
+            },
+            pidfd,
+            user_ns,
+            sandbox,
+            ns_last_pid: from_inside("ns_last_pid"),
+            clone3_set_tid: from_inside("set_tid"),
+            child_subreaper: from_inside("child_subreaper"),
+            cgroup_v2,
+            cgroup_v2_writable: if writable {
+                Capability::yes(format!("created and removed a leaf under {base_text}"))
+            } else {
+                Capability::no(format!("cannot create a leaf under {base_text}"))
+            },
+            cgroup_kill: if racelab_cgroup::cgroup_kill_supported() {
+                Capability::yes("cgroup.kill present")
+            } else {
+                Capability::no("no cgroup.kill file (Linux < 5.14, or no writable v2 cgroup)")
+            },
+            freezer_v1: match mounts.as_ref().and_then(|m| m.freezer_v1.clone()) {
+                None => Capability::no("no v1 freezer hierarchy mounted"),
+                Some(p) if racelab_cgroup::freezer_v1_usable() => {
+                    Capability::yes(format!("group created under {}", p.display()))
+                }
+                Some(p) => Capability::no(format!("cannot create a group under {}", p.display())),
+            },
+        }
+    }
+
+    /// (name, capability) rows in display order.
+    pub fn rows(&self) -> Vec<(&'static str, &Capability)> {
+        vec![
+            ("root", &self.root),
+            ("pidfd", &self.pidfd),
+            ("user namespaces", &self.user_ns),
+            ("sandbox (pid+mount ns)", &self.sandbox),
+            ("ns_last_pid", &self.ns_last_pid),
+            ("clone3 set_tid", &self.clone3_set_tid),
+            ("child subreaper", &self.child_subreaper),
+            ("cgroup v2", &self.cgroup_v2),
+            ("cgroup v2 writable", &self.cgroup_v2_writable),
+            ("cgroup.kill", &self.cgroup_kill),
+            ("v1 freezer", &self.freezer_v1),
+        ]
+    }
+}
+
+impl fmt::Display for Capabilities {
+    /// A Markdown table: capability | available | detail.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "| capability | available | detail |")?;
+        writeln!(f, "|---|---|---|")?;
+        for (name, c) in self.rows() {
+            let yes = if c.available { "yes" } else { "no" };
+            writeln!(f, "| {name} | {yes} | {} |", c.detail.replace('|', "/"))?;
+        }
+        Ok(())
+    }
+}
+
+fn probe_user_ns(runner: &Path, spec: &Spec) -> Capability {
+    let max = std::fs::read_to_string("/proc/sys/user/max_user_namespaces")
+        .ok()
+        .and_then(|t| t.trim().parse::<u64>().ok());
+    if max == Some(0) {
+        return Capability::no("/proc/sys/user/max_user_namespaces is 0");
+    }
+    match crate::caller::run(runner, PROBE_SCENARIO, &json!({}), spec) {
+        Ok(RunOutcome::Finished { output, .. }) if output["user_ns"] == json!(true) => {
+            Capability::yes("unshare(CLONE_NEWUSER) with uid/gid maps works")
+        }
+        Ok(other) => Capability::no(format!("probe run: {other:?}")),
+        Err(e) => Capability::no(e.to_string()),
+    }
+}
+
+/// The built-in `__probe` scenario: tries, as PID 1, what only works inside a sandbox.
+pub(crate) fn probe_scenario(init: &mut Init) -> Value {
+    let mut out = json!({ "user_ns": init.in_user_ns() });
+    for (key, mech) in [("ns_last_pid", Mechanism::NsLastPid), ("set_tid", Mechanism::SetTid)] {
+        out[key] = match try_recycle(init, mech) {
+            Ok(pid) => json!({"ok": true, "detail": format!("forced pid {pid} in the sandbox")}),
+            Err(e) => json!({"ok": false, "detail": e}),
+        };
+    }
+    let sub = init.fork(|| {
+        i32::from(rustix::process::set_child_subreaper(Some(rustix::process::getpid())).is_err())
+    });
+    out["child_subreaper"] = match sub.map(|c| c.fate(Duration::from_secs(5))) {
+        Ok(Ok(Fate::Exited { code: 0 })) => json!({"ok": true, "detail": "prctl works"}),
+        other => {
+            json!({"ok": false, "detail": format!("prctl(PR_SET_CHILD_SUBREAPER): {other:?}")})
+        }
+    };
+    out
+}
+
+fn try_recycle(init: &mut Init, mech: Mechanism) -> Result<i32, String> {
+    let child = init.fork(|| 0).map_err(|e| e.to_string())?;
+    let pid = child.pid();
+    child.fate(Duration::from_secs(5)).map_err(|e| e.to_string())?;
+    let victim = init.recycle(pid, mech).map_err(|e| e.to_string())?;
+    victim.kill(Duration::from_secs(5)).map_err(|e| e.to_string())?;
+    Ok(pid)
+}
+
+/// Creates this run's cgroup v2 leaf `<v2>/racelab/run.<owner>`, after removing leaves whose
+/// owner runner died (SIGKILLed runners cannot clean up).
+pub(crate) fn create_leaf() -> Result<racelab_cgroup::Leaf, String> {
+    let mounts = racelab_cgroup::Mounts::probe().map_err(|e| format!("cgroup mounts: {e}"))?;
+    let base = mounts.v2_base().ok_or("cgroup requested but no cgroup v2 hierarchy is mounted")?;
+    if base.exists() {
+        let _ = racelab_cgroup::gc_stale(&base);
+    }
+    racelab_cgroup::Leaf::create(&base, "run").map_err(|e| format!("cgroup leaf: {e}"))
+}
+
+/// Removes the cgroup leaves of runners that died (best effort). Returns how many.
+pub fn gc_stale_leaves() -> usize {
+    let Some(base) = racelab_cgroup::Mounts::probe().ok().and_then(|m| m.v2_base()) else {
+        return 0;
+    };
+    if !base.exists() {
+        return 0;
+    }
+    racelab_cgroup::gc_stale(&base).unwrap_or(0)
+}

@@ -1,0 +1,300 @@
+//! The runner's side: [`runner_main`] dispatches the hidden modes of a runner executable, and
+//! `__run` builds the sandbox, forks PID 1, enforces the deadline and prints one JSON report.
+//!
+//! The runner is a fresh exec and stays single-threaded: that is what makes `unshare` of a user
+//! namespace legal and `fork` safe here.
+
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::time::{Duration, Instant};
+
+use nix::sched::CloneFlags;
+use nix::sys::signal::{SigSet, SigmaskHow, Signal};
+use rustix::event::{PollFd, PollFlags, Timespec};
+use rustix::process::PidfdFlags;
+use serde_json::Value;
+
+use crate::caller::RUN_MODE;
+use crate::init::Init;
+use crate::proc::{Fate, poll_readable, try_reap};
+use crate::spec::{Fault, Pid1Message, Report, RunArgs, UserNs};
+
+/// PID 1's exit code when the runner was already dead when it armed `PR_SET_PDEATHSIG`.
+pub const EXIT_PARENT_GONE: i32 = 75;
+/// PID 1's exit code when it could not set up the namespace (mounts, cgroup).
+pub const EXIT_SETUP: i32 = 70;
+/// The argv[1] that selects the workload program in [`runner_main`].
+pub const WORKLOAD_MODE: &str = "__workload";
+/// The built-in scenario [`crate::Capabilities::probe`] runs.
+pub const PROBE_SCENARIO: &str = "__probe";
+
+/// How long the runner waits for a SIGKILLed PID 1 (and its namespace) to be gone.
+const KILL_GRACE: Duration = Duration::from_secs(2);
+
+/// The scenario table of a runner: name, input, PID 1's context -> output or error message.
+pub type Scenarios<'a> = &'a dyn Fn(&str, Value, &mut Init) -> Result<Value, String>;
+
+/// The `main` of a runner executable. Dispatches on argv[1]:
+/// - `__run <json>`: one sandbox run (what [`crate::run`] starts); prints one JSON report;
+/// - `__workload [options]`: the workload program ([`crate::workload`]).
+///
+/// Anything else prints a usage line and exits 2. Never returns.
+pub fn runner_main(scenarios: Scenarios<'_>) -> ! {
+    let args: Vec<String> = std::env::args().collect();
+    match args.get(1).map(String::as_str) {
+        Some(RUN_MODE) if args.len() == 3 => run_mode(&args[2], scenarios),
+        Some(WORKLOAD_MODE) => crate::workload_main::main(&args[2..]),
+        _ => {
+            eprintln!(
+                "usage: {} __run <json> | __workload [--ignore-term] [--report P] [--ctl P]\n\
+                 (a racelab sandbox runner: started by racelab_sandbox::run, not by hand)",
+                args.first().map_or("runner", String::as_str)
+            );
+            std::process::exit(2)
+        }
+    }
+}
+
+fn run_mode(json: &str, scenarios: Scenarios<'_>) -> ! {
+    let report = match serde_json::from_str::<RunArgs>(json) {
+        Ok(args) => {
+            // The report goes to a private copy of stdout; fd 1 becomes stderr so that nothing
+            // a scenario prints can corrupt the one JSON document.
+            let out = rustix::io::fcntl_dupfd_cloexec(std::io::stdout(), 3);
+            let _ = nix::unistd::dup2_stdout(std::io::stderr());
+            let report = setup_and_run(&args, scenarios).unwrap_or_else(|error| {
+                eprintln!("racelab-sandbox: setup failed: {error}");
+                Report::SetupFailed { error }
+            });
+            (report, out.ok())
+        }
+        Err(e) => (Report::SetupFailed { error: format!("bad runner arguments: {e}") }, None),
+    };
+    let text = serde_json::to_string(&report.0).unwrap_or_default() + "\n";
+    let written = match &report.1 {
+        Some(fd) => rustix::io::write(fd, text.as_bytes()).is_ok(),
+        None => rustix::io::write(std::io::stdout(), text.as_bytes()).is_ok(),
+    };
+    std::process::exit(if written { 0 } else { 1 })
+}
+
+fn setup_and_run(args: &RunArgs, scenarios: Scenarios<'_>) -> Result<Report, String> {
+    // A caller's blocked signals and an ignored SIGCHLD must not leak into PID 1: an ignored
+    // SIGCHLD makes the kernel auto-reap, so no wait would ever see a child's status.
+    nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)
+        .map_err(|e| format!("sigprocmask: {e}"))?;
+    racelab_sys::spawn::reset_to_default(Signal::SIGCHLD)
+        .map_err(|e| format!("reset SIGCHLD: {e}"))?;
+    let leaf = if args.spec.cgroup { Some(crate::caps::create_leaf()?) } else { None };
+    let user_ns = match args.spec.user_ns {
+        UserNs::Auto => !rustix::process::geteuid().is_root(),
+        UserNs::Always => true,
+        UserNs::Never => false,
+    };
+    let me = rustix::process::getpid();
+    let runner_pidfd = rustix::process::pidfd_open(me, PidfdFlags::empty())
+        .map_err(|e| format!("pidfd_open(self): {e}"))?;
+    enter_namespaces(user_ns)?;
+    let (rd, wr) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
+        .map_err(|e| format!("pipe: {e}"))?;
+    let start = Instant::now();
+    let forked = racelab_sys::ns::fork_run(|| {
+        pid1_main(args, wr.as_fd(), runner_pidfd.as_fd(), leaf.as_ref(), user_ns, scenarios)
+    })
+    .map_err(|e| format!("fork of PID 1: {e}"))?;
+    drop(wr);
+    if args.spec.announce {
+        let cg = leaf.as_ref().map_or("-".into(), |l| l.path().display().to_string());
+        eprintln!("racelab-sandbox: pid1 {} cgroup {cg}", forked.pid);
+    }
+    if args.spec.fault == Fault::RunnerDiesBeforePdeathsig {
+        // Die now, before PID 1 arms PR_SET_PDEATHSIG: its re-check must notice.
+        racelab_sys::ns::exit_now(0);
+    }
+    let deadline = start + args.spec.deadline;
+    let (msg, fate, overran) = supervise(&forked.pidfd, &rd, deadline)?;
+    let elapsed = start.elapsed().as_nanos() as u64;
+    if let Some(leaf) = leaf
+        && let Err(e) = leaf.kill_and_remove(Instant::now() + KILL_GRACE)
+    {
+        eprintln!("racelab-sandbox: removing the cgroup leaf: {e}");
+    }
+    if overran {
+        return Ok(Report::Overran { after_ns: elapsed, leftover: fate.is_none() });
+    }
+    let msg: Option<Pid1Message> = if msg.is_empty() {
+        None
+    } else {
+        Some(serde_json::from_slice(&msg).map_err(|e| format!("PID 1's message: {e}"))?)
+    };
+    Ok(match (msg, fate) {
+        (Some(Pid1Message::Done(Ok(output))), _) => Report::Finished { output, wall_ns: elapsed },
+        (Some(Pid1Message::Done(Err(error))), _) => Report::Failed { error, wall_ns: elapsed },
+        (Some(Pid1Message::Setup(error)), _) => Report::SetupFailed { error },
+        (None, Some(Fate::Exited { code })) => {
+            Report::Crashed { status: format!("PID 1 exited with {code} without a result") }
+        }
+        (None, Some(Fate::Killed { signal })) => {
+            Report::Crashed { status: format!("PID 1 killed by signal {signal}") }
+        }
+        (None, _) => Report::Crashed { status: "PID 1 vanished".into() },
+    })
+}
+
+/// unshare(PID + mount [+ user]); with a user namespace, maps the caller's uid/gid to 0.
+fn enter_namespaces(user_ns: bool) -> Result<(), String> {
+    let uid = rustix::process::geteuid().as_raw();
+    let gid = rustix::process::getegid().as_raw();
+    let mut flags = CloneFlags::CLONE_NEWPID | CloneFlags::CLONE_NEWNS;
+    if user_ns {
+        flags |= CloneFlags::CLONE_NEWUSER;
+    }
+    nix::sched::unshare(flags).map_err(|e| format!("unshare({flags:?}): {e}"))?;
+    if user_ns {
+        let w = |path: &str, text: String| {
+            std::fs::write(path, &text).map_err(|e| format!("write {text:?} to {path}: {e}"))
+        };
+        // setgroups must be denied before an unprivileged process may write gid_map.
+        w("/proc/self/setgroups", "deny".into())?;
+        w("/proc/self/uid_map", format!("0 {uid} 1"))?;
+        w("/proc/self/gid_map", format!("0 {gid} 1"))?;
+    }
+    Ok(())
+}
+
+/// Reads PID 1's message and waits for it to exit, until `deadline`; then SIGKILLs it.
+/// Returns (message bytes, its fate if collected, overran).
+fn supervise(
+    pidfd: &OwnedFd,
+    rd: &OwnedFd,
+    deadline: Instant,
+) -> Result<(Vec<u8>, Option<Fate>, bool), String> {
+    let mut msg = Vec::new();
+    let mut pipe_open = true;
+    let mut buf = [0u8; 8192];
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        let ts = Timespec::try_from(left).unwrap_or(Timespec { tv_sec: 1, tv_nsec: 0 });
+        let mut fds = [PollFd::new(pidfd, PollFlags::IN), PollFd::new(rd, PollFlags::IN)];
+        let n = if pipe_open { 2 } else { 1 };
+        match rustix::event::poll(&mut fds[..n], Some(&ts)) {
+            Ok(_) | Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(format!("poll: {e}")),
+        }
+        let (exited, readable) =
+            (!fds[0].revents().is_empty(), n == 2 && !fds[1].revents().is_empty());
+        if readable {
+            pipe_open = read_some(rd, &mut buf, &mut msg)?;
+        }
+        if exited {
+            let fate = try_reap(pidfd.as_fd()).map_err(|e| format!("waitid(PID 1): {e}"))?;
+            // Everything in the namespace died before PID 1 became reapable: the pipe's other
+            // write ends are closed, so draining to EOF is bounded.
+            while pipe_open && poll_readable(rd.as_fd(), KILL_GRACE).unwrap_or(false) {
+                pipe_open = read_some(rd, &mut buf, &mut msg)?;
+            }
+            return Ok((msg, fate, false));
+        }
+    }
+    // Overran: SIGKILL to PID 1 makes the kernel kill the whole namespace.
+    let _ = rustix::process::pidfd_send_signal(pidfd, rustix::process::Signal::KILL);
+    let fate = if poll_readable(pidfd.as_fd(), KILL_GRACE).unwrap_or(false) {
+        try_reap(pidfd.as_fd()).ok().flatten()
+    } else {
+        None
+    };
+    Ok((msg, fate, true))
+}
+
+/// One read into `msg`; false at EOF.
+fn read_some(rd: &OwnedFd, buf: &mut [u8], msg: &mut Vec<u8>) -> Result<bool, String> {
+    match rustix::io::read(rd, &mut *buf) {
+        Ok(0) => Ok(false),
+        Ok(n) => {
+            msg.extend_from_slice(&buf[..n]);
+            Ok(true)
+        }
+        Err(rustix::io::Errno::INTR) => Ok(true),
+        Err(e) => Err(format!("read from PID 1: {e}")),
+    }
+}
+
+/// PID 1: arm the parent-death signal, mount /proc, join the cgroup, run the scenario.
+fn pid1_main(
+    args: &RunArgs,
+    out: BorrowedFd<'_>,
+    runner: BorrowedFd<'_>,
+    leaf: Option<&racelab_cgroup::Leaf>,
+    user_ns: bool,
+    scenarios: Scenarios<'_>,
+) -> i32 {
+    if args.spec.fault == Fault::RunnerDiesBeforePdeathsig {
+        let _ = poll_readable(runner, Duration::from_secs(10));
+    }
+    if rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))
+        .is_err()
+    {
+        return EXIT_SETUP;
+    }
+    // The runner may have died before the prctl above, and then no signal will ever come.
+    // getppid() cannot tell (it is 0 here: the parent lives outside this PID namespace), so the
+    // re-check is on the runner's pidfd, which is readable once the runner has exited.
+    if poll_readable(runner, Duration::ZERO).unwrap_or(true) {
+        return EXIT_PARENT_GONE;
+    }
+    let send = |m: &Pid1Message| {
+        let text = serde_json::to_vec(m).unwrap_or_default();
+        let _ = rustix::io::write(out, &text);
+    };
+    let host_pid = match setup_pid1(leaf) {
+        Ok(p) => p,
+        Err(e) => {
+            send(&Pid1Message::Setup(e));
+            return EXIT_SETUP;
+        }
+    };
+    let mut init = Init::new(host_pid, user_ns);
+    let input = args.input.clone();
+    let result = catch_unwind(AssertUnwindSafe(|| {
+        if args.scenario == PROBE_SCENARIO {
+            Ok(crate::caps::probe_scenario(&mut init))
+        } else {
+            scenarios(&args.scenario, input, &mut init)
+        }
+    }))
+    .unwrap_or_else(|p| {
+        let what = p
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| p.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        Err(format!("scenario panicked: {what}"))
+    });
+    // Drop the handles first: they kill and reap what the scenario left.
+    drop(init);
+    send(&Pid1Message::Done(result));
+    0
+}
+
+/// Private mounts, a fresh /proc, the cgroup leaf. Returns PID 1's pid in the host namespace.
+fn setup_pid1(leaf: Option<&racelab_cgroup::Leaf>) -> Result<i32, String> {
+    use nix::mount::{MsFlags, mount};
+    // Before the new /proc hides it, the old one (of the host's PID namespace) names us.
+    let host_pid = std::fs::read_link("/proc/self")
+        .ok()
+        .and_then(|p| p.to_str()?.parse().ok())
+        .ok_or("cannot read /proc/self")?;
+    // Private first: nothing mounted below may propagate back to the host's mount namespace.
+    mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)
+        .map_err(|e| format!("make / private: {e}"))?;
+    let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+    mount(Some("proc"), "/proc", Some("proc"), flags, None::<&str>)
+        .map_err(|e| format!("mount a fresh /proc: {e}"))?;
+    if let Some(leaf) = leaf {
+        leaf.add(0).map_err(|e| format!("join the cgroup leaf: {e}"))?;
+    }
+    Ok(host_pid)
+}

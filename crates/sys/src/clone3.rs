@@ -1,0 +1,74 @@
+//! `clone3(2)` with `set_tid`: create a child with an exact PID (the sandbox's second
+//! PID-recycling mechanism). Neither rustix nor nix wraps `clone3`, so this is a raw
+//! `libc::syscall`.
+//!
+//! `set_tid` (Linux 5.5+) asks for a specific PID in the caller's PID namespace; it needs
+//! `CAP_SYS_ADMIN` in the user namespace that owns that PID namespace (true for root and for the
+//! sandbox's PID 1 inside its own user namespace). A busy PID fails with `EEXIST`: the kernel
+//! never silently hands out another one (unlike `ns_last_pid`).
+
+use std::io;
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+
+use crate::ns::{Forked, child_body, ensure_single_threaded};
+
+/// `struct clone_args` of `clone3(2)` (uapi `linux/sched.h`, `CLONE_ARGS_SIZE_VER2`, 88 bytes).
+#[repr(C)]
+#[derive(Default)]
+struct CloneArgs {
+    flags: u64,
+    pidfd: u64,
+    child_tid: u64,
+    parent_tid: u64,
+    exit_signal: u64,
+    stack: u64,
+    stack_size: u64,
+    tls: u64,
+    set_tid: u64,
+    set_tid_size: u64,
+    cgroup: u64,
+}
+
+const CLONE_PIDFD: u64 = 0x1000;
+
+/// Like [`crate::ns::fork_run`], through `clone3(CLONE_PIDFD)` and, with `set_tid: Some(p)`,
+/// with the child's PID forced to `p` (in the caller's PID namespace).
+///
+/// Errors: `EEXIST` when `p` is in use, `EPERM` without `CAP_SYS_ADMIN` over the PID namespace,
+/// `EINVAL` when `p` is out of range, `ENOSYS` before Linux 5.3 (5.5 for `set_tid`). Refuses
+/// (nothing created) when the process has more than one thread. The pidfd comes from the same
+/// syscall that creates the child, so it can never name another process.
+///
+/// Note: glibc's `fork` also refreshes the child's cached thread id (`CLONE_CHILD_SETTID`), a
+/// raw `clone3` cannot; Rust's std does not read that cache, and the closure should stay small
+/// (read a pipe, `_exit`), as the sandbox's victims do.
+pub fn clone3_run<F: FnOnce() -> i32>(set_tid: Option<i32>, f: F) -> io::Result<Forked> {
+    ensure_single_threaded("clone3")?;
+    let tid: [libc::pid_t; 1] = [set_tid.unwrap_or(0)];
+    let mut pidfd: RawFd = -1;
+    let args = CloneArgs {
+        flags: CLONE_PIDFD,
+        pidfd: &mut pidfd as *mut RawFd as u64,
+        exit_signal: libc::SIGCHLD as u64,
+        set_tid: if set_tid.is_some() { tid.as_ptr() as u64 } else { 0 },
+        set_tid_size: u64::from(set_tid.is_some()),
+        ..CloneArgs::default()
+    };
+    // SAFETY: clone3 without CLONE_VM behaves like fork: the child gets a copy-on-write copy of
+    // this single-threaded process (checked above) and returns here with 0, then runs only
+    // `child_body`, which never returns. `args`, `tid` and `pidfd` are live, correctly sized
+    // and aligned for the whole call.
+    let ret = unsafe {
+        libc::syscall(libc::SYS_clone3, &args as *const CloneArgs, std::mem::size_of::<CloneArgs>())
+    };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if ret == 0 {
+        child_body(f);
+    }
+    // SAFETY: CLONE_PIDFD made the kernel store a fresh pidfd, owned by nobody else, in `pidfd`
+    // when clone3 succeeded.
+    let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd) };
+    Ok(Forked { pid: ret as i32, pidfd })
+}

@@ -1,0 +1,115 @@
+//! Signal dispositions: raw `sigaction(2)` installs of C-ABI handlers, `SIG_DFL`/`SIG_IGN`
+//! resets, and signal state to apply in a spawned child between fork and exec.
+//!
+//! nix marks `sigaction` unsafe because a handler that is not async-signal-safe can corrupt
+//! the interrupted thread (a handler that allocates while the interrupted thread holds the
+//! allocator lock deadlocks). The wrappers here keep that unsafety in this crate and move the
+//! obligation into a documented contract on [`install_handler`]: the handler must only do
+//! async-signal-safe work (atomics, raw syscalls such as `kill(2)`/`write(2)`, no allocation,
+//! no locks). The legacy replicas need exactly this: their originals install plain C handlers
+//! with flags such as `SA_RESETHAND`.
+
+use std::os::raw::c_int;
+use std::os::unix::process::CommandExt;
+use std::process::Command;
+
+use nix::errno::Errno;
+use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, SigmaskHow, Signal};
+
+/// A C-ABI signal handler: `void handler(int signo)`.
+pub type Handler = extern "C" fn(c_int);
+
+/// Installs `handler` for `signal` with `flags` (e.g. `SA_RESETHAND`) and an empty `sa_mask`,
+/// via `sigaction(2)`. Returns the previous disposition.
+///
+/// Contract: `handler` must be async-signal-safe (see the module docs). It may run on any
+/// thread of the process, at any instruction.
+pub fn install_handler(
+    signal: Signal,
+    handler: Handler,
+    flags: SaFlags,
+) -> Result<SigAction, Errno> {
+    let action = SigAction::new(SigHandler::Handler(handler), flags, SigSet::empty());
+    // SAFETY: the handler is a plain `extern "C" fn(c_int)`; the caller's documented contract is
+    // that it only does async-signal-safe work, which is what sigaction(2) requires.
+    unsafe { nix::sys::signal::sigaction(signal, &action) }
+}
+
+/// Resets `signal` to `SIG_DFL` via `sigaction(2)`. Returns the previous disposition.
+pub fn restore_default(signal: Signal) -> Result<SigAction, Errno> {
+    let action = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
+    // SAFETY: SIG_DFL runs no code of ours in signal context.
+    unsafe { nix::sys::signal::sigaction(signal, &action) }
+}
+
+/// Sets `signal` to `SIG_IGN` via `sigaction(2)`. Returns the previous disposition.
+/// An ignored disposition survives `fork` and `execve`.
+pub fn ignore(signal: Signal) -> Result<SigAction, Errno> {
+    let action = SigAction::new(SigHandler::SigIgn, SaFlags::empty(), SigSet::empty());
+    // SAFETY: SIG_IGN runs no code of ours in signal context.
+    unsafe { nix::sys::signal::sigaction(signal, &action) }
+}
+
+/// Makes `cmd`'s child ignore `signals` (`SIG_IGN` set between fork and exec), as a
+/// non-interactive shell does for `cmd &` (SIGINT and SIGQUIT). The parent is unaffected.
+pub fn ignore_in_child(cmd: &mut Command, signals: Vec<Signal>) {
+    let ignore_all = move || -> Result<(), Errno> {
+        for &signal in &signals {
+            let action = SigAction::new(SigHandler::SigIgn, SaFlags::empty(), SigSet::empty());
+            // SAFETY: SIG_IGN runs no code in signal context; sigaction(2) is
+            // async-signal-safe, as required between fork and exec.
+            unsafe { nix::sys::signal::sigaction(signal, &action) }?;
+        }
+        Ok(())
+    };
+    // SAFETY: the closure only calls sigaction(2), which is async-signal-safe, and allocates
+    // nothing (the Vec was built before fork).
+    unsafe { cmd.pre_exec(move || ignore_all().map_err(std::io::Error::from)) };
+}
+
+/// Unblocks every signal in `cmd`'s child between fork and exec (`sigprocmask(SIG_SETMASK,
+/// {})`). std's `Command` passes the parent's blocked mask on to the child; a parent that
+/// blocks signals to `sigwait` for them must not hand that mask to the program it runs.
+pub fn unblock_all_in_child(cmd: &mut Command) {
+    // SAFETY: the closure only calls sigprocmask(2), which is async-signal-safe, and
+    // allocates nothing.
+    unsafe {
+        cmd.pre_exec(|| {
+            nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)
+                .map_err(std::io::Error::from)
+        })
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::process::Stdio;
+
+    fn sig_mask_line(out: &str, key: &str) -> u64 {
+        let line = out.lines().find(|l| l.starts_with(key)).expect("status line");
+        u64::from_str_radix(line[key.len()..].trim(), 16).expect("hex mask")
+    }
+
+    #[test]
+    fn ignore_in_child_sets_sig_ign_in_the_child_only() {
+        let mut cmd = Command::new("cat");
+        cmd.arg("/proc/self/status").stdout(Stdio::piped());
+        ignore_in_child(&mut cmd, vec![Signal::SIGINT, Signal::SIGQUIT]);
+        let out = cmd.output().expect("run cat");
+        let text = String::from_utf8_lossy(&out.stdout);
+        let ign = sig_mask_line(&text, "SigIgn:");
+        assert_ne!(ign & (1 << (Signal::SIGINT as u64 - 1)), 0, "{text}");
+        assert_ne!(ign & (1 << (Signal::SIGQUIT as u64 - 1)), 0, "{text}");
+    }
+
+    #[test]
+    fn unblock_all_in_child_clears_the_inherited_mask() {
+        let mut cmd = Command::new("cat");
+        cmd.arg("/proc/self/status").stdout(Stdio::piped());
+        unblock_all_in_child(&mut cmd);
+        let out = cmd.output().expect("run cat");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(sig_mask_line(&text, "SigBlk:"), 0, "{text}");
+    }
+}

@@ -1,0 +1,275 @@
+//! The race catalog (RACES.md): each race as data, with its origin, its schedule in the hooks'
+//! text form, the setup the lab builds, and what each design must show.
+
+use crate::verdict::{Expect, Invariant};
+use serde::Serialize;
+use std::time::Duration;
+
+/// The designs the lab knows. Each legacy one models a public design (see crates/legacy).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DesignId {
+    /// piano before ecca3b9: four global atomics, three threads and a signal handler.
+    GlobalAtomics,
+    /// piano after ecca3b9: one flag, one thread, a 10 ms polling loop.
+    PollingFix,
+    /// buildah run_common.go: SIGKILL, then poll the state every 100 ms with no deadline.
+    UnboundedPoll,
+    /// A PID 1 that reaps one child per SIGCHLD.
+    ReapOnce,
+    /// A PID 1 whose waitpid(-1) reaper steals the main child's status.
+    GreedyReaper,
+    /// rvos qemu-lock.sh before d32fae6: flock, then exec the program.
+    ExecUnderLock,
+    /// The reference supervisor (crates/supervisor).
+    Reference,
+}
+
+impl DesignId {
+    /// Every design, legacy first.
+    pub const ALL: [DesignId; 7] = [
+        DesignId::GlobalAtomics,
+        DesignId::PollingFix,
+        DesignId::UnboundedPoll,
+        DesignId::ReapOnce,
+        DesignId::GreedyReaper,
+        DesignId::ExecUnderLock,
+        DesignId::Reference,
+    ];
+
+    /// The name used on the command line and in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            DesignId::GlobalAtomics => "global_atomics",
+            DesignId::PollingFix => "polling_fix",
+            DesignId::UnboundedPoll => "unbounded_poll",
+            DesignId::ReapOnce => "reap_once",
+            DesignId::GreedyReaper => "greedy_reaper",
+            DesignId::ExecUnderLock => "exec_under_lock",
+            DesignId::Reference => "reference",
+        }
+    }
+
+    /// Looks a design up by name.
+    pub fn by_name(name: &str) -> Option<DesignId> {
+        DesignId::ALL.into_iter().find(|d| d.name() == name)
+    }
+}
+
+/// How the lab stops the run from outside, besides the schedule's own actions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Stop {
+    /// Nothing: the child ends by itself or through scheduled actions.
+    None,
+    /// Once the child is ready: freeze it (v1 freezer), then send SIGINT to the supervisor.
+    FreezeThenInterrupt,
+    /// Once the child is ready: SIGKILL the outer process that started the design.
+    KillOuter,
+}
+
+/// What the lab builds for one race.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Setup {
+    /// The design's duration limit (`--duration`, `--timeout`).
+    pub duration: Option<Duration>,
+    /// The grace period between the stop signal and SIGKILL (`--kill-timeout`); zero = none.
+    pub grace: Duration,
+    /// The supervised child keeps running after SIGTERM.
+    pub child_ignores_term: bool,
+    /// A control command the child runs once it is ready (`fork-orphans 50`, `exit 7`).
+    pub child_start: Option<&'static str>,
+    /// The lab's own stop.
+    pub stop: Stop,
+    /// I4's bound: how long after a stop request the supervisor may take to return.
+    pub bound: Duration,
+    /// The design runs as a child subreaper (PID 1 duty).
+    pub subreaper: bool,
+    /// After the bound passed with the supervisor still running, send a second SIGINT (Q4).
+    pub second_interrupt: bool,
+}
+
+impl Setup {
+    const BASE: Setup = Setup {
+        duration: None,
+        grace: Duration::ZERO,
+        child_ignores_term: false,
+        child_start: None,
+        stop: Stop::None,
+        bound: Duration::from_millis(300),
+        subreaper: false,
+        second_interrupt: false,
+    };
+}
+
+/// One catalogued race.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Race {
+    /// Short id, `Q1`.
+    pub id: &'static str,
+    /// What goes wrong, as a name: `kill-recycled-pid`.
+    pub slug: &'static str,
+    /// One line.
+    pub title: &'static str,
+    /// The public bug it comes from.
+    pub origin: &'static str,
+    /// The interleaving, in the hooks' schedule text form.
+    pub schedule: &'static str,
+    /// What the lab builds.
+    pub setup: Setup,
+    /// The invariants the oracle checks for this race.
+    pub invariants: &'static [Invariant],
+    /// The designs it runs against, with what each must show.
+    pub designs: &'static [(DesignId, Expect)],
+}
+
+use DesignId::*;
+use Invariant::*;
+
+/// The first catalog.
+pub static CATALOG: &[Race] = &[
+    Race {
+        id: "Q1",
+        slug: "kill-recycled-pid",
+        title: "SIGKILL reaches a process that took the reaped child's PID",
+        origin: "rocketman-code/piano issue #620, fixed in commit ecca3b9",
+        schedule: "on duration.expired: ready(child)\n\
+                   on escalation.pid_loaded: exit(child)\n\
+                   on main.reaped: recycle(child)\n\
+                   main.reaped < escalation.before_kill\n\
+                   escalation.kill_sent < main.classified",
+        setup: Setup {
+            duration: Some(Duration::from_millis(5)),
+            grace: Duration::from_millis(5),
+            child_ignores_term: true,
+            ..Setup::BASE
+        },
+        invariants: &[I1NoStraySignal],
+        designs: &[(GlobalAtomics, Expect::Reproduce(&[I1NoStraySignal])), (Reference, Expect::Prevent)],
+    },
+    Race {
+        id: "Q3",
+        slug: "force-flag-after-classify",
+        title: "a SIGKILL was sent but the report says the duration ended it",
+        origin: "rocketman-code/piano issue #620, fixed in commit ecca3b9",
+        schedule: "on duration.expired: ready(child)\n\
+                   on escalation.pid_loaded: exit(child)\n\
+                   main.classified < escalation.before_force_flag\n\
+                   escalation.kill_sent < lab.design_returned",
+        setup: Setup {
+            duration: Some(Duration::from_millis(5)),
+            grace: Duration::from_millis(5),
+            child_ignores_term: true,
+            ..Setup::BASE
+        },
+        invariants: &[I2TrueStopReason],
+        designs: &[(GlobalAtomics, Expect::Reproduce(&[I2TrueStopReason])), (Reference, Expect::Prevent)],
+    },
+    Race {
+        id: "Q4",
+        slug: "signal-before-pid-store",
+        title: "an interrupt during spawn is never forwarded; the child is SIGKILLed untold",
+        origin: "rocketman-code/piano issue #620, fixed in commit ecca3b9",
+        schedule: "on main.spawned: ready(child)\n\
+                   on main.spawned: interrupt(design)\n\
+                   signal.forwarded < main.pid_stored",
+        setup: Setup { grace: Duration::from_millis(20), ..Setup::BASE },
+        invariants: &[I3InterruptDelivered],
+        designs: &[
+            (GlobalAtomics, Expect::Reproduce(&[I3InterruptDelivered])),
+            (PollingFix, Expect::Prevent),
+            (Reference, Expect::Prevent),
+        ],
+    },
+    Race {
+        id: "Q4b",
+        slug: "signal-before-pid-store-no-grace",
+        title: "with no kill timeout the same interrupt leaves the supervisor waiting forever",
+        origin: "rocketman-code/piano issue #620, fixed in commit ecca3b9",
+        schedule: "on main.spawned: ready(child)\n\
+                   on main.spawned: interrupt(design)\n\
+                   signal.forwarded < main.pid_stored",
+        setup: Setup { second_interrupt: true, ..Setup::BASE },
+        invariants: &[I3InterruptDelivered, I4BoundedStop, I5NoSurvivors],
+        designs: &[
+            (GlobalAtomics, Expect::Reproduce(&[I3InterruptDelivered, I4BoundedStop, I5NoSurvivors])),
+            (Reference, Expect::Prevent),
+        ],
+    },
+    Race {
+        id: "O2",
+        slug: "unbounded-wait-after-sigkill",
+        title: "after SIGKILL the supervisor polls an unkillable child with no deadline",
+        origin: "containers/buildah issue #6786",
+        schedule: "",
+        setup: Setup {
+            grace: Duration::from_millis(20),
+            stop: Stop::FreezeThenInterrupt,
+            bound: Duration::from_millis(600),
+            ..Setup::BASE
+        },
+        invariants: &[I4BoundedStop],
+        designs: &[(UnboundedPoll, Expect::Reproduce(&[I4BoundedStop])), (Reference, Expect::Prevent)],
+    },
+    Race {
+        id: "Z1",
+        slug: "zombie-accumulation",
+        title: "a PID 1 that reaps one child per SIGCHLD leaves zombies after a burst",
+        origin: "dualeai/exec-sandbox guest-agent (TestPid1ZombieReaping); catatonit issue 4",
+        schedule: "on reaper.woke: orphans(child)",
+        setup: Setup { child_start: Some("fork-orphans 50"), subreaper: true, ..Setup::BASE },
+        invariants: &[I6NoZombies],
+        designs: &[(ReapOnce, Expect::Reproduce(&[I6NoZombies])), (Reference, Expect::Prevent)],
+    },
+    Race {
+        id: "Z2",
+        slug: "reaper-steals-status",
+        title: "a waitpid(-1) reaper consumes the main child's status; the waiter invents one",
+        origin: "dualeai/exec-sandbox guest-agent init.rs reap_zombies vs tokio Child::wait",
+        schedule: "on main.spawned: exit(child, 7)\n\
+                   reaper.reaped < main.pid_stored",
+        setup: Setup { subreaper: true, ..Setup::BASE },
+        invariants: &[I7TrueExitStatus],
+        designs: &[(GreedyReaper, Expect::Reproduce(&[I7TrueExitStatus])), (Reference, Expect::Prevent)],
+    },
+    Race {
+        id: "O1",
+        slug: "orphan-on-wrapper-death",
+        title: "the program exec'd under a lock outlives its killed parent and keeps the lock",
+        origin: "XMPPwocky/surely-this-cant-work (rvos) bug 0017, fixed in d32fae6",
+        schedule: "",
+        setup: Setup { stop: Stop::KillOuter, ..Setup::BASE },
+        invariants: &[I5NoSurvivors],
+        designs: &[(ExecUnderLock, Expect::Reproduce(&[I5NoSurvivors])), (Reference, Expect::Prevent)],
+    },
+];
+
+/// Looks a race up by id (`Q1`) or slug (`kill-recycled-pid`), case-insensitively.
+pub fn find(name: &str) -> Option<&'static Race> {
+    CATALOG.iter().find(|r| r.id.eq_ignore_ascii_case(name) || r.slug.eq_ignore_ascii_case(name))
+}
+
+/// Every known race name, for error messages.
+pub fn known_names() -> String {
+    CATALOG.iter().map(|r| format!("{} ({})", r.id, r.slug)).collect::<Vec<_>>().join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_race_runs_against_the_reference_and_at_least_one_legacy_design() {
+        for race in CATALOG {
+            assert!(race.designs.iter().any(|(d, e)| *d == Reference && *e == Expect::Prevent), "{}", race.id);
+            assert!(race.designs.iter().any(|(d, e)| *d != Reference && matches!(e, Expect::Reproduce(_))));
+        }
+    }
+
+    #[test]
+    fn races_are_found_by_id_or_slug() {
+        assert_eq!(find("q1").map(|r| r.slug), Some("kill-recycled-pid"));
+        assert_eq!(find("zombie-accumulation").map(|r| r.id), Some("Z1"));
+        assert!(find("Q2").is_none());
+    }
+}

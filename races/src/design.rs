@@ -1,0 +1,232 @@
+//! The Design adapter: one small interface every design is driven through, and the report
+//! shape the oracle compares with ground truth.
+//!
+//! An adapter runs inside the design process (a child of the lab's init, one design per
+//! process: the legacy replicas keep real process-wide state). It starts the workload under
+//! supervision with the race's options and returns the design's own report. External events
+//! (interrupts, terminations) are real signals the lab sends to this process.
+
+use crate::catalog::{DesignId, Setup, Stop};
+use racelab_legacy::{RunOptions, StopReason as PianoReason, piano};
+use racelab_supervisor as reference;
+use serde::{Deserialize, Serialize};
+use std::ffi::OsString;
+use std::path::Path;
+use std::time::Duration;
+
+/// A stop reason, normalised across designs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reason {
+    /// The child ended on its own.
+    Exited,
+    /// The duration limit ended it.
+    Duration,
+    /// An interrupt ended it.
+    Interrupted,
+    /// The design says it had to SIGKILL the child.
+    ForcedKill,
+    /// The design says the child could not be killed.
+    Unkillable,
+    /// The design has no notion of a stop reason (it reports a status only).
+    Unreported,
+    /// The design failed to supervise at all.
+    Failed,
+}
+
+/// How the child ended, as the design reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// Exit code.
+    Code(i32),
+    /// Killed by this signal.
+    Signal(i32),
+}
+
+/// The design's own word. The oracle never trusts it: it compares it with ground truth.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DesignReport {
+    /// The stop reason it reports.
+    pub reason: Reason,
+    /// The child's status it reports (None: it has none).
+    pub status: Option<Status>,
+    /// The exit code its front end would return.
+    pub exit_code: i32,
+    /// Warnings it would print.
+    pub warnings: Vec<String>,
+    /// Its report verbatim, for the record.
+    pub raw: String,
+}
+
+impl DesignReport {
+    fn failed(what: impl std::fmt::Display) -> DesignReport {
+        DesignReport {
+            reason: Reason::Failed,
+            status: None,
+            exit_code: 125,
+            warnings: Vec::new(),
+            raw: what.to_string(),
+        }
+    }
+}
+
+/// The reference's grace when the race asks for none: piano's `--kill-timeout 0` means "never
+/// escalate"; the reference always bounds its wait, so it gets its own bound instead.
+const REFERENCE_DEFAULT_GRACE: Duration = Duration::from_millis(200);
+
+fn std_status(status: std::process::ExitStatus) -> Option<Status> {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(c), _) => Some(Status::Code(c)),
+        (None, Some(s)) => Some(Status::Signal(s)),
+        _ => None,
+    }
+}
+
+/// Runs `design` over `program args` with the race's options, in this (dedicated) process.
+///
+/// `lockfile` is for the lock-wrapper designs (O1). Returns only for designs that return: the
+/// exec-based wrapper replaces this process.
+pub fn run(
+    design: DesignId,
+    setup: &Setup,
+    runner: &Path,
+    program: &Path,
+    args: &[OsString],
+    lockfile: &Path,
+) -> DesignReport {
+    match design {
+        DesignId::GlobalAtomics | DesignId::PollingFix => {
+            let mut opts = RunOptions::new(program.as_os_str(), args.to_vec());
+            opts.duration = setup.duration;
+            opts.kill_timeout = setup.grace;
+            let outcome = if design == DesignId::GlobalAtomics {
+                racelab_legacy::global_atomics::run_child(&opts)
+            } else {
+                racelab_legacy::polling_fix::run_child(&opts)
+            };
+            match outcome {
+                Ok(o) => DesignReport {
+                    reason: match o.stop_reason {
+                        PianoReason::Normal => Reason::Exited,
+                        PianoReason::Duration => Reason::Duration,
+                        PianoReason::Interrupted => Reason::Interrupted,
+                        PianoReason::ForceKilled => Reason::ForcedKill,
+                    },
+                    status: std_status(o.status),
+                    exit_code: piano::exit_code(&o),
+                    warnings: if o.stop_reason == PianoReason::ForceKilled {
+                        vec![piano::FORCE_KILL_WARNING.to_string()]
+                    } else {
+                        Vec::new()
+                    },
+                    raw: format!("{o:?}"),
+                },
+                Err(e) => DesignReport::failed(e),
+            }
+        }
+        DesignId::UnboundedPoll => match racelab_legacy::unbounded_poll::run(program.as_os_str(), args) {
+            Ok(status) => DesignReport {
+                reason: Reason::Unreported,
+                status: std_status(status),
+                exit_code: racelab_legacy::cli::shell_code(status),
+                warnings: Vec::new(),
+                raw: format!("{status:?}"),
+            },
+            Err(e) => DesignReport::failed(e),
+        },
+        DesignId::ReapOnce | DesignId::GreedyReaper => {
+            let result = if design == DesignId::ReapOnce {
+                racelab_legacy::reap_once::run(program.as_os_str(), args)
+            } else {
+                racelab_legacy::greedy_reaper::run(program.as_os_str(), args)
+            };
+            match result {
+                Ok(code) => DesignReport {
+                    reason: Reason::Unreported,
+                    // These agents report a code only: a lost status shows as their made-up -1.
+                    status: Some(Status::Code(code)),
+                    exit_code: code,
+                    warnings: Vec::new(),
+                    raw: format!("exit code {code}"),
+                },
+                Err(e) => DesignReport::failed(e),
+            }
+        }
+        DesignId::ExecUnderLock => {
+            // Replaces this process with the program, which inherits the lock: never returns.
+            let mut argv: Vec<OsString> = vec!["--lockfile".into(), lockfile.into(), "--".into()];
+            argv.push(program.into());
+            argv.extend(args.iter().cloned());
+            racelab_legacy::wrapper_main("exec-under-lock", argv)
+        }
+        DesignId::Reference => run_reference(setup, runner, program, args, lockfile),
+    }
+}
+
+fn run_reference(
+    setup: &Setup,
+    runner: &Path,
+    program: &Path,
+    args: &[OsString],
+    lockfile: &Path,
+) -> DesignReport {
+    if let Err(e) = reference::block_signals(&reference::DEFAULT_FORWARD) {
+        return DesignReport::failed(e);
+    }
+    let mut config = reference::Config {
+        timeout: setup.duration,
+        grace: if setup.grace.is_zero() { REFERENCE_DEFAULT_GRACE } else { setup.grace },
+        subreaper: setup.subreaper,
+        kill_wait: Duration::from_millis(100),
+        ..reference::Config::default()
+    };
+    let (program, args): (OsString, Vec<OsString>) = match setup.stop {
+        Stop::KillOuter => {
+            // The same lock wrapper the legacy design is, now under the reference: its tree is
+            // a PID namespace whose init dies with the supervisor.
+            config.containment = reference::Containment::PidNamespace;
+            config.die_with_supervisor = true;
+            let mut argv: Vec<OsString> = vec![
+                crate::runner::LEGACY_MODE.into(),
+                "exec-under-lock".into(),
+                "--lockfile".into(),
+                lockfile.into(),
+                "--".into(),
+                program.into(),
+            ];
+            argv.extend(args.iter().cloned());
+            (runner.into(), argv)
+        }
+        Stop::FreezeThenInterrupt => {
+            config.containment = if racelab_cgroup::v2_writable() {
+                reference::Containment::Cgroup
+            } else {
+                reference::Containment::Group
+            };
+            (program.into(), args.to_vec())
+        }
+        Stop::None => (program.into(), args.to_vec()),
+    };
+    match reference::run(&config, &program, &args) {
+        Ok(r) => DesignReport {
+            reason: match r.reason {
+                reference::StopReason::Exited | reference::StopReason::SignalledExternally => Reason::Exited,
+                reference::StopReason::Duration => Reason::Duration,
+                reference::StopReason::Interrupted => Reason::Interrupted,
+                reference::StopReason::ForcedKill => Reason::ForcedKill,
+                reference::StopReason::Unkillable => Reason::Unkillable,
+                reference::StopReason::ExecFailed | reference::StopReason::NotFound => Reason::Failed,
+            },
+            status: r.status.map(|s| match s {
+                reference::ExitStatus::Code(c) => Status::Code(c),
+                reference::ExitStatus::Signal(s) => Status::Signal(s),
+            }),
+            exit_code: r.exit_code(false),
+            warnings: r.warnings.clone(),
+            raw: serde_json::to_string(&r).unwrap_or_default(),
+        },
+        Err(e) => DesignReport::failed(e),
+    }
+}

@@ -1,0 +1,624 @@
+//! One replay, as the lab's init (PID 1 of a fresh namespace) runs it.
+//!
+//! Topology: init (this process: oracle, action executor, reaper of last resort) forks the
+//! design process D (optionally under an "outer" process O, for races where the outer tool is
+//! killed); D runs the design, whose child is the workload W (its stdin and stdout are pipes to
+//! init). D's hook actions come to init over a socket ([`crate::link`]); init forces PIDs with
+//! the sandbox's recycling driver, makes W exit, interrupts D, freezes W. Everything init learns
+//! it records with a timestamp; the oracle ([`crate::oracle`]) judges from that ground truth.
+
+use crate::catalog::{self, DesignId, Race, Setup, Stop};
+use crate::link::{Final, LabActions};
+use crate::oracle::{self, Truth};
+use crate::verdict::Verdict;
+use nix::sys::signal::Signal;
+use racelab_hooks::{ArmOptions, Event, EventKind, Schedule, Trace};
+use racelab_sandbox::{Init, Mechanism, Victim};
+use serde::{Deserialize, Serialize};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The scenario's name in the runner.
+pub const SCENARIO: &str = "replay";
+
+/// How long one replay may take inside the namespace before the lab gives up on the design.
+pub const REPLAY_DEADLINE: Duration = Duration::from_secs(4);
+
+/// What the caller asks for.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ReplayInput {
+    /// Race id.
+    pub race: String,
+    /// Design name.
+    pub design: String,
+    /// A schedule replacing the race's own (text form); `Some("")` replays with none.
+    pub schedule: Option<String>,
+}
+
+/// What comes back across the process boundary.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ReplayOutput {
+    /// The oracle's verdict.
+    pub verdict: Verdict,
+    /// The design's and the lab's events, merged by time.
+    pub trace: Trace,
+    /// The design's own report, when it returned one.
+    pub design_report: Option<crate::design::DesignReport>,
+    /// The schedule that ran, in canonical text form.
+    pub schedule: String,
+    /// Time from fork of the design to verdict, in ns.
+    pub wall_ns: u64,
+}
+
+/// A nonblocking fd read line by line.
+struct Lines {
+    fd: OwnedFd,
+    buf: Vec<u8>,
+    eof: bool,
+}
+
+impl Lines {
+    fn new(fd: OwnedFd) -> Lines {
+        let _ = rustix::io::ioctl_fionbio(&fd, true);
+        Lines { fd, buf: Vec::new(), eof: false }
+    }
+
+    fn fill(&mut self) {
+        let mut chunk = [0u8; 4096];
+        loop {
+            match rustix::io::read(&self.fd, &mut chunk) {
+                Ok(0) => {
+                    self.eof = true;
+                    return;
+                }
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                Err(rustix::io::Errno::INTR) => continue,
+                Err(_) => return, // EAGAIN: nothing more now
+            }
+        }
+    }
+
+    fn next_line(&mut self) -> Option<String> {
+        let nl = self.buf.iter().position(|&b| b == b'\n')?;
+        let line: Vec<u8> = self.buf.drain(..=nl).collect();
+        Some(String::from_utf8_lossy(&line[..nl]).into_owned())
+    }
+}
+
+/// Everything init knows about the workload W.
+#[derive(Debug, Default)]
+pub struct Workload {
+    /// Its pid in the lab's namespace (from its `ready` line).
+    pub pid: Option<i32>,
+    /// A pidfd for it, opened when it said ready.
+    pub pidfd: Option<OwnedFd>,
+    /// Its `ready` line (with the signal mask it inherited).
+    pub ready_line: Option<String>,
+    /// Signals it reported: (time, signal number).
+    pub signals: Vec<(u64, i32)>,
+    /// The exit code it announced.
+    pub exiting: Option<i32>,
+    /// Orphans it made.
+    pub orphans: Vec<i32>,
+    /// It finished making orphans.
+    pub orphans_done: bool,
+}
+
+impl Workload {
+    /// It is still running (its pidfd is not readable).
+    pub fn alive(&self) -> bool {
+        match &self.pidfd {
+            Some(fd) => !readable(fd.as_fd(), Duration::ZERO),
+            None => false,
+        }
+    }
+}
+
+fn readable(fd: BorrowedFd<'_>, timeout: Duration) -> bool {
+    let mut fds = [rustix::event::PollFd::new(&fd, rustix::event::PollFlags::IN)];
+    let ts = rustix::time::Timespec::try_from(timeout).ok();
+    matches!(rustix::event::poll(&mut fds, ts.as_ref()), Ok(n) if n > 0)
+}
+
+struct Lab<'a> {
+    init: &'a mut Init,
+    race: &'static Race,
+    design: DesignId,
+    t0: u64,
+    events: Vec<Event>,
+    w: Workload,
+    w_in: OwnedFd,
+    w_out: Lines,
+    link: Lines,
+    link_w: UnixStream,
+    d: racelab_sandbox::Child,
+    outer: Option<racelab_sandbox::Child>,
+    victims: Vec<Victim>,
+    truth: Truth,
+    final_report: Option<Final>,
+    freezer: Option<racelab_cgroup::Freezer>,
+    started: bool,
+    bound_checked: bool,
+    zombies_counted: bool,
+}
+
+/// Runs one replay as init and returns its output as JSON.
+pub fn run(input: serde_json::Value, init: &mut Init) -> Result<serde_json::Value, String> {
+    let input: ReplayInput = serde_json::from_value(input).map_err(|e| format!("bad input: {e}"))?;
+    let race = catalog::find(&input.race).ok_or_else(|| format!("unknown race {}", input.race))?;
+    let design = DesignId::by_name(&input.design).ok_or_else(|| format!("unknown design {}", input.design))?;
+    let text = input.schedule.unwrap_or_else(|| race.schedule.to_string());
+    let schedule = Schedule::parse(&text).map_err(|e| format!("malformed schedule: {e}"))?;
+    let out = replay(race, design, schedule, init);
+    serde_json::to_value(out).map_err(|e| e.to_string())
+}
+
+fn pipe() -> Result<(OwnedFd, OwnedFd), String> {
+    rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).map_err(|e| format!("pipe: {e}"))
+}
+
+fn replay(race: &'static Race, design: DesignId, schedule: Schedule, init: &mut Init) -> ReplayOutput {
+    let t0 = init.now_ns();
+    let text = schedule.to_string();
+    if let Some(reason) = oracle::missing_capability(race) {
+        return ReplayOutput {
+            verdict: Verdict::Skipped { reason },
+            trace: Trace::default(),
+            design_report: None,
+            schedule: text,
+            wall_ns: 0,
+        };
+    }
+    match start(race, design, schedule, init, t0) {
+        Ok(mut lab) => {
+            lab.drive();
+            let (verdict, trace, design_report) = lab.judge();
+            ReplayOutput { verdict, trace, design_report, schedule: text, wall_ns: init_now() - t0 }
+        }
+        Err(message) => ReplayOutput {
+            verdict: Verdict::LabError { message },
+            trace: Trace::default(),
+            design_report: None,
+            schedule: text,
+            wall_ns: init_now() - t0,
+        },
+    }
+}
+
+fn init_now() -> u64 {
+    racelab_sandbox::now_ns()
+}
+
+fn start<'a>(
+    race: &'static Race,
+    design: DesignId,
+    schedule: Schedule,
+    init: &'a mut Init,
+    t0: u64,
+) -> Result<Lab<'a>, String> {
+    let runner = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
+    let (w_stdin_r, w_stdin_w) = pipe()?;
+    let (w_stdout_r, w_stdout_w) = pipe()?;
+    let (link_i, link_d) = UnixStream::pair().map_err(|e| format!("socketpair: {e}"))?;
+    let lockfile = PathBuf::from(format!("/tmp/racelab-{}.lock", init.host_pid()));
+    let setup = race.setup;
+
+    let design_body = move || -> i32 {
+        // In the design process. Its stdin/stdout become the workload's pipes (inherited by W).
+        if nix::unistd::dup2_stdin(&w_stdin_r).is_err() || nix::unistd::dup2_stdout(&w_stdout_w).is_err() {
+            return 120;
+        }
+        design_process(design, &setup, schedule, link_d, &runner, &lockfile)
+    };
+    let (d, outer) = if setup.stop == Stop::KillOuter {
+        // O forks D and waits for it; the lab kills O. The reference dies with its parent (its
+        // deployment: PR_SET_PDEATHSIG); the legacy wrapper has nothing of the kind.
+        let die_with_parent = design == DesignId::Reference;
+        let outer = init
+            .fork(move || {
+                let child = racelab_sys::ns::fork_run(move || {
+                    if die_with_parent {
+                        let _ = rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL));
+                    }
+                    design_body()
+                });
+                match child {
+                    Ok(c) => {
+                        let _ = rustix::process::waitid(
+                            rustix::process::WaitId::PidFd(c.pidfd.as_fd()),
+                            rustix::process::WaitIdOptions::EXITED,
+                        );
+                        0
+                    }
+                    Err(_) => 121,
+                }
+            })
+            .map_err(|e| format!("fork outer: {e}"))?;
+        // D is O's child: init sees it only through /proc. Its pid is not needed; W's is.
+        (outer, None)
+    } else {
+        (init.fork(design_body).map_err(|e| format!("fork design: {e}"))?, None::<racelab_sandbox::Child>)
+    };
+    let (d, outer) = if setup.stop == Stop::KillOuter { (d, outer) } else { (d, outer) };
+    Ok(Lab {
+        init,
+        race,
+        design,
+        t0,
+        events: Vec::new(),
+        w: Workload::default(),
+        w_in: w_stdin_w,
+        w_out: Lines::new(w_stdout_r),
+        link: Lines::new(OwnedFd::from(link_i.try_clone().map_err(|e| e.to_string())?)),
+        link_w: link_i,
+        d,
+        outer,
+        victims: Vec::new(),
+        truth: Truth::default(),
+        final_report: None,
+        freezer: None,
+        started: false,
+        bound_checked: false,
+        zombies_counted: false,
+    })
+}
+
+/// The design process: arm the schedule, run the design, report.
+fn design_process(
+    design: DesignId,
+    setup: &Setup,
+    schedule: Schedule,
+    link: UnixStream,
+    runner: &std::path::Path,
+    lockfile: &std::path::Path,
+) -> i32 {
+    let Ok(actions) = LabActions::new(link) else { return 122 };
+    let actions = Arc::new(actions);
+    let options = ArmOptions { deadline: Duration::from_secs(2), ..ArmOptions::default() };
+    let armed = match racelab_hooks::arm(schedule, actions.clone(), options) {
+        Ok(a) => a,
+        Err(_) => return 123,
+    };
+    let mut args = vec![crate::workload::MODE.into()];
+    if setup.child_ignores_term {
+        args.push("--ignore-term".into());
+    }
+    let report = crate::design::run(design, setup, runner, runner, &args, lockfile);
+    racelab_hooks::point!(lab.design_returned);
+    let hooks = armed.finish();
+    match actions.send_final(&Final { report, hooks }) {
+        Ok(()) => 0,
+        Err(_) => 124,
+    }
+}
+
+impl Lab<'_> {
+    fn note(&mut self, actor: &str, subject: &str, detail: String) {
+        self.events.push(Event {
+            time_ns: init_now(),
+            pid: 1,
+            tid: 1,
+            actor: actor.to_string(),
+            kind: EventKind::Note,
+            subject: subject.to_string(),
+            detail,
+            peer: None,
+        });
+    }
+
+    fn deadline(&self) -> u64 {
+        self.t0 + REPLAY_DEADLINE.as_nanos() as u64
+    }
+
+    fn design_done(&self) -> bool {
+        let d = self.outer.as_ref().unwrap_or(&self.d);
+        readable(d.pidfd(), Duration::ZERO)
+    }
+
+    /// Waits for events until `until` holds or `deadline` passes, handling what arrives.
+    /// `serve` says whether design requests are served (not while serving one).
+    fn pump(&mut self, until: &dyn Fn(&Lab<'_>) -> bool, deadline: u64, serve: bool) -> bool {
+        loop {
+            if until(self) {
+                return true;
+            }
+            let now = init_now();
+            if now >= deadline {
+                return false;
+            }
+            let mut wake = deadline;
+            if let Some(at) = self.bound_deadline() {
+                if !self.bound_checked && at > now {
+                    wake = wake.min(at);
+                }
+            }
+            let timeout = Duration::from_nanos(wake.saturating_sub(now));
+            let d_fd = self.d.pidfd();
+            let mut fds = vec![
+                rustix::event::PollFd::new(&self.w_out.fd, rustix::event::PollFlags::IN),
+                rustix::event::PollFd::new(&d_fd, rustix::event::PollFlags::IN),
+            ];
+            if serve {
+                fds.push(rustix::event::PollFd::new(&self.link.fd, rustix::event::PollFlags::IN));
+            }
+            if self.w_out.eof {
+                fds.remove(0);
+            }
+            let ts = rustix::time::Timespec::try_from(timeout).ok();
+            let _ = rustix::event::poll(&mut fds, ts.as_ref());
+            drop(fds);
+            self.read_workload();
+            if serve {
+                self.serve_link();
+            }
+            self.tick(serve);
+        }
+    }
+
+    fn read_workload(&mut self) {
+        self.w_out.fill();
+        while let Some(line) = self.w_out.next_line() {
+            let now = init_now();
+            let mut words = line.split_whitespace();
+            match words.next() {
+                Some("ready") => {
+                    let pid = words.next().and_then(|p| p.parse::<i32>().ok());
+                    if let Some(pid) = pid {
+                        self.w.pid = Some(pid);
+                        self.w.pidfd = rustix::process::Pid::from_raw(pid).and_then(|p| {
+                            rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty()).ok()
+                        });
+                    }
+                    self.w.ready_line = Some(line.clone());
+                }
+                Some("sig") => {
+                    if let Some(s) = words.next().and_then(|s| s.parse().ok()) {
+                        self.w.signals.push((now, s));
+                    }
+                }
+                Some("exiting") => self.w.exiting = words.next().and_then(|c| c.parse().ok()),
+                Some("orphan") => self.w.orphans.extend(words.next().and_then(|p| p.parse::<i32>().ok())),
+                Some("orphans-done") => self.w.orphans_done = true,
+                _ => {}
+            }
+            self.note("child", "says", line);
+        }
+    }
+
+    fn serve_link(&mut self) {
+        self.link.fill();
+        while let Some(line) = self.link.next_line() {
+            if let Some(json) = line.strip_prefix("report ") {
+                match serde_json::from_str::<Final>(json) {
+                    Ok(f) => self.final_report = Some(f),
+                    Err(e) => self.truth.lab_errors.push(format!("bad report from the design: {e}")),
+                }
+                continue;
+            }
+            let Some(action) = line.strip_prefix("req ") else { continue };
+            let answer = match self.act(action) {
+                Ok(()) => "ok\n".to_string(),
+                Err(why) => {
+                    self.note("lab", action, format!("failed: {why}"));
+                    format!("err {why}\n")
+                }
+            };
+            use std::io::Write;
+            let _ = (&self.link_w).write_all(answer.as_bytes());
+        }
+    }
+
+    fn write_child(&mut self, line: &str) -> Result<(), String> {
+        rustix::io::write(&self.w_in, format!("{line}\n").as_bytes())
+            .map(|_| ())
+            .map_err(|e| format!("writing to the child: {e}"))
+    }
+
+    fn wait_ready(&mut self) -> Result<i32, String> {
+        let deadline = init_now() + 2_000_000_000;
+        if !self.pump(&|lab| lab.w.pid.is_some(), deadline, false) {
+            return Err("the child never said ready".into());
+        }
+        self.w.pid.ok_or_else(|| "no child pid".into())
+    }
+
+    /// Carries out one lab action requested at a point.
+    fn act(&mut self, action: &str) -> Result<(), String> {
+        let name = action.split('(').next().unwrap_or("").trim();
+        let args: Vec<&str> = action
+            .split_once('(')
+            .map(|(_, rest)| rest.trim_end_matches(')').split(',').map(str::trim).collect())
+            .unwrap_or_default();
+        self.note("lab", name, format!("requested: {action}"));
+        match name {
+            "exit" => {
+                let code = args.get(1).map_or(Ok(0), |c| c.parse::<i32>().map_err(|e| e.to_string()))?;
+                self.wait_ready()?;
+                self.write_child(&format!("exit {code}"))?;
+                // The child is gone (a zombie or reaped) before the design goes on.
+                let fd = self.w.pidfd.as_ref().ok_or("no pidfd for the child")?;
+                if !readable(fd.as_fd(), Duration::from_secs(2)) {
+                    return Err("the child did not exit within 2 s".into());
+                }
+                self.note("lab", "exit", format!("child exited with {code}"));
+                Ok(())
+            }
+            "recycle" => {
+                let pid = self.wait_ready()?;
+                if std::path::Path::new(&format!("/proc/{pid}")).exists() {
+                    return Err(format!("PID {pid} is not free yet (the child was not reaped)"));
+                }
+                let victim = self.init.recycle(pid, Mechanism::NsLastPid).map_err(|e| e.to_string())?;
+                self.note("lab", "recycle", format!("victim took PID {pid}"));
+                self.victims.push(victim);
+                Ok(())
+            }
+            "interrupt" => {
+                self.interrupt();
+                Ok(())
+            }
+            "ready" => self.wait_ready().map(|_| ()),
+            "orphans" => {
+                // Hold the caller until the child's burst of orphans is over: every orphan has
+                // exited, so their SIGCHLDs are pending (and coalesced) when it goes on.
+                let deadline = init_now() + 2_000_000_000;
+                if !self.pump(&|lab| lab.w.orphans_done, deadline, false) {
+                    return Err("the child never finished its orphans".into());
+                }
+                oracle::wait_exited(&self.w.orphans, Duration::from_secs(1))?;
+                self.note("lab", "orphans", format!("{} orphans exited", self.w.orphans.len()));
+                Ok(())
+            }
+            other => Err(format!(
+                "unknown lab action {other:?} (known: exit, recycle, interrupt, ready, orphans)"
+            )),
+        }
+    }
+
+    fn interrupt(&mut self) {
+        let alive = self.w.alive() || self.w.pid.is_none();
+        let _ = self.d.signal(Signal::SIGINT);
+        let now = init_now();
+        self.truth.interrupts.push((now, alive));
+        if self.truth.stop_requested_at.is_none() {
+            self.truth.stop_requested_at = Some(now);
+        }
+        self.note("lab", "interrupt", format!("SIGINT to the design (child alive: {alive})"));
+    }
+
+    fn bound_deadline(&self) -> Option<u64> {
+        self.truth.stop_requested_at.map(|t| t + self.race.setup.bound.as_nanos() as u64)
+    }
+
+    /// Time-driven and state-driven steps of the scenario.
+    fn tick(&mut self, serve: bool) {
+        if !self.started && self.w.pid.is_some() {
+            self.started = true;
+            if let Some(cmd) = self.race.setup.child_start {
+                let _ = self.write_child(cmd);
+            }
+            match self.race.setup.stop {
+                Stop::FreezeThenInterrupt => {
+                    if let Err(e) = self.freeze_child() {
+                        self.truth.lab_errors.push(e);
+                    }
+                    self.interrupt();
+                }
+                Stop::KillOuter => {
+                    if let Some(outer) = &self.outer {
+                        let _ = outer.signal(Signal::SIGKILL);
+                    } else {
+                        let _ = self.d.signal(Signal::SIGKILL);
+                    }
+                    self.note("lab", "kill-outer", "SIGKILL to the outer process".into());
+                    self.truth.outer_killed = true;
+                }
+                Stop::None => {}
+            }
+        }
+        if serve && self.w.orphans_done && !self.zombies_counted {
+            self.zombies_counted = true;
+            let count = oracle::count_zombies_at_quiescence(self.d.pid(), &self.w.orphans);
+            self.note("lab", "zombies", format!("{count:?}"));
+            self.truth.zombies = Some(count);
+            let _ = self.write_child("exit 0");
+        }
+        if let Some(at) = self.bound_deadline()
+            && !self.bound_checked
+            && init_now() >= at
+        {
+            self.bound_checked = true;
+            if !self.design_done() && self.final_report.is_none() {
+                self.truth.overran_bound = Some(init_now() - self.truth.stop_requested_at.unwrap_or(at));
+                self.note("lab", "bound", "the design did not return within its bound".into());
+                if let Some(f) = &self.freezer {
+                    let _ = f.thaw();
+                    self.note("lab", "thaw", "child thawed".into());
+                }
+                if self.race.setup.second_interrupt {
+                    self.interrupt();
+                }
+            }
+        }
+    }
+
+    fn freeze_child(&mut self) -> Result<(), String> {
+        let pid = self.w.pid.ok_or("no child")?;
+        let f = racelab_cgroup::Freezer::create("replay").map_err(|e| e.to_string())?;
+        f.add(pid).map_err(|e| e.to_string())?;
+        f.freeze(std::time::Instant::now() + Duration::from_secs(1)).map_err(|e| e.to_string())?;
+        self.note("lab", "freeze", format!("child {pid} frozen (v1 freezer)"));
+        self.freezer = Some(f);
+        Ok(())
+    }
+
+    /// Runs the replay until the design is done (or the deadline), then collects ground truth.
+    fn drive(&mut self) {
+        let deadline = self.deadline();
+        let finished = self.pump(
+            &|lab| lab.design_done() && (lab.final_report.is_some() || lab.link.eof || lab.outer.is_some() || lab.truth.outer_killed),
+            deadline,
+            true,
+        );
+        // Whatever is still queued (the final report may race the exit).
+        self.serve_link();
+        self.read_workload();
+        if !finished {
+            self.truth.hung = true;
+            self.note("lab", "deadline", format!("the design did not finish within {REPLAY_DEADLINE:?}"));
+        }
+        self.truth.design_exit = self.d.fate(Duration::ZERO).ok();
+        if self.race.invariants.contains(&crate::verdict::Invariant::I5NoSurvivors) {
+            self.truth.survivors = oracle::survivors(self.init, &self.victims, Duration::from_millis(200));
+            self.truth.lock_held = oracle::lock_held(&format!("/tmp/racelab-{}.lock", self.init.host_pid()));
+        }
+        for v in &self.victims {
+            // A signal sent just before the design returned may still be pending: the kill(2)
+            // has returned but the victim has not run yet. A pending signal is ground truth
+            // too, so wait (bounded) for what it does.
+            let wait = if oracle::signal_pending(v.pid()) { Duration::from_secs(1) } else { Duration::ZERO };
+            let fate = v.fate(wait).ok();
+            self.truth.victims.push((v.pid(), fate));
+        }
+        self.cleanup();
+    }
+
+    fn cleanup(&mut self) {
+        if let Some(f) = self.freezer.take() {
+            let _ = f.thaw();
+            drop(f);
+        }
+        for v in &self.victims {
+            let _ = v.exit(0);
+        }
+        let _ = self.d.kill(Duration::from_millis(500));
+        if let Some(o) = &self.outer {
+            let _ = o.kill(Duration::from_millis(500));
+        }
+        for pid in self.init.ns_pids() {
+            if pid != 1 && !self.victims.iter().any(|v| v.pid() == pid) {
+                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL);
+            }
+        }
+        let _ = self.init.reap_all_nonblocking();
+        let _ = std::fs::remove_file(format!("/tmp/racelab-{}.lock", self.init.host_pid()));
+        let _ = self.w_in.as_raw_fd();
+    }
+
+    fn judge(self) -> (Verdict, Trace, Option<crate::design::DesignReport>) {
+        let mut trace_parts = vec![Trace { events: self.events, dropped: 0 }];
+        let (report, hooks) = match self.final_report {
+            Some(f) => (Some(f.report), Some(f.hooks)),
+            None => (None, None),
+        };
+        if let Some(h) = &hooks {
+            trace_parts.push(h.trace.clone());
+        }
+        let trace = Trace::merge(trace_parts);
+        let verdict = oracle::judge(self.race, self.design, &self.truth, &self.w, report.as_ref(), hooks.as_ref(), &trace);
+        (verdict, trace, report)
+    }
+}

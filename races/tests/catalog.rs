@@ -1,0 +1,71 @@
+//! Replays every catalogued race against every design it applies to, on real processes in
+//! throw-away PID namespaces: a legacy design must reproduce its race every time, the
+//! reference never. `RACES_REPEAT=N` changes the number of replays per cell (default 20).
+
+use races::catalog::{self, DesignId};
+use races::verdict::Verdict;
+use std::path::PathBuf;
+
+fn runner() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_races-runner"))
+}
+
+fn repeat() -> u32 {
+    std::env::var("RACES_REPEAT").ok().and_then(|v| v.parse().ok()).unwrap_or(20)
+}
+
+/// Replays `race` against `design` `repeat()` times and checks each verdict.
+fn replay(race: &str, design: DesignId) {
+    let race = catalog::find(race).expect("race in the catalog");
+    let (_, expect) = *race.designs.iter().find(|(d, _)| *d == design).expect("design applies");
+    for i in 0..repeat() {
+        let out = races::replay_once(&runner(), race, design, None);
+        if let Verdict::Skipped { reason } = &out.verdict {
+            racelab_sandbox::skip_unless(false, "race capability", reason);
+            return;
+        }
+        if let Err(why) = expect.check(&out.verdict) {
+            panic!(
+                "{} against {} replay #{i}: {why}\nverdict: {:?}\nreport: {:?}\ntrace:\n{}\nreplay it: racelab replay {} --design {}",
+                race.id,
+                design.name(),
+                out.verdict,
+                out.design_report,
+                out.trace.to_text(),
+                race.id,
+                design.name()
+            );
+        }
+    }
+}
+
+macro_rules! cells {
+    ($($name:ident: $race:literal, $design:ident;)+) => {
+        $(
+            #[test]
+            fn $name() {
+                replay($race, DesignId::$design);
+            }
+        )+
+    };
+}
+
+cells! {
+    q1_global_atomics_kills_the_process_that_took_the_recycled_pid: "Q1", GlobalAtomics;
+    q1_reference_never_signals_a_recycled_pid: "Q1", Reference;
+    q3_global_atomics_reports_duration_after_sending_sigkill: "Q3", GlobalAtomics;
+    q3_reference_reports_the_kill_it_sent: "Q3", Reference;
+    q4_global_atomics_drops_an_interrupt_that_lands_during_spawn: "Q4", GlobalAtomics;
+    q4_polling_fix_forwards_an_interrupt_that_lands_during_spawn: "Q4", PollingFix;
+    q4_reference_forwards_an_interrupt_that_lands_during_spawn: "Q4", Reference;
+    q4b_global_atomics_without_grace_hangs_then_orphans_the_child: "Q4b", GlobalAtomics;
+    q4b_reference_without_grace_stops_within_its_bound: "Q4b", Reference;
+    o2_unbounded_poll_never_returns_while_the_child_is_unkillable: "O2", UnboundedPoll;
+    o2_reference_returns_within_its_bound_and_reports_unkillable: "O2", Reference;
+    z1_reap_once_leaves_zombies_after_a_burst: "Z1", ReapOnce;
+    z1_reference_leaves_no_zombie_after_a_burst: "Z1", Reference;
+    z2_greedy_reaper_steals_the_main_childs_status: "Z2", GreedyReaper;
+    z2_reference_routes_the_main_childs_status: "Z2", Reference;
+    o1_exec_under_lock_leaves_the_program_and_its_lock_behind: "O1", ExecUnderLock;
+    o1_reference_takes_the_program_and_its_lock_down: "O1", Reference;
+}
