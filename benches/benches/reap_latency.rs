@@ -72,6 +72,46 @@ fn main() {
     g.bench_function("sleep_poll_100ms", |b| {
         measure(b, || reap::sleep_poll(&env, Duration::from_millis(100)))
     });
+    legacy(&mut g, &env, &notes, per_iter);
     g.finish();
     c.final_summary();
+}
+
+/// The legacy designs, through `racelab-legacy-wrapper` (built beforehand with
+/// `cargo build --release -p racelab-legacy --bin racelab-legacy-wrapper`), if present.
+fn legacy(
+    g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    env: &ReapEnv,
+    notes: &Notes,
+    per_iter: Duration,
+) {
+    let wrapper = std::env::var_os("RACELAB_LEGACY_WRAPPER")
+        .map(std::path::PathBuf::from)
+        .or_else(|| harness::profile_dir().map(|d| d.join("racelab-legacy-wrapper")))
+        .filter(|p| p.is_file());
+    let Some(wrapper) = wrapper else {
+        notes.skip(
+            "reap_latency/legacy_*",
+            "no racelab-legacy-wrapper binary: run `cargo build --release -p racelab-legacy \
+             --bin racelab-legacy-wrapper` first (or set RACELAB_LEGACY_WRAPPER)",
+        );
+        return;
+    };
+    notes.note(
+        "reap_latency/legacy_*: run through racelab-legacy-wrapper MODE -- helper; latency until \
+         the wrapper process is reaped by the bench (includes one extra exit + reap, about one \
+         blocking-waitid floor)",
+    );
+    // (name, wrapper mode, the design's polling period, samples)
+    let designs = [
+        ("legacy_global_atomics", "global-atomics", Duration::ZERO, 100),
+        ("legacy_polling_fix", "polling-fix", Duration::from_millis(10), 40),
+        ("legacy_unbounded_poll", "unbounded-poll", Duration::from_millis(100), 10),
+    ];
+    for (name, mode, period, samples) in designs {
+        tune(g, samples, per_iter + Duration::from_millis(2) + period);
+        g.bench_function(name, |b| {
+            measure(b, || reap::legacy_wrapper(env, &wrapper, mode, period))
+        });
+    }
 }

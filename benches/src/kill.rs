@@ -104,14 +104,20 @@ pub fn kill_pgid(helper: &Helper, size: usize) -> io::Result<Duration> {
     finish(tree, t0, n)
 }
 
-/// The tree in a cgroup v2 leaf: write "1" to cgroup.kill, then reap until ECHILD. `leaf` is
-/// reused across iterations (it is empty again after each).
-pub fn cgroup_kill(helper: &Helper, size: usize, leaf: &Leaf) -> io::Result<Duration> {
-    let tree = build_tree(helper, size, Some(leaf))?;
+/// The tree in a fresh cgroup v2 leaf: write "1" to cgroup.kill, then reap until ECHILD. The
+/// leaf is created before and removed after the timed part.
+///
+/// A fresh leaf per iteration, because on this kernel (6.18) a child cloned with
+/// `CLONE_INTO_CGROUP` into a leaf that was ever killed through cgroup.kill is killed at birth.
+pub fn cgroup_kill(helper: &Helper, size: usize) -> io::Result<Duration> {
+    let leaf = bench_leaf()?;
+    let tree = build_tree(helper, size, Some(&leaf))?;
     let t0 = now_ns();
     leaf.kill().map_err(io::Error::other)?;
     let n = reap_all()?;
-    finish(tree, t0, n)
+    let latency = finish(tree, t0, n)?;
+    leaf.remove(Instant::now() + Duration::from_secs(5)).map_err(io::Error::other)?;
+    Ok(latency)
 }
 
 /// The tree found by walking /proc (every `/proc/<pid>/stat`, parent links), each process

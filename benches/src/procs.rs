@@ -32,16 +32,32 @@ impl Helper {
         Helper { path: path.into() }
     }
 
-    /// Spawns the helper with `args` by `clone3` + exec (racelab-sys `spawn`), in its own
-    /// process group or not, optionally straight into a cgroup (`CLONE_INTO_CGROUP`). Returns
-    /// once it has exec'd.
+    /// Spawns the helper with `args` (see [`spawn_program`]).
     pub fn spawn(
         &self,
         args: &[String],
         grouping: Grouping,
         cgroup_dir: Option<BorrowedFd<'_>>,
     ) -> io::Result<Spawned> {
-        let program = cstring(self.path.as_os_str().as_bytes())?;
+        spawn_program(&self.path, args, grouping, cgroup_dir)
+    }
+
+    /// The helper's path as the `program` argument of `racelab_supervisor::run`.
+    pub fn program(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// Spawns `path` with `args` by `clone3` + exec (racelab-sys `spawn`), in its own process group
+/// or not, optionally straight into a cgroup (`CLONE_INTO_CGROUP`). Returns once it has exec'd.
+pub fn spawn_program(
+    path: &Path,
+    args: &[String],
+    grouping: Grouping,
+    cgroup_dir: Option<BorrowedFd<'_>>,
+) -> io::Result<Spawned> {
+    {
+        let program = cstring(path.as_os_str().as_bytes())?;
         let mut argv = vec![program.clone()];
         for a in args {
             argv.push(cstring(a.as_bytes())?);
@@ -60,11 +76,6 @@ impl Helper {
             die_with_parent: true,
         };
         spawn(&req).map_err(|e| io::Error::other(e.to_string()))
-    }
-
-    /// The helper's path as the `program` argument of `racelab_supervisor::run`.
-    pub fn program(&self) -> &Path {
-        &self.path
     }
 }
 

@@ -29,25 +29,42 @@ pub struct ReapEnv {
     pub stamp: Stamp,
     /// The child's sleep before its last instruction.
     pub child_delay: Duration,
+    /// xorshift state for the random phase of the polling strategies.
+    rng: std::cell::Cell<u64>,
 }
 
 impl ReapEnv {
     /// An environment with a fresh stamp slot.
     pub fn new(helper: Helper, child_delay: Duration) -> io::Result<ReapEnv> {
-        Ok(ReapEnv { helper, stamp: Stamp::new()?, child_delay })
+        let rng = std::cell::Cell::new(now_ns() | 1);
+        Ok(ReapEnv { helper, stamp: Stamp::new()?, child_delay, rng })
     }
 
-    fn args(&self) -> Vec<String> {
-        vec![
-            "stamp-exit".into(),
-            self.stamp.fd_arg(),
-            self.child_delay.as_micros().to_string(),
-        ]
+    fn args(&self, delay: Duration) -> Vec<String> {
+        vec!["stamp-exit".into(), self.stamp.fd_arg(), delay.as_micros().to_string()]
+    }
+
+    fn spawn_after(&self, delay: Duration) -> io::Result<Spawned> {
+        self.stamp.clear();
+        self.helper.spawn(&self.args(delay), Grouping::Inherit, None)
     }
 
     fn spawn(&self) -> io::Result<Spawned> {
-        self.stamp.clear();
-        self.helper.spawn(&self.args(), Grouping::Inherit, None)
+        self.spawn_after(self.child_delay)
+    }
+
+    /// A uniformly random duration in `[0, max)` (zero for a zero `max`).
+    fn random_phase(&self, max: Duration) -> Duration {
+        let mut x = self.rng.get();
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.rng.set(x);
+        if max.is_zero() {
+            return Duration::ZERO;
+        }
+        let max_us = max.as_micros().max(1) as u64;
+        Duration::from_micros(x % max_us)
     }
 }
 
@@ -184,8 +201,12 @@ pub fn signalfd(env: &ReapEnv, sfd: &SigchldFd) -> io::Result<Duration> {
 }
 
 /// Sleep `interval`, then `waitid(P_PID, WNOHANG)`, until the child is seen.
+///
+/// The child's exit falls at a uniformly random phase of the polling period (its sleep gets a
+/// random extra in `[0, interval)`), as it does for a real poller, which runs independently of
+/// the child; without it the exit would always land right after the first sleep began.
 pub fn sleep_poll(env: &ReapEnv, interval: Duration) -> io::Result<Duration> {
-    let child = env.spawn()?;
+    let child = env.spawn_after(env.child_delay + env.random_phase(interval))?;
     let started = Instant::now();
     let flags = WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG;
     loop {
@@ -205,7 +226,7 @@ pub fn sleep_poll(env: &ReapEnv, interval: Duration) -> io::Result<Duration> {
 /// without hook points.
 pub fn reference(env: &ReapEnv, config: &Config) -> io::Result<Duration> {
     env.stamp.clear();
-    let args: Vec<std::ffi::OsString> = env.args().into_iter().map(Into::into).collect();
+    let args: Vec<std::ffi::OsString> = env.args(env.child_delay).into_iter().map(Into::into).collect();
     let report = racelab_supervisor::run(config, env.helper.program().as_os_str(), &args)
         .map_err(|e| io::Error::other(e.to_string()))?;
     let now = now_ns();
@@ -213,4 +234,27 @@ pub fn reference(env: &ReapEnv, config: &Config) -> io::Result<Duration> {
         return Err(io::Error::other(format!("reference: unexpected report {report:?}")));
     }
     env.stamp.latency_to(now)
+}
+
+/// A legacy design run through its wrapper binary (`racelab-legacy-wrapper MODE -- helper ...`:
+/// the replicas own process-wide state, one per process). The latency runs until the WRAPPER is
+/// reaped by the bench, so it includes one extra process exit and reap (about one
+/// blocking-waitid floor) on top of the design's own notice. `poll_period`: the design's polling
+/// period, for a random exit phase (see [`sleep_poll`]); zero for a design that blocks.
+pub fn legacy_wrapper(
+    env: &ReapEnv,
+    wrapper: &std::path::Path,
+    mode: &str,
+    poll_period: Duration,
+) -> io::Result<Duration> {
+    let delay = env.child_delay + env.random_phase(poll_period);
+    let mut args = vec![mode.to_string(), "--".into(), env.helper.path.to_string_lossy().into()];
+    args.extend(env.args(delay));
+    env.stamp.clear();
+    let child = crate::procs::spawn_program(wrapper, &args, Grouping::Inherit, None)?;
+    loop {
+        if exited(waitid(pid_id(child.pid), WaitPidFlag::WEXITED))?.is_some() {
+            return env.stamp.latency_to(now_ns());
+        }
+    }
 }

@@ -113,6 +113,10 @@ pub struct Race {
     pub title: &'static str,
     /// The public bug it comes from.
     pub origin: &'static str,
+    /// Why it happens, in the design that has it.
+    pub root_cause: &'static str,
+    /// What the fixed design does instead.
+    pub fix: &'static str,
     /// The interleaving, in the hooks' schedule text form.
     pub schedule: &'static str,
     /// What the lab builds.
@@ -133,6 +137,8 @@ pub static CATALOG: &[Race] = &[
         slug: "kill-recycled-pid",
         title: "SIGKILL reaches a process that took the reaped child's PID",
         origin: "rocketman-code/piano issue #620, fixed in commit ecca3b9",
+        root_cause: "The child's numeric PID outlives the reap: main's blocking `wait()` reaps the child, but CHILD_PID is cleared only after classification. An escalation thread that loaded the PID before the reap sends SIGKILL after it, to whatever process took the number since.",
+        fix: "Signal only through a pidfd, and only from the thread that reaps: a pidfd names one process forever, and a child that is not reaped yet is at worst a zombie that pins its PID.",
         schedule: "on duration.expired: ready(child)\n\
                    on escalation.pid_loaded: exit(child)\n\
                    on main.reaped: recycle(child)\n\
@@ -152,6 +158,8 @@ pub static CATALOG: &[Race] = &[
         slug: "force-flag-after-classify",
         title: "a SIGKILL was sent but the report says the duration ended it",
         origin: "rocketman-code/piano issue #620, fixed in commit ecca3b9",
+        root_cause: "Nothing orders the escalation thread's FORCE_KILLED store before main's classification load: main can classify Duration (exit 0, no warning) and the escalation thread then stores the flag and sends SIGKILL.",
+        fix: "Decide the kill and the stop reason in the same step of one state machine: a SIGKILL decided is a ForcedKill reported, and the warning printed.",
         schedule: "on duration.expired: ready(child)\n\
                    on escalation.pid_loaded: exit(child)\n\
                    main.classified < escalation.before_force_flag\n\
@@ -170,6 +178,8 @@ pub static CATALOG: &[Race] = &[
         slug: "signal-before-pid-store",
         title: "an interrupt during spawn is never forwarded; the child is SIGKILLed untold",
         origin: "rocketman-code/piano issue #620, fixed in commit ecca3b9",
+        root_cause: "The SIGINT handler is installed before spawn but CHILD_PID is stored after it; a SIGINT in between finds PID 0 and forwards nothing, and SA_RESETHAND has already reset the handler. The escalation thread later SIGKILLs a child that never saw SIGTERM.",
+        fix: "Block the forwarded signals before spawn (unblocking them in the child) and read them from a signalfd in the event loop once the child exists: a signal that arrives during spawn waits, it is never lost.",
         schedule: "on main.spawned: ready(child)\n\
                    on main.spawned: interrupt(design)\n\
                    signal.forwarded < main.pid_stored",
@@ -186,10 +196,12 @@ pub static CATALOG: &[Race] = &[
         slug: "signal-before-pid-store-no-grace",
         title: "with no kill timeout the same interrupt leaves the supervisor waiting forever",
         origin: "rocketman-code/piano issue #620, fixed in commit ecca3b9",
+        root_cause: "Same window as Q4 with --kill-timeout 0: no escalation thread exists, the child is never signalled, and main blocks in wait() forever. A second Ctrl-C (SIG_DFL after SA_RESETHAND) kills the supervisor and orphans the child.",
+        fix: "The reference forwards the pending interrupt from its event loop and always bounds its grace period, so it returns within its bound and leaves no orphan.",
         schedule: "on main.spawned: ready(child)\n\
                    on main.spawned: interrupt(design)\n\
                    signal.forwarded < main.pid_stored",
-        setup: Setup { second_interrupt: true, ..Setup::BASE },
+        setup: Setup { second_interrupt: true, bound: Duration::from_millis(100), ..Setup::BASE },
         invariants: &[I3InterruptDelivered, I4BoundedStop, I5NoSurvivors],
         designs: &[
             (GlobalAtomics, Expect::Reproduce(&[I3InterruptDelivered, I4BoundedStop, I5NoSurvivors])),
@@ -201,11 +213,13 @@ pub static CATALOG: &[Race] = &[
         slug: "unbounded-wait-after-sigkill",
         title: "after SIGKILL the supervisor polls an unkillable child with no deadline",
         origin: "containers/buildah issue #6786",
+        root_cause: "After an interrupt the supervisor sends SIGKILL and then polls the container state every 100 ms with no deadline; a task that cannot die (in D state) keeps it polling forever, and the user's later SIGKILL of the supervisor leaves the tree orphaned.",
+        fix: "After SIGKILL wait a bounded time, then cgroup.kill the whole tree, wait a bounded time again, and return a clear `unkillable` report that names the process and its state.",
         schedule: "",
         setup: Setup {
             grace: Duration::from_millis(20),
             stop: Stop::FreezeThenInterrupt,
-            bound: Duration::from_millis(600),
+            bound: Duration::from_millis(500),
             ..Setup::BASE
         },
         invariants: &[I4BoundedStop],
@@ -216,6 +230,8 @@ pub static CATALOG: &[Race] = &[
         slug: "zombie-accumulation",
         title: "a PID 1 that reaps one child per SIGCHLD leaves zombies after a burst",
         origin: "dualeai/exec-sandbox guest-agent (TestPid1ZombieReaping); catatonit issue 4",
+        root_cause: "A PID 1 that reaps one child per SIGCHLD: standard signals coalesce, so a burst of exits gives fewer notifications than exits and the rest stay zombies.",
+        fix: "On every SIGCHLD drain with waitpid(-1, WNOHANG) until none is left, routing the main child's status when it comes by.",
         schedule: "on reaper.woke: orphans(child)",
         setup: Setup { child_start: Some("fork-orphans 50"), subreaper: true, ..Setup::BASE },
         invariants: &[I6NoZombies],
@@ -226,6 +242,8 @@ pub static CATALOG: &[Race] = &[
         slug: "reaper-steals-status",
         title: "a waitpid(-1) reaper consumes the main child's status; the waiter invents one",
         origin: "dualeai/exec-sandbox guest-agent init.rs reap_zombies vs tokio Child::wait",
+        root_cause: "A reaper thread reaps every child with waitpid(-1) while the main path waits for its child by PID: the reaper consumes the main child's status, the waiter gets ECHILD and reports a made-up -1.",
+        fix: "One reaper that recognises the main child's PID when waitpid(-1) returns it and routes that status to the caller, instead of discarding it.",
         schedule: "on main.spawned: exit(child, 7)\n\
                    reaper.reaped < main.pid_stored",
         setup: Setup { subreaper: true, ..Setup::BASE },
@@ -237,6 +255,8 @@ pub static CATALOG: &[Race] = &[
         slug: "orphan-on-wrapper-death",
         title: "the program exec'd under a lock outlives its killed parent and keeps the lock",
         origin: "XMPPwocky/surely-this-cant-work (rvos) bug 0017, fixed in d32fae6",
+        root_cause: "The wrapper takes the lock and execs the program: the program inherits the lock descriptor and no parent is left to stop it; when the outer tool is killed the program is reparented and keeps the lock, so the next run says \"already running\".",
+        fix: "Run the program under a supervisor that contains its tree (here a PID namespace whose init dies with the supervisor) and dies with its own parent: killing the outer tool takes the program and its lock down.",
         schedule: "",
         setup: Setup { stop: Stop::KillOuter, ..Setup::BASE },
         invariants: &[I5NoSurvivors],

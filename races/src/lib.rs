@@ -43,6 +43,7 @@
 
 pub mod catalog;
 pub mod design;
+pub mod docs;
 pub mod link;
 pub mod matrix;
 pub mod oracle;
@@ -78,8 +79,29 @@ pub struct ReplayPlan {
     pub repeat: u32,
 }
 
+/// Who the runner runs as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunAs {
+    /// The caller's own user.
+    Caller,
+    /// uid/gid 65534 through `setpriv` (the caller must be root): proves the lab works for a
+    /// normal user, with a user namespace.
+    Nobody,
+}
+
 /// Replays `race` against `design` once, through the runner executable `runner`.
 pub fn replay_once(runner: &Path, race: &Race, design: DesignId, schedule: Option<&str>) -> ReplayOutput {
+    replay_as(runner, race, design, schedule, RunAs::Caller)
+}
+
+/// Like [`replay_once`], choosing the user the runner runs as.
+pub fn replay_as(
+    runner: &Path,
+    race: &Race,
+    design: DesignId,
+    schedule: Option<&str>,
+    user: RunAs,
+) -> ReplayOutput {
     let input = ReplayInput {
         race: race.id.to_string(),
         design: design.name().to_string(),
@@ -97,7 +119,19 @@ pub fn replay_once(runner: &Path, race: &Race, design: DesignId, schedule: Optio
         schedule: schedule.unwrap_or(race.schedule).to_string(),
         wall_ns: 0,
     };
-    match racelab_sandbox::run(runner, scenario::SCENARIO, &value, &spec) {
+    let mut cmd = racelab_sandbox::command(runner, scenario::SCENARIO, &value, &spec);
+    if user == RunAs::Nobody {
+        let mut wrapped = std::process::Command::new("setpriv");
+        wrapped
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+            .arg(cmd.get_program())
+            .args(cmd.get_args())
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        cmd = wrapped;
+    }
+    match racelab_sandbox::run_command(cmd, &spec) {
         Ok(racelab_sandbox::RunOutcome::Finished { output, .. }) => {
             serde_json::from_value(output).unwrap_or_else(|e| lab_error(format!("bad replay output: {e}")))
         }
@@ -125,4 +159,11 @@ pub fn run_plan(runner: &Path, plan: &ReplayPlan) -> PlanReport {
         }
     }
     report
+}
+
+/// Replays `race` once against each design it applies to and renders its docs page.
+pub fn race_page(runner: &Path, race: &'static Race) -> String {
+    let runs: Vec<(DesignId, ReplayOutput)> =
+        race.designs.iter().map(|&(d, _)| (d, replay_once(runner, race, d, None))).collect();
+    docs::page(race, &runs)
 }

@@ -14,7 +14,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 /// How long a design thread waits for init to carry out one action.
-pub const ACTION_TIMEOUT: Duration = Duration::from_secs(3);
+pub const ACTION_TIMEOUT: Duration = Duration::from_millis(1500);
 
 /// What the design process sends when it is done.
 #[derive(Debug, Clone, Serialize, Deserialize)]

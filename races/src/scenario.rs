@@ -25,7 +25,7 @@ use std::time::Duration;
 pub const SCENARIO: &str = "replay";
 
 /// How long one replay may take inside the namespace before the lab gives up on the design.
-pub const REPLAY_DEADLINE: Duration = Duration::from_secs(4);
+pub const REPLAY_DEADLINE: Duration = Duration::from_millis(1500);
 
 /// What the caller asks for.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -277,7 +277,7 @@ fn design_process(
 ) -> i32 {
     let Ok(actions) = LabActions::new(link) else { return 122 };
     let actions = Arc::new(actions);
-    let options = ArmOptions { deadline: Duration::from_secs(2), ..ArmOptions::default() };
+    let options = ArmOptions { deadline: Duration::from_secs(1), ..ArmOptions::default() };
     let armed = match racelab_hooks::arm(schedule, actions.clone(), options) {
         Ok(a) => a,
         Err(_) => return 123,
@@ -418,7 +418,7 @@ impl Lab<'_> {
     }
 
     fn wait_ready(&mut self) -> Result<i32, String> {
-        let deadline = init_now() + 2_000_000_000;
+        let deadline = (init_now() + 1_000_000_000).min(self.deadline());
         if !self.pump(&|lab| lab.w.pid.is_some(), deadline, false) {
             return Err("the child never said ready".into());
         }
@@ -440,8 +440,8 @@ impl Lab<'_> {
                 self.write_child(&format!("exit {code}"))?;
                 // The child is gone (a zombie or reaped) before the design goes on.
                 let fd = self.w.pidfd.as_ref().ok_or("no pidfd for the child")?;
-                if !readable(fd.as_fd(), Duration::from_secs(2)) {
-                    return Err("the child did not exit within 2 s".into());
+                if !readable(fd.as_fd(), Duration::from_secs(1)) {
+                    return Err("the child did not exit within 1 s".into());
                 }
                 self.note("lab", "exit", format!("child exited with {code}"));
                 Ok(())
@@ -464,7 +464,7 @@ impl Lab<'_> {
             "orphans" => {
                 // Hold the caller until the child's burst of orphans is over: every orphan has
                 // exited, so their SIGCHLDs are pending (and coalesced) when it goes on.
-                let deadline = init_now() + 2_000_000_000;
+                let deadline = (init_now() + 1_000_000_000).min(self.deadline());
                 if !self.pump(&|lab| lab.w.orphans_done, deadline, false) {
                     return Err("the child never finished its orphans".into());
                 }
@@ -575,13 +575,17 @@ impl Lab<'_> {
             self.truth.survivors = oracle::survivors(self.init, &self.victims, Duration::from_millis(200));
             self.truth.lock_held = oracle::lock_held(&format!("/tmp/racelab-{}.lock", self.init.host_pid()));
         }
+        let mut fates = Vec::new();
         for v in &self.victims {
             // A signal sent just before the design returned may still be pending: the kill(2)
             // has returned but the victim has not run yet. A pending signal is ground truth
             // too, so wait (bounded) for what it does.
             let wait = if oracle::signal_pending(v.pid()) { Duration::from_secs(1) } else { Duration::ZERO };
-            let fate = v.fate(wait).ok();
-            self.truth.victims.push((v.pid(), fate));
+            fates.push((v.pid(), v.fate(wait).ok()));
+        }
+        for (pid, fate) in fates {
+            self.note("lab", "victim", format!("the process that took PID {pid} ended as {fate:?}"));
+            self.truth.victims.push((pid, fate));
         }
         self.cleanup();
     }
@@ -617,8 +621,28 @@ impl Lab<'_> {
         if let Some(h) = &hooks {
             trace_parts.push(h.trace.clone());
         }
-        let trace = Trace::merge(trace_parts);
+        let mut trace = Trace::merge(trace_parts);
         let verdict = oracle::judge(self.race, self.design, &self.truth, &self.w, report.as_ref(), hooks.as_ref(), &trace);
+        // The oracle's conclusion closes the timeline, so a reader sees what broke where.
+        let detail = match &verdict {
+            Verdict::Reproduced { violations } => {
+                violations.iter().map(|v| format!("{}: {}", v.invariant.id(), v.evidence)).collect::<Vec<_>>().join("; ")
+            }
+            Verdict::NotForced { why } => why.lines().next().unwrap_or_default().to_string(),
+            Verdict::LabError { message } => message.clone(),
+            Verdict::Skipped { reason } => reason.clone(),
+            Verdict::Prevented => "every invariant held".to_string(),
+        };
+        trace.events.push(Event {
+            time_ns: init_now(),
+            pid: 1,
+            tid: 1,
+            actor: "oracle".into(),
+            kind: EventKind::Note,
+            subject: verdict.label().into(),
+            detail,
+            peer: None,
+        });
         (verdict, trace, report)
     }
 }

@@ -27,6 +27,12 @@ enum Command {
     List,
     /// Replay races against designs and print the verdict matrix.
     Replay(ReplayArgs),
+    /// Regenerate docs/races: one page per race, with timelines from real replays.
+    Docs {
+        /// The directory to write the pages to.
+        #[arg(long, default_value = "docs/races")]
+        out: std::path::PathBuf,
+    },
 }
 
 #[derive(clap::Args, Default)]
@@ -72,7 +78,8 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command.unwrap_or(Command::Replay(ReplayArgs::default())) {
         Command::Doctor => {
-            print!("{}", racelab_sandbox::Capabilities::probe());
+            let runner = std::env::current_exe().context("cannot find this executable")?;
+            print!("{}", racelab_sandbox::Capabilities::probe(&runner));
             Ok(ExitCode::SUCCESS)
         }
         Command::List => {
@@ -89,7 +96,23 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Replay(args) => replay(args),
+        Command::Docs { out } => docs(&out),
     }
+}
+
+fn docs(out: &std::path::Path) -> anyhow::Result<ExitCode> {
+    let runner = std::env::current_exe().context("cannot find this executable to run replays")?;
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+    for race in catalog::CATALOG {
+        let page = races::race_page(&runner, race);
+        let path = out.join(races::docs::file_name(race));
+        // Write a sibling file and rename it over the page: a reader never sees half a page.
+        let tmp = path.with_extension("md.tmp");
+        std::fs::write(&tmp, page).with_context(|| format!("cannot write {}", tmp.display()))?;
+        std::fs::rename(&tmp, &path).with_context(|| format!("cannot replace {}", path.display()))?;
+        println!("wrote {}", path.display());
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {

@@ -38,7 +38,9 @@ fn points(c: &mut Criterion) {
     });
     // Another point is scheduled, so the edge table is live; main.spawned has no edge.
     let schedule = Schedule::parse("escalation.pid_loaded < main.reaped").expect("schedule");
-    for (name, trace_capacity) in [("armed, unscheduled point, traced", 4096), ("armed, unscheduled point, trace off", 0)] {
+    for (name, trace_capacity) in
+        [("armed, unscheduled point, traced", 4096), ("armed, unscheduled point, trace off", 0)]
+    {
         let options = ArmOptions { deadline: Duration::from_secs(5), trace_capacity };
         let armed = arm(schedule.clone(), Arc::new(NoActions), options).expect("arm");
         c.bench_function(&format!("point, hooks on, {name}"), |b| {

@@ -47,7 +47,9 @@ fn main() {
             matched += usize::from(seen == expect);
             last = report;
         }
-        println!("schedule `{schedule}`: reader saw the write = {expect} in {matched} of 1000 runs");
+        println!(
+            "schedule `{schedule}`: reader saw the write = {expect} in {matched} of 1000 runs"
+        );
         println!("{}", last.trace);
         println!("{}", last.trace.to_mermaid());
         assert_eq!(matched, 1000);

@@ -46,13 +46,19 @@ fn event(run: &Run, pid: u32, r: &Raw) -> Event {
                 .iter()
                 .find(|(k, e)| *k == r.extra as usize && e.tid == r.tid)
                 .map_or_else(String::new, |(_, e)| e.message.clone());
-            (EventKind::ActionFailed, subject, format!("at {}: {message}", at_text(r.point, r.occurrence)), None)
+            (
+                EventKind::ActionFailed,
+                subject,
+                format!("at {}: {message}", at_text(r.point, r.occurrence)),
+                None,
+            )
         }
         Kind::Abandoned => {
             let detail = if r.extra == 0 {
                 "schedule abandoned: actions skipped".to_string()
             } else {
-                let edges: Vec<String> = mask_edges(run, r.extra).map(|(_, e)| e.to_string()).collect();
+                let edges: Vec<String> =
+                    mask_edges(run, r.extra).map(|(_, e)| e.to_string()).collect();
                 format!("schedule abandoned: not enforced {}", edges.join(", "))
             };
             (EventKind::Abandoned, at_text(r.point, r.occurrence), detail, None)
@@ -62,7 +68,16 @@ fn event(run: &Run, pid: u32, r: &Raw) -> Event {
             (EventKind::Stuck, at_text(r.point, r.occurrence), detail, None)
         }
     };
-    Event { time_ns: r.time_ns, pid, tid: r.tid, actor: p.actor().to_string(), kind, subject, detail, peer }
+    Event {
+        time_ns: r.time_ns,
+        pid,
+        tid: r.tid,
+        actor: p.actor().to_string(),
+        kind,
+        subject,
+        detail,
+        peer,
+    }
 }
 
 fn stuck_report(run: &Run, s: &StuckSnap, trace: &Trace) -> StuckReport {
@@ -83,7 +98,9 @@ fn stuck_report(run: &Run, s: &StuckSnap, trace: &Trace) -> StuckReport {
             actor: points::ALL[point].actor().to_string(),
             point: at_text(point, occurrence),
             waiting_for: mask_edges(run, s.unmet_mask)
-                .filter(|(_, e)| usize::from(e.after.point.index) == point && e.after.occurrence == occurrence)
+                .filter(|(_, e)| {
+                    usize::from(e.after.point.index) == point && e.after.occurrence == occurrence
+                })
                 .map(|(_, e)| e.to_string())
                 .collect(),
         })

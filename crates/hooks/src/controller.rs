@@ -60,7 +60,9 @@ static ARMED: AtomicBool = AtomicBool::new(false);
 static RUN: Mutex<Option<Run>> = Mutex::new(None);
 
 fn state() -> &'static State {
-    STATE.get_or_init(|| State::new(Caps { edges: crate::MAX_EDGES, slots: MAX_PARKED, trace: MAX_TRACE }))
+    STATE.get_or_init(|| {
+        State::new(Caps { edges: crate::MAX_EDGES, slots: MAX_PARKED, trace: MAX_TRACE })
+    })
 }
 
 fn run_lock() -> MutexGuard<'static, Option<Run>> {
@@ -116,7 +118,8 @@ fn run_actions(st: &State, point: &'static Point, occurrence: u32, tid: u32) {
         st.record(Kind::Action, i, occurrence, tid, k as u64);
         if let Err(message) = plan.runner.run(action, point) {
             st.record(Kind::ActionFailed, i, occurrence, tid, k as u64);
-            let error = ActionError { at: at.to_string(), action: action.to_string(), tid, message };
+            let error =
+                ActionError { at: at.to_string(), action: action.to_string(), tid, message };
             if let Some(run) = run_lock().as_mut() {
                 run.errors.push((k, error));
             }
@@ -141,7 +144,15 @@ pub fn arm(
             max: MAX_TRACE,
         });
     }
-    if ARMED.compare_exchange(false, true, std::sync::atomic::Ordering::AcqRel, std::sync::atomic::Ordering::Acquire).is_err() {
+    if ARMED
+        .compare_exchange(
+            false,
+            true,
+            std::sync::atomic::Ordering::AcqRel,
+            std::sync::atomic::Ordering::Acquire,
+        )
+        .is_err()
+    {
         return Err(HookError::AlreadyArmed);
     }
     let st = state();
@@ -182,7 +193,8 @@ impl Armed {
     /// Waits until `at` has been passed (`at.occurrence` passes), at most `timeout`.
     pub fn wait_passed(&self, at: impl Into<At>, timeout: Duration) -> bool {
         let at = at.into();
-        state().wait_until(nanos(timeout), |s| s.passes(usize::from(at.point.index)) >= at.occurrence)
+        state()
+            .wait_until(nanos(timeout), |s| s.passes(usize::from(at.point.index)) >= at.occurrence)
     }
 
     /// Disarms (releasing any parked thread) and reports the run. Threads still parked now make

@@ -167,7 +167,9 @@ mod schedule;
 mod trace;
 
 pub use error::{HookError, ParseError};
-pub use report::{ActionError, ParkedThread, RunReport, StuckReason, StuckReport, UnmetEdge, UnmetReason};
+pub use report::{
+    ActionError, ParkedThread, RunReport, StuckReason, StuckReport, UnmetEdge, UnmetReason,
+};
 pub use schedule::{Action, Actions, Arg, At, Edge, MAX_EDGES, NoActions, Schedule, Step};
 pub use trace::{Event, EventKind, Trace};
 

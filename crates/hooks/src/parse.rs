@@ -107,7 +107,8 @@ impl<'a> Parser<'a> {
             None => "end of input".to_string(),
             Some('\n') => "a newline".to_string(),
             Some(_) => {
-                let token: String = self.rest().chars().take_while(|c| !c.is_whitespace()).take(24).collect();
+                let token: String =
+                    self.rest().chars().take_while(|c| !c.is_whitespace()).take(24).collect();
                 format!("`{token}`")
             }
         };
@@ -273,7 +274,8 @@ impl<'a> Parser<'a> {
                     Some(n) if !negative => Ok(Arg::Duration(Duration::from_nanos(n))),
                     _ => {
                         self.pos = start;
-                        Err(self.expected("a non-negative duration that fits in 64-bit nanoseconds"))
+                        Err(self
+                            .expected("a non-negative duration that fits in 64-bit nanoseconds"))
                     }
                 }
             }
@@ -395,7 +397,8 @@ mod tests {
 
     fn step() -> impl Strategy<Value = Step> {
         prop_oneof![
-            (at(), at()).prop_map(|(before, after)| Step::Edge(crate::schedule::Edge { before, after })),
+            (at(), at())
+                .prop_map(|(before, after)| Step::Edge(crate::schedule::Edge { before, after })),
             (at(), "[a-z_][a-z0-9_]{0,8}", proptest::collection::vec(arg(), 0..4))
                 .prop_map(|(at, name, args)| Step::On { at, action: Action { name, args } }),
         ]

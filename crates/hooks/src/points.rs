@@ -6,7 +6,7 @@
 //! `point!(actor.window)`; a typo is a compile error because the macro resolves to
 //! `points::actor::window`. A schedule names points by the same dotted string.
 //!
-//! Add a point by adding one line to [`catalog!`] below, with a doc line saying where the window
+//! Add a point by adding one line to `catalog!` below, with a doc line saying where the window
 //! is and what goes wrong there in the designs that have it.
 
 /// One named point. `index` is its position in [`ALL`], stable within one build.

@@ -337,19 +337,17 @@ mod tests {
 
     #[test]
     fn display_omits_the_default_occurrence_and_prints_units() {
-        let s = Schedule::new()
-            .edge(&escalation::pid_loaded, At::nth(&main::reaped, 2))
-            .on(
-                &main::reaped,
-                Action::new(
-                    "freeze",
-                    vec![
-                        Arg::Duration(Duration::from_millis(10)),
-                        Arg::Int(-3),
-                        Arg::Ident("child".into()),
-                    ],
-                ),
-            );
+        let s = Schedule::new().edge(&escalation::pid_loaded, At::nth(&main::reaped, 2)).on(
+            &main::reaped,
+            Action::new(
+                "freeze",
+                vec![
+                    Arg::Duration(Duration::from_millis(10)),
+                    Arg::Int(-3),
+                    Arg::Ident("child".into()),
+                ],
+            ),
+        );
         assert_eq!(
             s.to_string(),
             "escalation.pid_loaded < main.reaped#2; on main.reaped: freeze(10ms, -3, child)"
@@ -358,9 +356,8 @@ mod tests {
 
     #[test]
     fn a_cycle_is_rejected_with_its_points() {
-        let s = Schedule::new()
-            .edge(&main::spawned, &main::reaped)
-            .edge(&main::reaped, &main::spawned);
+        let s =
+            Schedule::new().edge(&main::spawned, &main::reaped).edge(&main::reaped, &main::spawned);
         let err = s.validate().unwrap_err().to_string();
         assert!(err.contains("cycle"), "{err}");
         assert!(err.contains("main.spawned") && err.contains("main.reaped"), "{err}");

@@ -533,8 +533,12 @@ impl State {
         for n in start..next {
             let r = &self.ring[(n % cap) as usize];
             let seq = r.seq.load(Acquire);
-            let (time_ns, tid, word, extra) =
-                (r.time_ns.load(Relaxed), r.tid.load(Relaxed), r.word.load(Relaxed), r.extra.load(Relaxed));
+            let (time_ns, tid, word, extra) = (
+                r.time_ns.load(Relaxed),
+                r.tid.load(Relaxed),
+                r.word.load(Relaxed),
+                r.extra.load(Relaxed),
+            );
             fence(Acquire);
             if seq != n + 1 || r.seq.load(Relaxed) != seq {
                 continue; // overwritten or torn by a straggler: skip rather than lie

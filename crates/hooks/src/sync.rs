@@ -42,7 +42,12 @@ pub(crate) fn futex_wait(word: &AtomicU32, expected: u32, timeout_ns: u64) {
         tv_sec: (timeout_ns / 1_000_000_000) as i64,
         tv_nsec: (timeout_ns % 1_000_000_000) as i64,
     };
-    let _ = rustix::thread::futex::wait(word, rustix::thread::futex::Flags::PRIVATE, expected, Some(&timeout));
+    let _ = rustix::thread::futex::wait(
+        word,
+        rustix::thread::futex::Flags::PRIVATE,
+        expected,
+        Some(&timeout),
+    );
 }
 
 #[cfg(loom)]
@@ -65,7 +70,8 @@ pub(crate) fn futex_wait(word: &AtomicU32, expected: u32, _timeout_ns: u64) {
 /// Wakes every thread sleeping on `word`.
 #[cfg(not(loom))]
 pub(crate) fn futex_wake_all(word: &AtomicU32) {
-    let _ = rustix::thread::futex::wake(word, rustix::thread::futex::Flags::PRIVATE, i32::MAX as u32);
+    let _ =
+        rustix::thread::futex::wake(word, rustix::thread::futex::Flags::PRIVATE, i32::MAX as u32);
 }
 
 /// The model's wake: take the bucket lock, wake every sleeper (of any word: they re-check).

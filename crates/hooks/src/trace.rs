@@ -114,7 +114,8 @@ impl Trace {
         let mut out = String::new();
         let t0 = self.events.first().map_or(0, |e| e.time_ns);
         if self.dropped > 0 {
-            let _ = writeln!(out, "({} older records dropped: the trace ring was full)", self.dropped);
+            let _ =
+                writeln!(out, "({} older records dropped: the trace ring was full)", self.dropped);
         }
         for e in &self.events {
             let us = e.time_ns.saturating_sub(t0) as f64 / 1_000.0;
@@ -216,7 +217,13 @@ mod tests {
 
     #[test]
     fn merge_interleaves_processes_by_time() {
-        let a = Trace { events: vec![ev(1, 1, "main", EventKind::Pass, "main.spawned"), ev(5, 1, "main", EventKind::Pass, "main.reaped")], dropped: 0 };
+        let a = Trace {
+            events: vec![
+                ev(1, 1, "main", EventKind::Pass, "main.spawned"),
+                ev(5, 1, "main", EventKind::Pass, "main.reaped"),
+            ],
+            dropped: 0,
+        };
         let b = Trace { events: vec![ev(3, 2, "lab", EventKind::Note, "note")], dropped: 2 };
         let m = Trace::merge([a, b]);
         let times: Vec<u64> = m.events.iter().map(|e| e.time_ns).collect();
@@ -242,7 +249,8 @@ mod tests {
 
     #[test]
     fn json_round_trips() {
-        let t = Trace { events: vec![ev(7, 3, "main", EventKind::Stuck, "main.reaped")], dropped: 1 };
+        let t =
+            Trace { events: vec![ev(7, 3, "main", EventKind::Stuck, "main.reaped")], dropped: 1 };
         let json = serde_json::to_string(&t).unwrap();
         assert!(json.contains("\"kind\":\"stuck\""), "{json}");
         assert_eq!(serde_json::from_str::<Trace>(&json).unwrap(), t);
@@ -250,7 +258,13 @@ mod tests {
 
     #[test]
     fn text_names_time_thread_actor_kind_and_subject() {
-        let t = Trace { events: vec![ev(1_000, 9, "main", EventKind::Pass, "main.spawned"), ev(3_500, 9, "main", EventKind::Pass, "main.reaped")], dropped: 0 };
+        let t = Trace {
+            events: vec![
+                ev(1_000, 9, "main", EventKind::Pass, "main.spawned"),
+                ev(3_500, 9, "main", EventKind::Pass, "main.reaped"),
+            ],
+            dropped: 0,
+        };
         let text = t.to_text();
         assert!(text.lines().nth(1).unwrap().contains("2.500us"), "{text}");
         assert!(text.contains("main.reaped"), "{text}");

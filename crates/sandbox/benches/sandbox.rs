@@ -8,7 +8,7 @@
 //! prints medians and p99 of all three, interleaved, with the ratios to a plain fork.
 
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use racelab_sandbox::{RunOutcome, Spec, run};
@@ -55,11 +55,20 @@ fn summary() {
             ym / base.1
         );
     }
-    let mut walls: Vec<u64> =
-        (0..200).map(|_| sandbox("noop", Value::Null).1.as_nanos() as u64).collect();
+    let (mut walls, mut totals) = (Vec::new(), Vec::new());
+    for _ in 0..200 {
+        let t = Instant::now();
+        let (_, wall) = sandbox("noop", Value::Null);
+        totals.push(t.elapsed().as_nanos() as u64);
+        walls.push(wall.as_nanos() as u64);
+    }
     walls.sort_unstable();
+    totals.sort_unstable();
     eprintln!(
-        "sandbox PID 1 fork-to-result (runner side), 200 runs: median {:.1} us, p99 {:.1} us\n",
+        "sandbox run of a no-op scenario, 200 runs (us: median / p99): run() start to verdict \
+         {:.1} / {:.1}; PID 1 fork to result {:.1} / {:.1}\n",
+        pct(&totals, 0.5),
+        pct(&totals, 0.99),
         pct(&walls, 0.5),
         pct(&walls, 0.99)
     );

@@ -16,7 +16,9 @@ fn actions_run_in_order_before_the_point_counts_as_passed() {
     let seen = Arc::clone(&log);
     let actions = move |action: &Action, at: &'static Point| -> Result<(), String> {
         let waiting = !ESCALATION_PASSED.load(SeqCst);
-        seen.lock().unwrap().push(format!("{action} at {} (escalation waiting: {waiting})", at.name));
+        seen.lock()
+            .unwrap()
+            .push(format!("{action} at {} (escalation waiting: {waiting})", at.name));
         Ok(())
     };
     let armed = arm_text(
@@ -53,7 +55,8 @@ fn actions_run_in_order_before_the_point_counts_as_passed() {
 #[test]
 fn a_failing_action_is_reported_and_does_not_panic() {
     let _g = exclusive();
-    let armed = arm_text("on main.spawned#2: recycle(child)", Arc::new(NoActions), Duration::from_secs(5));
+    let armed =
+        arm_text("on main.spawned#2: recycle(child)", Arc::new(NoActions), Duration::from_secs(5));
     point!(main.spawned); // the first occurrence carries no action
     point!(main.spawned);
     let report = armed.finish();
@@ -62,7 +65,8 @@ fn a_failing_action_is_reported_and_does_not_panic() {
     assert_eq!((e.at.as_str(), e.action.as_str()), ("main.spawned#2", "recycle(child)"));
     assert!(e.message.contains("unknown action `recycle`"), "{}", e.message);
     assert!(!report.is_clean());
-    let failed = report.trace.events.iter().find(|ev| ev.kind == EventKind::ActionFailed).expect("recorded");
+    let failed =
+        report.trace.events.iter().find(|ev| ev.kind == EventKind::ActionFailed).expect("recorded");
     assert!(failed.detail.contains("unknown action"), "{failed:?}");
 }
 
@@ -76,6 +80,9 @@ fn notes_join_the_trace_in_time_order() {
     note("lab", "after finish: dropped".into());
     let kinds: Vec<(EventKind, &str)> =
         report.trace.events.iter().map(|e| (e.kind, e.actor.as_str())).collect();
-    assert_eq!(kinds, [(EventKind::Note, "lab"), (EventKind::Arrive, "main"), (EventKind::Pass, "main")]);
+    assert_eq!(
+        kinds,
+        [(EventKind::Note, "lab"), (EventKind::Arrive, "main"), (EventKind::Pass, "main")]
+    );
     assert!(report.trace.to_mermaid().contains("Note over lab: recycled pid 42"));
 }

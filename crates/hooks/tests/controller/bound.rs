@@ -21,7 +21,10 @@ fn an_edge_within_one_bound_thread_is_unrealizable_and_passes_without_waiting() 
     assert_eq!(report.unmet_edges.len(), 1);
     assert_eq!(report.unmet_edges[0].reason, UnmetReason::Unrealizable);
     let unrealizable = report.trace.events.iter().find(|e| e.kind == EventKind::Unrealizable);
-    assert_eq!(unrealizable.map(|e| e.detail.as_str()), Some("escalation.pid_loaded < main.reaped"));
+    assert_eq!(
+        unrealizable.map(|e| e.detail.as_str()),
+        Some("escalation.pid_loaded < main.reaped")
+    );
     assert!(!report.trace.events.iter().any(|e| e.kind == EventKind::Park), "{report}");
 }
 

@@ -51,5 +51,11 @@ fn a_point_hit_from_a_signal_handler_parks_and_is_released() {
         .map(|e| e.kind)
         .collect();
     assert_eq!(handler, [EventKind::Arrive, EventKind::Park, EventKind::Release, EventKind::Pass]);
-    assert!(report.trace.events.iter().all(|e| e.subject != "signal.handler_entered" || e.tid == interrupted_tid));
+    assert!(
+        report
+            .trace
+            .events
+            .iter()
+            .all(|e| e.subject != "signal.handler_entered" || e.tid == interrupted_tid)
+    );
 }

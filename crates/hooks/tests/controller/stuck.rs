@@ -110,6 +110,11 @@ fn an_unarmed_point_records_nothing_and_passes() {
         report.trace.events.iter().map(|e| format!("{:?} {}", e.kind, e.subject)).collect();
     assert_eq!(
         subjects,
-        ["Arrive main.spawned", "Pass main.spawned", "Arrive main.spawned#2", "Pass main.spawned#2"]
+        [
+            "Arrive main.spawned",
+            "Pass main.spawned",
+            "Arrive main.spawned#2",
+            "Pass main.spawned#2"
+        ]
     );
 }

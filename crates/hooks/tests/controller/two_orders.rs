@@ -63,13 +63,22 @@ fn the_trace_shows_the_forced_order_and_renders_as_mermaid() {
         .filter(|e| e.kind == EventKind::Pass)
         .map(|e| e.subject.as_str())
         .collect();
-    let pos = |s: &str| passes.iter().position(|p| *p == s).unwrap_or_else(|| panic!("{s} in {passes:?}"));
+    let pos = |s: &str| {
+        passes.iter().position(|p| *p == s).unwrap_or_else(|| panic!("{s} in {passes:?}"))
+    };
     assert!(pos("escalation.kill_sent") < pos("main.reaped"), "{passes:?}");
     let mermaid = report.trace.to_mermaid();
-    assert!(mermaid.contains("participant escalation") && mermaid.contains("participant main"), "{mermaid}");
+    assert!(
+        mermaid.contains("participant escalation") && mermaid.contains("participant main"),
+        "{mermaid}"
+    );
     // The reader either parked and was released (an arrow), or arrived after the write.
     let parked = report.trace.events.iter().any(|e| e.kind == EventKind::Park);
-    assert_eq!(parked, mermaid.contains("escalation->>main: escalation.kill_sent < main.reaped"), "{mermaid}");
+    assert_eq!(
+        parked,
+        mermaid.contains("escalation->>main: escalation.kill_sent < main.reaped"),
+        "{mermaid}"
+    );
     let json = serde_json::to_string(&report).unwrap();
     assert_eq!(serde_json::from_str::<racelab_hooks::RunReport>(&json).unwrap(), report);
 }

@@ -123,8 +123,8 @@ fn forcing_bench(input: &Value, init: &mut Init) -> Result<Value, String> {
     let kinds = ["fork", "ns_last_pid", "set_tid"];
     // Per kind: creation only (fork / recycle returns), and the whole cycle (create, make it
     // exit, reap). Interleaved, so drift over the run hits all kinds alike.
-    let mut create: Vec<Vec<u64>> = vec![Vec::with_capacity(n); 3];
-    let mut cycle: Vec<Vec<u64>> = vec![Vec::with_capacity(n); 3];
+    let mut create: Vec<Vec<u64>> = (0..3).map(|_| Vec::with_capacity(n)).collect();
+    let mut cycle: Vec<Vec<u64>> = (0..3).map(|_| Vec::with_capacity(n)).collect();
     for _ in 0..n {
         let t0 = init.now_ns();
         let c = init.fork(|| 0).map_err(err)?;
