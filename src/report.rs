@@ -90,7 +90,10 @@ const GROUPS: &[(&str, &str)] = &[
          `waitid(P_PID)`.",
     ),
     ("kill_latency_1", "Kill latency, one blocked process: request to reaped. Floor: `kill(pid)`."),
-    ("kill_latency_10", "Kill latency, a tree of 10: request to every process reaped. Floor: `kill(-pgid)`."),
+    (
+        "kill_latency_10",
+        "Kill latency, a tree of 10: request to every process reaped. Floor: `kill(-pgid)`.",
+    ),
     ("kill_latency_100", "Kill latency, a tree of 100. Floor: `kill(-pgid)`."),
     ("kill_latency_1000", "Kill latency, a tree of 1000. Floor: `kill(-pgid)`."),
     (
@@ -185,7 +188,11 @@ const TARGETS: &[Target] = &[
 
 /// Reads criterion's output under `criterion_dir` and writes the Markdown page `out_md` and the
 /// SVG chart `out_svg` (parent directories are created).
-pub fn write_report(criterion_dir: &Path, out_md: &Path, out_svg: &Path) -> Result<(), ReportError> {
+pub fn write_report(
+    criterion_dir: &Path,
+    out_md: &Path,
+    out_svg: &Path,
+) -> Result<(), ReportError> {
     let benches = load(criterion_dir)?;
     if benches.is_empty() {
         return Err(ReportError::Empty { dir: criterion_dir.to_path_buf() });
@@ -209,8 +216,12 @@ fn load(dir: &Path) -> Result<Vec<Bench>, ReportError> {
     find_new_dirs(dir, &mut found)?;
     let mut benches = found.iter().map(|d| load_one(d)).collect::<Result<Vec<_>, _>>()?;
     benches.sort_by(|a, b| {
-        (group_rank(&a.group), &a.group, !is_floor(a), &a.name)
-            .cmp(&(group_rank(&b.group), &b.group, !is_floor(b), &b.name))
+        (group_rank(&a.group), &a.group, !is_floor(a), &a.name).cmp(&(
+            group_rank(&b.group),
+            &b.group,
+            !is_floor(b),
+            &b.name,
+        ))
     });
     Ok(benches)
 }
@@ -330,7 +341,13 @@ fn human(ns: f64) -> String {
     } else {
         (ns, "ns")
     };
-    let digits = if v >= 100.0 { 0 } else if v >= 10.0 { 1 } else { 2 };
+    let digits = if v >= 100.0 {
+        0
+    } else if v >= 10.0 {
+        1
+    } else {
+        2
+    };
     format!("{v:.digits$} {unit}")
 }
 
@@ -393,7 +410,10 @@ fn markdown(benches: &[Bench], notes: &[String], dir: &Path, svg: Option<&str>) 
     if let Some(svg) = svg {
         let _ = writeln!(md, "![median latencies, log scale]({svg})\n");
     }
-    let _ = writeln!(md, "## Targets\n\n| target | measured (medians, same run) | verdict |\n|---|---|---|");
+    let _ = writeln!(
+        md,
+        "## Targets\n\n| target | measured (medians, same run) | verdict |\n|---|---|---|"
+    );
     for t in TARGETS {
         let (measured, mark) = match verdict(t, benches) {
             Some((m, true)) => (m, "PASS"),
@@ -423,7 +443,8 @@ fn markdown(benches: &[Bench], notes: &[String], dir: &Path, svg: Option<&str>) 
                 .iter()
                 .find(|(g, n, _)| *g == group && *n == b.name)
                 .map_or("", |(_, _, v)| v);
-            let name = if is_floor(b) { format!("**{}**", b.name) } else { format!("`{}`", b.name) };
+            let name =
+                if is_floor(b) { format!("**{}**", b.name) } else { format!("`{}`", b.name) };
             let _ = writeln!(
                 md,
                 "| {name} | {} | {} | {} | {ratio} | {c} |",
@@ -575,7 +596,10 @@ mod tests {
 
         let md = fs::read_to_string(md).expect("md");
         assert!(md.contains("## reap_latency") && md.contains("## kill_latency_1"));
-        assert!(md.contains("| **floor_blocking_waitid** | 80.0 µs | 90.0 µs | 2 | 1.00x |"), "{md}");
+        assert!(
+            md.contains("| **floor_blocking_waitid** | 80.0 µs | 90.0 µs | 2 | 1.00x |"),
+            "{md}"
+        );
         assert!(md.contains("| `reference_run_returns` | 110 µs | 300 µs | 2 | 1.38x |"), "{md}");
         assert!(md.contains("**1.10x** (limit 1.2x) | PASS |"), "{md}");
         assert!(md.contains("**45x** better (need 50x) | **MISS** |"), "{md}");

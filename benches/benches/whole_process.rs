@@ -53,7 +53,9 @@ fn main() {
             let t = t.to_string_lossy().into_owned();
             g.bench_function("tini_s_true", |b| measure(b, &t, &["-s", "--", "/bin/true"]));
         }
-        None => notes.skip("whole_process/tini_s_true", "tini is not installed (apt-get install tini)"),
+        None => {
+            notes.skip("whole_process/tini_s_true", "tini is not installed (apt-get install tini)")
+        }
     }
     match &supervise {
         Some(s) => {

@@ -106,7 +106,9 @@ impl Notes {
         };
         let notes = Notes { file };
         if quick() {
-            notes.note(&format!("{bench}: QUICK MODE (RACELAB_BENCH_QUICK=1): figures not meaningful"));
+            notes.note(&format!(
+                "{bench}: QUICK MODE (RACELAB_BENCH_QUICK=1): figures not meaningful"
+            ));
         }
         notes
     }

@@ -14,7 +14,9 @@ use racelab_supervisor::{Config, Containment};
 use racelab_sys::spawn::{Grouping, Spawned};
 use rustix::process::{Pid, Signal};
 
-use crate::procs::{Helper, ReadyPipe, TreeGuard, descendants_via_proc, now_ns, reap_all, wait_ready};
+use crate::procs::{
+    Helper, ReadyPipe, TreeGuard, descendants_via_proc, now_ns, reap_all, wait_ready,
+};
 
 /// A built tree: the helper (leader of its own group unless placed otherwise) and its guard.
 #[derive(Debug)]

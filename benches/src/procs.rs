@@ -56,27 +56,25 @@ pub fn spawn_program(
     grouping: Grouping,
     cgroup_dir: Option<BorrowedFd<'_>>,
 ) -> io::Result<Spawned> {
-    {
-        let program = cstring(path.as_os_str().as_bytes())?;
-        let mut argv = vec![program.clone()];
-        for a in args {
-            argv.push(cstring(a.as_bytes())?);
-        }
-        let req = SpawnRequest {
-            program: &program,
-            argv: &argv,
-            grouping,
-            cgroup_dir,
-            cgroup_procs: None,
-            new_pid_namespace: false,
-            reset_signals: &[],
-            reset_all_signals: false,
-            // The helper dies with the bench if the bench dies (its own children are killed by
-            // the strategies; a failed iteration kills them through `TreeGuard`).
-            die_with_parent: true,
-        };
-        spawn(&req).map_err(|e| io::Error::other(e.to_string()))
+    let program = cstring(path.as_os_str().as_bytes())?;
+    let mut argv = vec![program.clone()];
+    for a in args {
+        argv.push(cstring(a.as_bytes())?);
     }
+    let req = SpawnRequest {
+        program: &program,
+        argv: &argv,
+        grouping,
+        cgroup_dir,
+        cgroup_procs: None,
+        new_pid_namespace: false,
+        reset_signals: &[],
+        reset_all_signals: false,
+        // The helper dies with the bench if the bench dies (its own children are killed by
+        // the strategies; a failed iteration kills them through `TreeGuard`).
+        die_with_parent: true,
+    };
+    spawn(&req).map_err(|e| io::Error::other(e.to_string()))
 }
 
 fn cstring(bytes: &[u8]) -> io::Result<CString> {

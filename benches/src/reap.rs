@@ -226,7 +226,8 @@ pub fn sleep_poll(env: &ReapEnv, interval: Duration) -> io::Result<Duration> {
 /// without hook points.
 pub fn reference(env: &ReapEnv, config: &Config) -> io::Result<Duration> {
     env.stamp.clear();
-    let args: Vec<std::ffi::OsString> = env.args(env.child_delay).into_iter().map(Into::into).collect();
+    let args: Vec<std::ffi::OsString> =
+        env.args(env.child_delay).into_iter().map(Into::into).collect();
     let report = racelab_supervisor::run(config, env.helper.program().as_os_str(), &args)
         .map_err(|e| io::Error::other(e.to_string()))?;
     let now = now_ns();

@@ -151,7 +151,10 @@ pub static CATALOG: &[Race] = &[
             ..Setup::BASE
         },
         invariants: &[I1NoStraySignal],
-        designs: &[(GlobalAtomics, Expect::Reproduce(&[I1NoStraySignal])), (Reference, Expect::Prevent)],
+        designs: &[
+            (GlobalAtomics, Expect::Reproduce(&[I1NoStraySignal])),
+            (Reference, Expect::Prevent),
+        ],
     },
     Race {
         id: "Q3",
@@ -171,7 +174,10 @@ pub static CATALOG: &[Race] = &[
             ..Setup::BASE
         },
         invariants: &[I2TrueStopReason],
-        designs: &[(GlobalAtomics, Expect::Reproduce(&[I2TrueStopReason])), (Reference, Expect::Prevent)],
+        designs: &[
+            (GlobalAtomics, Expect::Reproduce(&[I2TrueStopReason])),
+            (Reference, Expect::Prevent),
+        ],
     },
     Race {
         id: "Q4",
@@ -204,7 +210,10 @@ pub static CATALOG: &[Race] = &[
         setup: Setup { second_interrupt: true, bound: Duration::from_millis(100), ..Setup::BASE },
         invariants: &[I3InterruptDelivered, I4BoundedStop, I5NoSurvivors],
         designs: &[
-            (GlobalAtomics, Expect::Reproduce(&[I3InterruptDelivered, I4BoundedStop, I5NoSurvivors])),
+            (
+                GlobalAtomics,
+                Expect::Reproduce(&[I3InterruptDelivered, I4BoundedStop, I5NoSurvivors]),
+            ),
             (Reference, Expect::Prevent),
         ],
     },
@@ -223,7 +232,10 @@ pub static CATALOG: &[Race] = &[
             ..Setup::BASE
         },
         invariants: &[I4BoundedStop],
-        designs: &[(UnboundedPoll, Expect::Reproduce(&[I4BoundedStop])), (Reference, Expect::Prevent)],
+        designs: &[
+            (UnboundedPoll, Expect::Reproduce(&[I4BoundedStop])),
+            (Reference, Expect::Prevent),
+        ],
     },
     Race {
         id: "Z1",
@@ -248,7 +260,10 @@ pub static CATALOG: &[Race] = &[
                    reaper.reaped < main.pid_stored",
         setup: Setup { subreaper: true, ..Setup::BASE },
         invariants: &[I7TrueExitStatus],
-        designs: &[(GreedyReaper, Expect::Reproduce(&[I7TrueExitStatus])), (Reference, Expect::Prevent)],
+        designs: &[
+            (GreedyReaper, Expect::Reproduce(&[I7TrueExitStatus])),
+            (Reference, Expect::Prevent),
+        ],
     },
     Race {
         id: "O1",
@@ -260,7 +275,10 @@ pub static CATALOG: &[Race] = &[
         schedule: "",
         setup: Setup { stop: Stop::KillOuter, ..Setup::BASE },
         invariants: &[I5NoSurvivors],
-        designs: &[(ExecUnderLock, Expect::Reproduce(&[I5NoSurvivors])), (Reference, Expect::Prevent)],
+        designs: &[
+            (ExecUnderLock, Expect::Reproduce(&[I5NoSurvivors])),
+            (Reference, Expect::Prevent),
+        ],
     },
 ];
 
@@ -281,8 +299,16 @@ mod tests {
     #[test]
     fn every_race_runs_against_the_reference_and_at_least_one_legacy_design() {
         for race in CATALOG {
-            assert!(race.designs.iter().any(|(d, e)| *d == Reference && *e == Expect::Prevent), "{}", race.id);
-            assert!(race.designs.iter().any(|(d, e)| *d != Reference && matches!(e, Expect::Reproduce(_))));
+            assert!(
+                race.designs.iter().any(|(d, e)| *d == Reference && *e == Expect::Prevent),
+                "{}",
+                race.id
+            );
+            assert!(
+                race.designs
+                    .iter()
+                    .any(|(d, e)| *d != Reference && matches!(e, Expect::Reproduce(_)))
+            );
         }
     }
 

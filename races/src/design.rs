@@ -126,16 +126,18 @@ pub fn run(
                 Err(e) => DesignReport::failed(e),
             }
         }
-        DesignId::UnboundedPoll => match racelab_legacy::unbounded_poll::run(program.as_os_str(), args) {
-            Ok(status) => DesignReport {
-                reason: Reason::Unreported,
-                status: std_status(status),
-                exit_code: racelab_legacy::cli::shell_code(status),
-                warnings: Vec::new(),
-                raw: format!("{status:?}"),
-            },
-            Err(e) => DesignReport::failed(e),
-        },
+        DesignId::UnboundedPoll => {
+            match racelab_legacy::unbounded_poll::run(program.as_os_str(), args) {
+                Ok(status) => DesignReport {
+                    reason: Reason::Unreported,
+                    status: std_status(status),
+                    exit_code: racelab_legacy::cli::shell_code(status),
+                    warnings: Vec::new(),
+                    raw: format!("{status:?}"),
+                },
+                Err(e) => DesignReport::failed(e),
+            }
+        }
         DesignId::ReapOnce | DesignId::GreedyReaper => {
             let result = if design == DesignId::ReapOnce {
                 racelab_legacy::reap_once::run(program.as_os_str(), args)
@@ -212,12 +214,16 @@ fn run_reference(
     match reference::run(&config, &program, &args) {
         Ok(r) => DesignReport {
             reason: match r.reason {
-                reference::StopReason::Exited | reference::StopReason::SignalledExternally => Reason::Exited,
+                reference::StopReason::Exited | reference::StopReason::SignalledExternally => {
+                    Reason::Exited
+                }
                 reference::StopReason::Duration => Reason::Duration,
                 reference::StopReason::Interrupted => Reason::Interrupted,
                 reference::StopReason::ForcedKill => Reason::ForcedKill,
                 reference::StopReason::Unkillable => Reason::Unkillable,
-                reference::StopReason::ExecFailed | reference::StopReason::NotFound => Reason::Failed,
+                reference::StopReason::ExecFailed | reference::StopReason::NotFound => {
+                    Reason::Failed
+                }
             },
             status: r.status.map(|s| match s {
                 reference::ExitStatus::Code(c) => Status::Code(c),

@@ -16,7 +16,9 @@ pub fn file_name(race: &Race) -> String {
 /// per-orphan chatter (Z1 makes fifty).
 fn timeline(trace: &Trace) -> String {
     let mut t = trace.clone();
-    t.events.retain(|e| !(e.kind == EventKind::Note && e.actor == "child" && e.detail.starts_with("orphan ")));
+    t.events.retain(|e| {
+        !(e.kind == EventKind::Note && e.actor == "child" && e.detail.starts_with("orphan "))
+    });
     t.to_mermaid()
 }
 
@@ -33,7 +35,8 @@ pub fn page(race: &Race, runs: &[(DesignId, ReplayOutput)]) -> String {
     writeln!(s, "**Schedule** (hooks text form):\n\n```text\n{}\n```\n", race.schedule).ok();
     writeln!(s, "| design | expected | verdict of this replay |\n|---|---|---|").ok();
     for (design, expect) in race.designs {
-        let verdict = runs.iter().find(|(d, _)| d == design).map_or("not run", |(_, o)| o.verdict.label());
+        let verdict =
+            runs.iter().find(|(d, _)| d == design).map_or("not run", |(_, o)| o.verdict.label());
         writeln!(s, "| {} | {} | {} |", design.name(), expect.label(), verdict).ok();
     }
     for (design, out) in runs {

@@ -90,7 +90,12 @@ pub enum RunAs {
 }
 
 /// Replays `race` against `design` once, through the runner executable `runner`.
-pub fn replay_once(runner: &Path, race: &Race, design: DesignId, schedule: Option<&str>) -> ReplayOutput {
+pub fn replay_once(
+    runner: &Path,
+    race: &Race,
+    design: DesignId,
+    schedule: Option<&str>,
+) -> ReplayOutput {
     replay_as(runner, race, design, schedule, RunAs::Caller)
 }
 
@@ -132,9 +137,8 @@ pub fn replay_as(
         cmd = wrapped;
     }
     match racelab_sandbox::run_command(cmd, &spec) {
-        Ok(racelab_sandbox::RunOutcome::Finished { output, .. }) => {
-            serde_json::from_value(output).unwrap_or_else(|e| lab_error(format!("bad replay output: {e}")))
-        }
+        Ok(racelab_sandbox::RunOutcome::Finished { output, .. }) => serde_json::from_value(output)
+            .unwrap_or_else(|e| lab_error(format!("bad replay output: {e}"))),
         Ok(other) => lab_error(format!("the sandbox run did not finish: {other:?}")),
         Err(e) => lab_error(format!("sandbox: {e}")),
     }

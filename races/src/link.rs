@@ -58,7 +58,9 @@ impl Actions for LabActions {
                 Ok(_) => break,
                 // A signal the lab sent to this process (the interrupt itself) cut the read short.
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(format!("no answer from init within {ACTION_TIMEOUT:?}: {e}")),
+                Err(e) => {
+                    return Err(format!("no answer from init within {ACTION_TIMEOUT:?}: {e}"));
+                }
             }
         }
         match line.trim_end().strip_prefix("err ") {

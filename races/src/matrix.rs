@@ -35,7 +35,12 @@ pub struct Cell {
 
 impl Cell {
     /// An empty cell.
-    pub fn new(race: &'static Race, design: DesignId, expect: Expect, schedule: Option<String>) -> Cell {
+    pub fn new(
+        race: &'static Race,
+        design: DesignId,
+        expect: Expect,
+        schedule: Option<String>,
+    ) -> Cell {
         Cell { race, design, expect, schedule, runs: Vec::new() }
     }
 
@@ -46,7 +51,10 @@ impl Cell {
 
     /// Replays that did not meet the expectation.
     pub fn failures(&self) -> impl Iterator<Item = (usize, &ReplayOutput, String)> {
-        self.runs.iter().enumerate().filter_map(|(i, r)| self.expect.check(&r.verdict).err().map(|e| (i, r, e)))
+        self.runs
+            .iter()
+            .enumerate()
+            .filter_map(|(i, r)| self.expect.check(&r.verdict).err().map(|e| (i, r, e)))
     }
 
     /// Every replay met the expectation.
@@ -104,11 +112,28 @@ impl PlanReport {
 
     fn text(&self) -> String {
         let mut s = String::new();
-        writeln!(s, "{:5} {:16} {:22} {:32} {:>9}  ok", "race", "design", "expected", "result", "median").ok();
+        writeln!(
+            s,
+            "{:5} {:16} {:22} {:32} {:>9}  ok",
+            "race", "design", "expected", "result", "median"
+        )
+        .ok();
         for c in &self.cells {
-            let counts: Vec<String> = c.counts().iter().map(|(k, n)| format!("{k} {n}/{}", c.runs.len())).collect();
-            let inv: Vec<&str> = c.runs.first().map(|r| r.verdict.invariants()).unwrap_or_default().iter().map(|i| i.id()).collect();
-            let result = if inv.is_empty() { counts.join(", ") } else { format!("{} [{}]", counts.join(", "), inv.join(",")) };
+            let counts: Vec<String> =
+                c.counts().iter().map(|(k, n)| format!("{k} {n}/{}", c.runs.len())).collect();
+            let inv: Vec<&str> = c
+                .runs
+                .first()
+                .map(|r| r.verdict.invariants())
+                .unwrap_or_default()
+                .iter()
+                .map(|i| i.id())
+                .collect();
+            let result = if inv.is_empty() {
+                counts.join(", ")
+            } else {
+                format!("{} [{}]", counts.join(", "), inv.join(","))
+            };
             writeln!(
                 s,
                 "{:5} {:16} {:22} {:32} {:>7}us  {}",
@@ -122,7 +147,15 @@ impl PlanReport {
             .ok();
         }
         for c in &self.cells {
-            writeln!(s, "\n== {} {} against {}: {}", c.race.id, c.race.slug, c.design.name(), c.race.title).ok();
+            writeln!(
+                s,
+                "\n== {} {} against {}: {}",
+                c.race.id,
+                c.race.slug,
+                c.design.name(),
+                c.race.title
+            )
+            .ok();
             if let Some(first) = c.runs.first() {
                 writeln!(s, "schedule: {}", first.schedule.replace('\n', "; ")).ok();
                 match &first.verdict {
@@ -139,7 +172,9 @@ impl PlanReport {
             }
             for (i, r, why) in c.failures().take(3) {
                 writeln!(s, "FAILED replay #{i}: {why}").ok();
-                if let Verdict::LabError { message } | Verdict::NotForced { why: message } = &r.verdict {
+                if let Verdict::LabError { message } | Verdict::NotForced { why: message } =
+                    &r.verdict
+                {
                     writeln!(s, "  {message}").ok();
                 }
                 writeln!(s, "  replay it: {}", c.replay_command()).ok();
@@ -152,7 +187,15 @@ impl PlanReport {
         let mut s = String::new();
         for c in &self.cells {
             if let Some(first) = c.runs.first() {
-                writeln!(s, "%% {} {} against {}: {}", c.race.id, c.race.slug, c.design.name(), first.verdict.label()).ok();
+                writeln!(
+                    s,
+                    "%% {} {} against {}: {}",
+                    c.race.id,
+                    c.race.slug,
+                    c.design.name(),
+                    first.verdict.label()
+                )
+                .ok();
                 s.push_str(&first.trace.to_mermaid());
                 s.push('\n');
             }

@@ -64,7 +64,11 @@ fn ns_pids() -> Vec<i32> {
 }
 
 fn pidfd(pid: i32) -> Option<std::os::fd::OwnedFd> {
-    rustix::process::pidfd_open(rustix::process::Pid::from_raw(pid)?, rustix::process::PidfdFlags::empty()).ok()
+    rustix::process::pidfd_open(
+        rustix::process::Pid::from_raw(pid)?,
+        rustix::process::PidfdFlags::empty(),
+    )
+    .ok()
 }
 
 fn exited_within(pid: i32, until: Instant) -> bool {
@@ -80,8 +84,10 @@ fn exited_within(pid: i32, until: Instant) -> bool {
 pub fn survivors(init: &Init, victims: &[Victim], grace: Duration) -> Vec<(i32, char, String)> {
     let until = Instant::now() + grace;
     let me = init.pid();
-    let candidates: Vec<i32> =
-        ns_pids().into_iter().filter(|p| *p != me && !victims.iter().any(|v| v.pid() == *p)).collect();
+    let candidates: Vec<i32> = ns_pids()
+        .into_iter()
+        .filter(|p| *p != me && !victims.iter().any(|v| v.pid() == *p))
+        .collect();
     candidates
         .into_iter()
         .filter(|&pid| !exited_within(pid, until))
@@ -112,7 +118,8 @@ pub fn signal_pending(pid: i32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/status")).is_ok_and(|s| {
         s.lines().any(|l| {
             (l.starts_with("SigPnd:") || l.starts_with("ShdPnd:"))
-                && u64::from_str_radix(l.split_whitespace().nth(1).unwrap_or("0"), 16).is_ok_and(|m| m != 0)
+                && u64::from_str_radix(l.split_whitespace().nth(1).unwrap_or("0"), 16)
+                    .is_ok_and(|m| m != 0)
         })
     })
 }
@@ -140,7 +147,10 @@ fn all_threads_sleeping(pid: i32) -> bool {
     tasks.flatten().all(|t| {
         std::fs::read_to_string(t.path().join("stat"))
             .ok()
-            .and_then(|s| s.rsplit_once(')').and_then(|(_, r)| r.split_whitespace().next().map(str::to_string)))
+            .and_then(|s| {
+                s.rsplit_once(')')
+                    .and_then(|(_, r)| r.split_whitespace().next().map(str::to_string))
+            })
             .is_some_and(|st| st == "S")
     })
 }
@@ -180,7 +190,8 @@ pub fn count_zombies_at_quiescence(reaper: i32, orphans: &[i32]) -> Result<usize
 fn kill_was_sent(trace: &Trace) -> bool {
     trace.events.iter().any(|e| {
         e.kind == EventKind::Pass
-            && (e.subject.starts_with("escalation.before_kill") || e.subject.starts_with("escalation.kill_sent"))
+            && (e.subject.starts_with("escalation.before_kill")
+                || e.subject.starts_with("escalation.kill_sent"))
     })
 }
 
@@ -216,9 +227,12 @@ pub fn judge(
     // I1: a victim that took a recycled PID must not be signalled.
     for (pid, fate) in &truth.victims {
         if let Some(Fate::Killed { signal }) = fate {
-            add(Invariant::I1NoStraySignal, format!(
-                "the victim that took PID {pid} after the child was reaped was killed by signal {signal}"
-            ));
+            add(
+                Invariant::I1NoStraySignal,
+                format!(
+                    "the victim that took PID {pid} after the child was reaped was killed by signal {signal}"
+                ),
+            );
         }
     }
     // I2: a SIGKILL sent means the report says so (and the warning is printed), and vice versa.
@@ -227,46 +241,67 @@ pub fn judge(
         let says_forced = matches!(r.reason, Reason::ForcedKill | Reason::Unkillable);
         let needs_warning = matches!(design, DesignId::GlobalAtomics | DesignId::PollingFix);
         if killed && !says_forced {
-            add(Invariant::I2TrueStopReason, format!(
-                "SIGKILL was sent (escalation.kill_sent passed) but the design reports {:?}", r.reason
-            ));
+            add(
+                Invariant::I2TrueStopReason,
+                format!(
+                    "SIGKILL was sent (escalation.kill_sent passed) but the design reports {:?}",
+                    r.reason
+                ),
+            );
         } else if killed && needs_warning && r.warnings.is_empty() {
             add(Invariant::I2TrueStopReason, "SIGKILL was sent but no warning was printed".into());
-        } else if !killed && r.reason == Reason::ForcedKill && race.invariants.contains(&Invariant::I2TrueStopReason) {
-            add(Invariant::I2TrueStopReason, "the design reports a forced kill that never happened".into());
+        } else if !killed
+            && r.reason == Reason::ForcedKill
+            && race.invariants.contains(&Invariant::I2TrueStopReason)
+        {
+            add(
+                Invariant::I2TrueStopReason,
+                "the design reports a forced kill that never happened".into(),
+            );
         }
     }
     // I3: an interrupt that reached the supervisor while the child lived reaches the child.
     if let Some(&(at, true)) = truth.interrupts.first() {
         let got = w.signals.iter().any(|&(t, s)| t >= at && is_stop_signal(s));
         if !got {
-            add(Invariant::I3InterruptDelivered, format!(
-                "SIGINT reached the supervisor while the child lived; the child never saw SIGINT/SIGTERM/SIGHUP (it saw {:?})",
-                w.signals.iter().map(|(_, s)| *s).collect::<Vec<_>>()
-            ));
+            add(
+                Invariant::I3InterruptDelivered,
+                format!(
+                    "SIGINT reached the supervisor while the child lived; the child never saw SIGINT/SIGTERM/SIGHUP (it saw {:?})",
+                    w.signals.iter().map(|(_, s)| *s).collect::<Vec<_>>()
+                ),
+            );
         }
     }
     // I4: bounded stop.
     if let Some(over) = truth.overran_bound {
-        add(Invariant::I4BoundedStop, format!(
-            "still running {} ms after the stop request (bound {} ms)",
-            over / 1_000_000,
-            race.setup.bound.as_millis()
-        ));
+        add(
+            Invariant::I4BoundedStop,
+            format!(
+                "still running {} ms after the stop request (bound {} ms)",
+                over / 1_000_000,
+                race.setup.bound.as_millis()
+            ),
+        );
     }
     // I5: nothing of the child's tree is left once the supervisor returned or died.
     if !truth.survivors.is_empty() {
-        let list: Vec<String> = truth.survivors.iter().map(|(p, s, n)| format!("{p} ({n}, state {s})")).collect();
+        let list: Vec<String> =
+            truth.survivors.iter().map(|(p, s, n)| format!("{p} ({n}, state {s})")).collect();
         let lock = if truth.lock_held { "; the lock is still held" } else { "" };
-        add(Invariant::I5NoSurvivors, format!("survivors after the supervisor ended: {}{lock}", list.join(", ")));
+        add(
+            Invariant::I5NoSurvivors,
+            format!("survivors after the supervisor ended: {}{lock}", list.join(", ")),
+        );
     } else if truth.lock_held {
         add(Invariant::I5NoSurvivors, "the lock is still held after the stop".into());
     }
     // I6: no zombies whose parent is the supervisor.
     match &truth.zombies {
-        Some(Ok(n)) if *n > 0 => add(Invariant::I6NoZombies, format!(
-            "{n} zombies whose parent is the supervisor remain at quiescence"
-        )),
+        Some(Ok(n)) if *n > 0 => add(
+            Invariant::I6NoZombies,
+            format!("{n} zombies whose parent is the supervisor remain at quiescence"),
+        ),
         Some(Err(e)) => return Verdict::LabError { message: e.clone() },
         _ => {}
     }
@@ -274,15 +309,18 @@ pub fn judge(
     if let (Some(code), Some(r)) = (w.exiting, report)
         && r.status != Some(Status::Code(code))
     {
-        add(Invariant::I7TrueExitStatus, format!(
-            "the child exited with {code}; the design reports {:?}", r.status
-        ));
+        add(
+            Invariant::I7TrueExitStatus,
+            format!("the child exited with {code}; the design reports {:?}", r.status),
+        );
     }
 
     let not_forced = schedule_problem(hooks);
     if !v.is_empty() {
         return match not_forced {
-            Some(why) => Verdict::NotForced { why: format!("{why} (violations seen anyway: {v:?})") },
+            Some(why) => {
+                Verdict::NotForced { why: format!("{why} (violations seen anyway: {v:?})") }
+            }
             None => Verdict::Reproduced { violations: v },
         };
     }
@@ -290,10 +328,14 @@ pub fn judge(
         return Verdict::NotForced { why };
     }
     if truth.hung {
-        return Verdict::NotForced { why: "the design never finished and no invariant broke".into() };
+        return Verdict::NotForced {
+            why: "the design never finished and no invariant broke".into(),
+        };
     }
     if report.is_none() && !truth.outer_killed && truth.overran_bound.is_none() {
-        return Verdict::LabError { message: format!("the design sent no report (it ended {:?})", truth.design_exit) };
+        return Verdict::LabError {
+            message: format!("the design sent no report (it ended {:?})", truth.design_exit),
+        };
     }
     Verdict::Prevented
 }

@@ -11,7 +11,8 @@ fn scenarios(name: &str, input: Value, init: &mut Init) -> Result<Value, String>
     match name {
         crate::scenario::SCENARIO => {
             // The legacy replicas refuse to signal strangers unless they run in a sandbox.
-            racelab_sys::env::set_single_threaded("RACELAB_SANDBOX", "1").map_err(|e| e.to_string())?;
+            racelab_sys::env::set_single_threaded("RACELAB_SANDBOX", "1")
+                .map_err(|e| e.to_string())?;
             crate::scenario::run(input, init)
         }
         other => Err(format!("unknown scenario {other:?} (known: {})", crate::scenario::SCENARIO)),

@@ -15,7 +15,7 @@ use nix::sys::signal::Signal;
 use racelab_hooks::{ArmOptions, Event, EventKind, Schedule, Trace};
 use racelab_sandbox::{Init, Mechanism, Victim};
 use serde::{Deserialize, Serialize};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -134,8 +134,8 @@ struct Lab<'a> {
     w_out: Lines,
     link: Lines,
     link_w: UnixStream,
+    /// The design process, or with [`Stop::KillOuter`] the outer process that started it.
     d: racelab_sandbox::Child,
-    outer: Option<racelab_sandbox::Child>,
     victims: Vec<Victim>,
     truth: Truth,
     final_report: Option<Final>,
@@ -147,9 +147,11 @@ struct Lab<'a> {
 
 /// Runs one replay as init and returns its output as JSON.
 pub fn run(input: serde_json::Value, init: &mut Init) -> Result<serde_json::Value, String> {
-    let input: ReplayInput = serde_json::from_value(input).map_err(|e| format!("bad input: {e}"))?;
+    let input: ReplayInput =
+        serde_json::from_value(input).map_err(|e| format!("bad input: {e}"))?;
     let race = catalog::find(&input.race).ok_or_else(|| format!("unknown race {}", input.race))?;
-    let design = DesignId::by_name(&input.design).ok_or_else(|| format!("unknown design {}", input.design))?;
+    let design = DesignId::by_name(&input.design)
+        .ok_or_else(|| format!("unknown design {}", input.design))?;
     let text = input.schedule.unwrap_or_else(|| race.schedule.to_string());
     let schedule = Schedule::parse(&text).map_err(|e| format!("malformed schedule: {e}"))?;
     let out = replay(race, design, schedule, init);
@@ -160,7 +162,12 @@ fn pipe() -> Result<(OwnedFd, OwnedFd), String> {
     rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).map_err(|e| format!("pipe: {e}"))
 }
 
-fn replay(race: &'static Race, design: DesignId, schedule: Schedule, init: &mut Init) -> ReplayOutput {
+fn replay(
+    race: &'static Race,
+    design: DesignId,
+    schedule: Schedule,
+    init: &mut Init,
+) -> ReplayOutput {
     let t0 = init.now_ns();
     let text = schedule.to_string();
     if let Some(reason) = oracle::missing_capability(race) {
@@ -208,12 +215,15 @@ fn start<'a>(
 
     let design_body = move || -> i32 {
         // In the design process. Its stdin/stdout become the workload's pipes (inherited by W).
-        if nix::unistd::dup2_stdin(&w_stdin_r).is_err() || nix::unistd::dup2_stdout(&w_stdout_w).is_err() {
+        if nix::unistd::dup2_stdin(&w_stdin_r).is_err()
+            || nix::unistd::dup2_stdout(&w_stdout_w).is_err()
+        {
             return 120;
         }
         design_process(design, &setup, schedule, link_d, &runner, &lockfile)
     };
-    let (d, outer) = if setup.stop == Stop::KillOuter {
+    // With KillOuter, `d` is the outer process O; the design process is its child.
+    let d = if setup.stop == Stop::KillOuter {
         // O forks D and waits for it; the lab kills O. The reference dies with its parent (its
         // deployment: PR_SET_PDEATHSIG); the legacy wrapper has nothing of the kind.
         let die_with_parent = design == DesignId::Reference;
@@ -221,7 +231,9 @@ fn start<'a>(
             .fork(move || {
                 let child = racelab_sys::ns::fork_run(move || {
                     if die_with_parent {
-                        let _ = rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL));
+                        let _ = rustix::process::set_parent_process_death_signal(Some(
+                            rustix::process::Signal::KILL,
+                        ));
                     }
                     design_body()
                 });
@@ -238,11 +250,10 @@ fn start<'a>(
             })
             .map_err(|e| format!("fork outer: {e}"))?;
         // D is O's child: init sees it only through /proc. Its pid is not needed; W's is.
-        (outer, None)
+        outer
     } else {
-        (init.fork(design_body).map_err(|e| format!("fork design: {e}"))?, None::<racelab_sandbox::Child>)
+        init.fork(design_body).map_err(|e| format!("fork design: {e}"))?
     };
-    let (d, outer) = if setup.stop == Stop::KillOuter { (d, outer) } else { (d, outer) };
     Ok(Lab {
         init,
         race,
@@ -255,7 +266,6 @@ fn start<'a>(
         link: Lines::new(OwnedFd::from(link_i.try_clone().map_err(|e| e.to_string())?)),
         link_w: link_i,
         d,
-        outer,
         victims: Vec::new(),
         truth: Truth::default(),
         final_report: None,
@@ -314,8 +324,7 @@ impl Lab<'_> {
     }
 
     fn design_done(&self) -> bool {
-        let d = self.outer.as_ref().unwrap_or(&self.d);
-        readable(d.pidfd(), Duration::ZERO)
+        readable(self.d.pidfd(), Duration::ZERO)
     }
 
     /// Waits for events until `until` holds or `deadline` passes, handling what arrives.
@@ -330,10 +339,11 @@ impl Lab<'_> {
                 return false;
             }
             let mut wake = deadline;
-            if let Some(at) = self.bound_deadline() {
-                if !self.bound_checked && at > now {
-                    wake = wake.min(at);
-                }
+            if let Some(at) = self.bound_deadline()
+                && !self.bound_checked
+                && at > now
+            {
+                wake = wake.min(at);
             }
             let timeout = Duration::from_nanos(wake.saturating_sub(now));
             let d_fd = self.d.pidfd();
@@ -369,7 +379,8 @@ impl Lab<'_> {
                     if let Some(pid) = pid {
                         self.w.pid = Some(pid);
                         self.w.pidfd = rustix::process::Pid::from_raw(pid).and_then(|p| {
-                            rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty()).ok()
+                            rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty())
+                                .ok()
                         });
                     }
                     self.w.ready_line = Some(line.clone());
@@ -380,7 +391,9 @@ impl Lab<'_> {
                     }
                 }
                 Some("exiting") => self.w.exiting = words.next().and_then(|c| c.parse().ok()),
-                Some("orphan") => self.w.orphans.extend(words.next().and_then(|p| p.parse::<i32>().ok())),
+                Some("orphan") => {
+                    self.w.orphans.extend(words.next().and_then(|p| p.parse::<i32>().ok()))
+                }
                 Some("orphans-done") => self.w.orphans_done = true,
                 _ => {}
             }
@@ -394,7 +407,9 @@ impl Lab<'_> {
             if let Some(json) = line.strip_prefix("report ") {
                 match serde_json::from_str::<Final>(json) {
                     Ok(f) => self.final_report = Some(f),
-                    Err(e) => self.truth.lab_errors.push(format!("bad report from the design: {e}")),
+                    Err(e) => {
+                        self.truth.lab_errors.push(format!("bad report from the design: {e}"))
+                    }
                 }
                 continue;
             }
@@ -435,7 +450,8 @@ impl Lab<'_> {
         self.note("lab", name, format!("requested: {action}"));
         match name {
             "exit" => {
-                let code = args.get(1).map_or(Ok(0), |c| c.parse::<i32>().map_err(|e| e.to_string()))?;
+                let code =
+                    args.get(1).map_or(Ok(0), |c| c.parse::<i32>().map_err(|e| e.to_string()))?;
                 self.wait_ready()?;
                 self.write_child(&format!("exit {code}"))?;
                 // The child is gone (a zombie or reaped) before the design goes on.
@@ -451,7 +467,8 @@ impl Lab<'_> {
                 if std::path::Path::new(&format!("/proc/{pid}")).exists() {
                     return Err(format!("PID {pid} is not free yet (the child was not reaped)"));
                 }
-                let victim = self.init.recycle(pid, Mechanism::NsLastPid).map_err(|e| e.to_string())?;
+                let victim =
+                    self.init.recycle(pid, Mechanism::NsLastPid).map_err(|e| e.to_string())?;
                 self.note("lab", "recycle", format!("victim took PID {pid}"));
                 self.victims.push(victim);
                 Ok(())
@@ -508,11 +525,7 @@ impl Lab<'_> {
                     self.interrupt();
                 }
                 Stop::KillOuter => {
-                    if let Some(outer) = &self.outer {
-                        let _ = outer.signal(Signal::SIGKILL);
-                    } else {
-                        let _ = self.d.signal(Signal::SIGKILL);
-                    }
+                    let _ = self.d.signal(Signal::SIGKILL);
                     self.note("lab", "kill-outer", "SIGKILL to the outer process".into());
                     self.truth.outer_killed = true;
                 }
@@ -532,7 +545,8 @@ impl Lab<'_> {
         {
             self.bound_checked = true;
             if !self.design_done() && self.final_report.is_none() {
-                self.truth.overran_bound = Some(init_now() - self.truth.stop_requested_at.unwrap_or(at));
+                self.truth.overran_bound =
+                    Some(init_now() - self.truth.stop_requested_at.unwrap_or(at));
                 self.note("lab", "bound", "the design did not return within its bound".into());
                 if let Some(f) = &self.freezer {
                     let _ = f.thaw();
@@ -559,7 +573,10 @@ impl Lab<'_> {
     fn drive(&mut self) {
         let deadline = self.deadline();
         let finished = self.pump(
-            &|lab| lab.design_done() && (lab.final_report.is_some() || lab.link.eof || lab.outer.is_some() || lab.truth.outer_killed),
+            &|lab| {
+                lab.design_done()
+                    && (lab.final_report.is_some() || lab.link.eof || lab.truth.outer_killed)
+            },
             deadline,
             true,
         );
@@ -568,23 +585,37 @@ impl Lab<'_> {
         self.read_workload();
         if !finished {
             self.truth.hung = true;
-            self.note("lab", "deadline", format!("the design did not finish within {REPLAY_DEADLINE:?}"));
+            self.note(
+                "lab",
+                "deadline",
+                format!("the design did not finish within {REPLAY_DEADLINE:?}"),
+            );
         }
         self.truth.design_exit = self.d.fate(Duration::ZERO).ok();
         if self.race.invariants.contains(&crate::verdict::Invariant::I5NoSurvivors) {
-            self.truth.survivors = oracle::survivors(self.init, &self.victims, Duration::from_millis(200));
-            self.truth.lock_held = oracle::lock_held(&format!("/tmp/racelab-{}.lock", self.init.host_pid()));
+            self.truth.survivors =
+                oracle::survivors(self.init, &self.victims, Duration::from_millis(200));
+            self.truth.lock_held =
+                oracle::lock_held(&format!("/tmp/racelab-{}.lock", self.init.host_pid()));
         }
         let mut fates = Vec::new();
         for v in &self.victims {
             // A signal sent just before the design returned may still be pending: the kill(2)
             // has returned but the victim has not run yet. A pending signal is ground truth
             // too, so wait (bounded) for what it does.
-            let wait = if oracle::signal_pending(v.pid()) { Duration::from_secs(1) } else { Duration::ZERO };
+            let wait = if oracle::signal_pending(v.pid()) {
+                Duration::from_secs(1)
+            } else {
+                Duration::ZERO
+            };
             fates.push((v.pid(), v.fate(wait).ok()));
         }
         for (pid, fate) in fates {
-            self.note("lab", "victim", format!("the process that took PID {pid} ended as {fate:?}"));
+            self.note(
+                "lab",
+                "victim",
+                format!("the process that took PID {pid} ended as {fate:?}"),
+            );
             self.truth.victims.push((pid, fate));
         }
         self.cleanup();
@@ -599,17 +630,19 @@ impl Lab<'_> {
             let _ = v.exit(0);
         }
         let _ = self.d.kill(Duration::from_millis(500));
-        if let Some(o) = &self.outer {
-            let _ = o.kill(Duration::from_millis(500));
-        }
         for pid in self.init.ns_pids() {
             if pid != 1 && !self.victims.iter().any(|v| v.pid() == pid) {
                 let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL);
             }
         }
         let _ = self.init.reap_all_nonblocking();
+        // A design that contains its child in a cgroup leaf and gives up on an unkillable child
+        // leaves the leaf behind on purpose (the reference names it in its report). Its owner,
+        // the design process, is gone now: remove every leaf owned from this namespace.
+        if let Some(base) = racelab_cgroup::Mounts::probe().ok().and_then(|m| m.v2_base()) {
+            let _ = racelab_cgroup::gc_stale(&base);
+        }
         let _ = std::fs::remove_file(format!("/tmp/racelab-{}.lock", self.init.host_pid()));
-        let _ = self.w_in.as_raw_fd();
     }
 
     fn judge(self) -> (Verdict, Trace, Option<crate::design::DesignReport>) {
@@ -622,12 +655,22 @@ impl Lab<'_> {
             trace_parts.push(h.trace.clone());
         }
         let mut trace = Trace::merge(trace_parts);
-        let verdict = oracle::judge(self.race, self.design, &self.truth, &self.w, report.as_ref(), hooks.as_ref(), &trace);
+        let verdict = oracle::judge(
+            self.race,
+            self.design,
+            &self.truth,
+            &self.w,
+            report.as_ref(),
+            hooks.as_ref(),
+            &trace,
+        );
         // The oracle's conclusion closes the timeline, so a reader sees what broke where.
         let detail = match &verdict {
-            Verdict::Reproduced { violations } => {
-                violations.iter().map(|v| format!("{}: {}", v.invariant.id(), v.evidence)).collect::<Vec<_>>().join("; ")
-            }
+            Verdict::Reproduced { violations } => violations
+                .iter()
+                .map(|v| format!("{}: {}", v.invariant.id(), v.evidence))
+                .collect::<Vec<_>>()
+                .join("; "),
             Verdict::NotForced { why } => why.lines().next().unwrap_or_default().to_string(),
             Verdict::LabError { message } => message.clone(),
             Verdict::Skipped { reason } => reason.clone(),

@@ -175,8 +175,10 @@ impl Expect {
 fn describe(v: &Verdict) -> String {
     match v {
         Verdict::Reproduced { violations } => {
-            let parts: Vec<String> =
-                violations.iter().map(|v| format!("{}: {}", v.invariant.id(), v.evidence)).collect();
+            let parts: Vec<String> = violations
+                .iter()
+                .map(|v| format!("{}: {}", v.invariant.id(), v.evidence))
+                .collect();
             format!("reproduced ({})", parts.join("; "))
         }
         Verdict::Prevented => "prevented".into(),

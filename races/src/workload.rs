@@ -75,7 +75,8 @@ fn run(ignore_term: bool) -> Result<i32, String> {
             Err(e) => return Err(format!("poll: {e}")),
         }
         let sig_ready = fds[0].revents().is_some_and(|r| r.contains(PollFlags::POLLIN));
-        let in_ready = stdin_open && fds.get(1).and_then(|f| f.revents()).is_some_and(|r| !r.is_empty());
+        let in_ready =
+            stdin_open && fds.get(1).and_then(|f| f.revents()).is_some_and(|r| !r.is_empty());
         drop(fds);
         if sig_ready && let Ok(Some(info)) = sfd.read_signal() {
             let signo = info.ssi_signo as i32;
@@ -111,14 +112,12 @@ fn command(cmd: &str) -> Result<Option<i32>, String> {
         Some("exit") => Ok(Some(number(words.next(), "exit")?)),
         Some("fork-orphans") => {
             for _ in 0..number(words.next(), "fork-orphans")? {
-                let middle = racelab_sys::ns::fork_run(|| {
-                    match racelab_sys::ns::fork_run(|| 0) {
-                        Ok(grandchild) => {
-                            say(&format!("orphan {}", grandchild.pid));
-                            0
-                        }
-                        Err(_) => 1,
+                let middle = racelab_sys::ns::fork_run(|| match racelab_sys::ns::fork_run(|| 0) {
+                    Ok(grandchild) => {
+                        say(&format!("orphan {}", grandchild.pid));
+                        0
                     }
+                    Err(_) => 1,
                 })
                 .map_err(|e| format!("fork: {e}"))?;
                 // Reap the middle child so the grandchild is orphaned now, not later.

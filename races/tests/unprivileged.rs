@@ -2,7 +2,7 @@
 //! uid 65534 (through setpriv), in a user namespace, with the same verdicts. As a normal user
 //! the whole suite already is this test.
 
-use races::catalog::{self, DesignId};
+use races::catalog;
 use races::verdict::Verdict;
 use races::{RunAs, replay_as};
 use std::path::PathBuf;
@@ -11,9 +11,15 @@ use std::path::PathBuf;
 fn every_race_gives_the_same_verdicts_to_an_unprivileged_user() {
     let root = rustix::process::geteuid().is_root();
     let setpriv = std::process::Command::new("setpriv").arg("--version").output().is_ok();
-    if racelab_sandbox::skip_unless(root, "root", "dropping to uid 65534 needs root; as a normal user every test already runs unprivileged")
-        || racelab_sandbox::skip_unless(setpriv, "setpriv (util-linux)", "it drops the runner to uid 65534")
-    {
+    if racelab_sandbox::skip_unless(
+        root,
+        "root",
+        "dropping to uid 65534 needs root; as a normal user every test already runs unprivileged",
+    ) || racelab_sandbox::skip_unless(
+        setpriv,
+        "setpriv (util-linux)",
+        "it drops the runner to uid 65534",
+    ) {
         return;
     }
     let runner = PathBuf::from(env!("CARGO_BIN_EXE_races-runner"));
@@ -22,14 +28,20 @@ fn every_race_gives_the_same_verdicts_to_an_unprivileged_user() {
             let out = replay_as(&runner, race, design, None, RunAs::Nobody);
             match &out.verdict {
                 // Root-only capabilities (the v1 freezer) are reported, by name, not failed.
-                Verdict::Skipped { reason } => assert!(reason.contains("freezer"), "{}: {reason}", race.id),
+                Verdict::Skipped { reason } => {
+                    assert!(reason.contains("freezer"), "{}: {reason}", race.id)
+                }
                 v => {
                     if let Err(why) = expect.check(v) {
-                        panic!("{} against {} as uid 65534: {why}\n{}", race.id, design.name(), out.trace.to_text());
+                        panic!(
+                            "{} against {} as uid 65534: {why}\n{}",
+                            race.id,
+                            design.name(),
+                            out.trace.to_text()
+                        );
                     }
                 }
             }
         }
     }
-    let _ = DesignId::Reference;
 }

@@ -109,7 +109,8 @@ fn docs(out: &std::path::Path) -> anyhow::Result<ExitCode> {
         // Write a sibling file and rename it over the page: a reader never sees half a page.
         let tmp = path.with_extension("md.tmp");
         std::fs::write(&tmp, page).with_context(|| format!("cannot write {}", tmp.display()))?;
-        std::fs::rename(&tmp, &path).with_context(|| format!("cannot replace {}", path.display()))?;
+        std::fs::rename(&tmp, &path)
+            .with_context(|| format!("cannot replace {}", path.display()))?;
         println!("wrote {}", path.display());
     }
     Ok(ExitCode::SUCCESS)

@@ -1,0 +1,50 @@
+//! Replay throughput: one deterministic replay end to end (runner exec, namespaces, the
+//! design process, the workload, the oracle, the JSON verdict back), for a race with no design
+//! timers (Z2 against the reference: the lab's own cost) and for Q1 against global_atomics
+//! (whose duration and kill-timeout timers, 5 ms each, are part of the design). The floor in
+//! the same run: exec of the runner binary that does nothing but print its usage.
+//!
+//! `cargo bench -p races --bench replay`; `RACELAB_BENCH_QUICK=1` for a smoke run.
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use races::catalog::{self, DesignId};
+use std::path::PathBuf;
+use std::time::Duration;
+
+fn runner() -> PathBuf {
+    // The bench binary lives in target/<profile>/deps; the runner one level up.
+    let exe = std::env::current_exe().expect("bench executable");
+    exe.parent().and_then(|d| d.parent()).expect("target dir").join("races-runner")
+}
+
+fn bench(c: &mut Criterion) {
+    let quick = std::env::var_os("RACELAB_BENCH_QUICK").is_some();
+    let runner = runner();
+    assert!(
+        runner.exists(),
+        "build the runner first: cargo build --release -p races ({})",
+        runner.display()
+    );
+    let mut g = c.benchmark_group("replay");
+    g.sample_size(if quick { 10 } else { 60 });
+    g.measurement_time(Duration::from_secs(if quick { 1 } else { 8 }));
+    g.warm_up_time(Duration::from_millis(if quick { 100 } else { 1000 }));
+    g.bench_function("floor: exec runner", |b| {
+        b.iter(|| std::process::Command::new(&runner).output().expect("runner runs"))
+    });
+    for (race, design) in [("Z2", DesignId::Reference), ("Q1", DesignId::GlobalAtomics)] {
+        let r = catalog::find(race).expect("race");
+        g.bench_function(format!("{race} {}", design.name()), |b| {
+            b.iter(|| {
+                let out = races::replay_once(&runner, r, design, None);
+                assert!(
+                    r.designs.iter().any(|(d, e)| *d == design && e.check(&out.verdict).is_ok())
+                );
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
