@@ -89,3 +89,11 @@ pub fn main_code(mode: &str, args: impl IntoIterator<Item = std::ffi::OsString>)
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn points_are_live_exactly_when_the_hooks_feature_is_on() {
+        assert_eq!(racelab_hooks::ENABLED, cfg!(feature = "hooks"));
+    }
+}

@@ -26,7 +26,8 @@ pub fn workload_main(args: impl IntoIterator<Item = OsString>) -> ! {
         args.get(i).and_then(|s| s.parse().ok()).unwrap_or(default)
     };
     if std::env::var_os("RACELAB_WORKLOAD_ORPHANABLE").is_none_or(|v| v != "1") {
-        let _ = rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL));
+        let _ =
+            rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL));
     }
     match args.first().map(String::as_str) {
         Some("exit") => std::process::exit(number(1, 0)),

@@ -39,12 +39,9 @@ pub fn arm_from_env() -> EnvArmed {
     let await_point = std::env::var("RACELAB_LEGACY_AWAIT").ok().map(|name| {
         points::by_name(&name).unwrap_or_else(|| fail(format!("unknown point {name:?}")))
     });
-    let options = ArmOptions {
-        deadline,
-        ..ArmOptions::default()
-    };
-    let armed = arm(schedule, Arc::new(run_action), options)
-        .unwrap_or_else(|e| fail(format!("arm: {e}")));
+    let options = ArmOptions { deadline, ..ArmOptions::default() };
+    let armed =
+        arm(schedule, Arc::new(run_action), options).unwrap_or_else(|e| fail(format!("arm: {e}")));
     EnvArmed(Some((armed, await_point, deadline)))
 }
 

@@ -94,8 +94,24 @@ impl Running {
             .expect("signal our own child");
     }
 
-    /// Waits for exit with a pidfd and the deadline; panics with the output seen when late.
+    /// Waits for exit (see [`Running::wait_status`]), then collects the rest of the output
+    /// until both pipes close (every writer, workloads included, is gone).
     pub fn wait(&mut self) -> ExitStatus {
+        let status = self.wait_status();
+        let end = Instant::now() + DEADLINE;
+        for (rx, seen) in
+            [(&self.stdout, &mut self.seen_stdout), (&self.stderr, &mut self.seen_stderr)]
+        {
+            while let Ok(line) = rx.recv_timeout(end.saturating_duration_since(Instant::now())) {
+                seen.push(line);
+            }
+        }
+        status
+    }
+
+    /// Waits for exit with a pidfd and the deadline; panics with the output seen when late.
+    /// Does not wait for the pipes: a surviving orphan may hold them.
+    pub fn wait_status(&mut self) -> ExitStatus {
         let pidfd = rustix::process::pidfd_open(
             rustix::process::Pid::from_child(&self.child),
             rustix::process::PidfdFlags::empty(),
@@ -113,9 +129,6 @@ impl Running {
         );
         let status = self.child.wait().expect("reap wrapper");
         self.reaped = Some(status);
-        // The pipes close with the process (and its workloads): collect the rest.
-        self.seen_stdout.extend(self.stdout.iter());
-        self.seen_stderr.extend(self.stderr.iter());
         status
     }
 

@@ -2,7 +2,8 @@ use nix::sys::signal::Signal;
 
 use crate::common::{DEADLINE, Running, exe};
 
-const WARNING: &str = "warning: program did not respond to SIGTERM -- terminated after --kill-timeout";
+const WARNING: &str =
+    "warning: program did not respond to SIGTERM -- terminated after --kill-timeout";
 const CLEAN: &str = "racelab-legacy hooks: clean=true";
 
 #[test]
@@ -32,9 +33,13 @@ fn q4_same_schedule_on_the_polling_fix_forwards_sigterm() {
         &["--kill-timeout-ms", "200", "--", exe(), "workload", "report-term"],
         &schedule,
     );
+    // Interrupted, not ForceKilled: the SIGTERM of the first iteration stopped the child
+    // within the grace (it arrives so early that it kills the workload before the workload
+    // can block it and report; a lost SIGTERM would end in SIGKILL and the warning).
     assert_eq!(run.wait().code(), Some(130));
-    assert!(run.stderr_text().contains(CLEAN), "{}", run.stderr_text());
-    assert!(run.seen_stdout.iter().any(|l| l == "got SIGTERM"), "{:?}", run.seen_stdout);
+    let err = run.stderr_text();
+    assert!(err.contains(CLEAN), "{err}");
+    assert!(!err.contains("warning:"), "{err}");
 }
 
 #[test]
@@ -52,7 +57,16 @@ fn q3_escalation_kills_after_main_classified_duration_and_no_warning_is_printed(
     ];
     let mut run = Running::start_with(
         "global-atomics",
-        &["--duration-ms", "100", "--kill-timeout-ms", "100", "--", exe(), "workload", "report-term"],
+        &[
+            "--duration-ms",
+            "100",
+            "--kill-timeout-ms",
+            "100",
+            "--",
+            exe(),
+            "workload",
+            "report-term",
+        ],
         &env,
     );
     assert_eq!(run.wait().code(), Some(0), "Duration maps to 0");
@@ -83,7 +97,7 @@ fn fixed_lock_wrapper_killed_before_its_traps_orphans_the_program_which_keeps_th
         rustix::process::PidfdFlags::empty(),
     )
     .expect("pidfd of the program");
-    let status = run.wait();
+    let status = run.wait_status();
     assert_eq!(
         std::os::unix::process::ExitStatusExt::signal(&status),
         Some(Signal::SIGTERM as i32),
@@ -95,10 +109,7 @@ fn fixed_lock_wrapper_killed_before_its_traps_orphans_the_program_which_keeps_th
     rustix::process::pidfd_send_signal(&pidfd, rustix::process::Signal::TERM)
         .expect("stop the orphan");
     let mut fds = [rustix::event::PollFd::new(&pidfd, rustix::event::PollFlags::IN)];
-    let timeout = rustix::time::Timespec {
-        tv_sec: DEADLINE.as_secs() as i64,
-        tv_nsec: 0,
-    };
+    let timeout = rustix::time::Timespec { tv_sec: DEADLINE.as_secs() as i64, tv_nsec: 0 };
     assert_eq!(rustix::event::poll(&mut fds, Some(&timeout)).expect("poll"), 1, "orphan exits");
     assert!(free.is_err(), "the orphaned program must still hold the lock (O1)");
 }
