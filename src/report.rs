@@ -89,7 +89,12 @@ const GROUPS: &[(&str, &str)] = &[
          `_exit`) to the moment the strategy has the exit status. Floor: a thread blocked in \
          `waitid(P_PID)`.",
     ),
-    ("kill_latency_1", "Kill latency, one blocked process: request to reaped. Floor: `kill(pid)`."),
+    (
+        "kill_latency_1",
+        "Kill latency, one blocked process: request to reaped. Floor: `kill(pid)`. \
+         `request_then_kill_pid` is the same kill behind the reference's request path (another \
+         thread sends SIGTERM to the process; the killer wakes from a signalfd).",
+    ),
     (
         "kill_latency_10",
         "Kill latency, a tree of 10: request to every process reaped. Floor: `kill(-pgid)`.",

@@ -59,6 +59,9 @@ fn main() {
         if size == 1 {
             g.bench_function("floor_kill_pid", |b| measure(b, || kill::kill_pid(&helper)));
             g.bench_function("pidfd_send_signal", |b| measure(b, || kill::kill_pidfd(&helper)));
+            g.bench_function("request_then_kill_pid", |b| {
+                measure(b, || kill::request_then_kill_pid(&helper))
+            });
         }
         let pgid_name = if size == 1 { "kill_pgid" } else { "floor_kill_pgid" };
         g.bench_function(pgid_name, |b| measure(b, || kill::kill_pgid(&helper, size)));

@@ -97,6 +97,41 @@ pub fn kill_pidfd(helper: &Helper) -> io::Result<Duration> {
     finish(tree, t0, n)
 }
 
+/// One process, with the reference's request path: another thread takes t0 and sends SIGTERM
+/// to this process; this thread, blocked in `poll` on a signalfd for SIGTERM (as `run` is),
+/// wakes, reads it, then `kill(pid, SIGKILL)` and `waitid(P_PID)`. Informational: it shows how
+/// much of the reference's single-child figure is the wake-up on a stop request rather than
+/// the supervisor's own work. Needs SIGTERM blocked in every thread.
+pub fn request_then_kill_pid(helper: &Helper) -> io::Result<Duration> {
+    use nix::sys::signal::{SigSet, Signal as NixSignal};
+    use nix::sys::signalfd::{SfdFlags, SignalFd};
+    let mut set = SigSet::empty();
+    set.add(NixSignal::SIGTERM);
+    let sfd = SignalFd::with_flags(&set, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)?;
+    let tree = build_tree(helper, 1, None)?;
+    let requester = std::thread::spawn(move || -> io::Result<u64> {
+        let t0 = now_ns();
+        rustix::process::kill_process(rustix::process::getpid(), Signal::TERM)?;
+        Ok(t0)
+    });
+    loop {
+        let mut fds = [rustix::event::PollFd::new(&sfd, rustix::event::PollFlags::IN)];
+        let ts = rustix::time::Timespec { tv_sec: 10, tv_nsec: 0 };
+        match rustix::event::poll(&mut fds, Some(&ts)) {
+            Ok(0) => return Err(io::Error::other("stop request not seen in 10 s")),
+            Ok(_) | Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+        if sfd.read_signal()?.is_some() {
+            break;
+        }
+    }
+    rustix::process::kill_process(pid(tree.leader.pid)?, Signal::KILL)?;
+    let n = wait_one(|| Id::Pid(nix::unistd::Pid::from_raw(tree.leader.pid)))?;
+    let t0 = requester.join().map_err(|_| io::Error::other("stop requester panicked"))??;
+    finish(tree, t0, n)
+}
+
 /// The tree: `kill(-pgid, SIGKILL)`, then reap until ECHILD.
 pub fn kill_pgid(helper: &Helper, size: usize) -> io::Result<Duration> {
     let tree = build_tree(helper, size, None)?;

@@ -12,6 +12,9 @@ use races::catalog::{self, DesignId};
 use races::{Format, ReplayPlan};
 use std::process::ExitCode;
 
+#[path = "../report.rs"]
+mod report;
+
 #[derive(Parser)]
 #[command(name = "racelab", version, about = "Deterministic replays of process-lifecycle races")]
 struct Cli {
@@ -27,6 +30,19 @@ enum Command {
     List,
     /// Replay races against designs and print the verdict matrix.
     Replay(ReplayArgs),
+    /// Turn criterion's results (`cargo bench -p racelab-benches`) into docs/benchmarks.md and
+    /// docs/benchmarks.svg.
+    Report {
+        /// criterion's output directory.
+        #[arg(long, default_value = "target/criterion")]
+        criterion: std::path::PathBuf,
+        /// The Markdown report to write.
+        #[arg(long, default_value = "docs/benchmarks.md")]
+        out: std::path::PathBuf,
+        /// The SVG chart to write.
+        #[arg(long, default_value = "docs/benchmarks.svg")]
+        svg: std::path::PathBuf,
+    },
     /// Regenerate docs/races: one page per race, with timelines from real replays.
     Docs {
         /// The directory to write the pages to.
@@ -97,6 +113,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Replay(args) => replay(args),
         Command::Docs { out } => docs(&out),
+        Command::Report { criterion, out, svg } => {
+            report::write_report(&criterion, &out, &svg)
+                .with_context(|| format!("cannot write the report from {}", criterion.display()))?;
+            println!("wrote {} and {}", out.display(), svg.display());
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 

@@ -105,7 +105,10 @@ fn setup_and_run(args: &RunArgs, scenarios: Scenarios<'_>) -> Result<Report, Str
     drop(wr);
     if args.spec.announce {
         let cg = leaf.as_ref().map_or("-".into(), |l| l.path().display().to_string());
-        eprintln!("racelab-sandbox: pid1 {} cgroup {cg}", forked.pid);
+        // One write(2) for the whole line: PID 1 writes to the same stderr concurrently, and
+        // eprintln! may split a formatted line into several writes that interleave with it.
+        let line = format!("racelab-sandbox: pid1 {} cgroup {cg}\n", forked.pid);
+        let _ = std::io::Write::write_all(&mut std::io::stderr(), line.as_bytes());
     }
     if args.spec.fault == Fault::RunnerDiesBeforePdeathsig {
         // Die now, before PID 1 arms PR_SET_PDEATHSIG: its re-check must notice.
