@@ -87,6 +87,11 @@ pub struct Setup {
     pub subreaper: bool,
     /// After the bound passed with the supervisor still running, send a second SIGINT (Q4).
     pub second_interrupt: bool,
+    /// With [`Stop::KillOuter`]: the outer process starts the design with
+    /// PR_SET_PDEATHSIG(SIGKILL), as buildah's parent starts its helper (O3).
+    pub outer_pdeathsig: bool,
+    /// With [`Stop::KillOuter`]: the child runs under the lock wrapper (O1).
+    pub under_lock: bool,
 }
 
 impl Setup {
@@ -99,6 +104,8 @@ impl Setup {
         bound: Duration::from_millis(300),
         subreaper: false,
         second_interrupt: false,
+        outer_pdeathsig: false,
+        under_lock: false,
     };
 }
 
@@ -276,10 +283,30 @@ pub static CATALOG: &[Race] = &[
         root_cause: "The wrapper takes the lock and execs the program: the program inherits the lock descriptor and no parent is left to stop it; when the outer tool is killed the program is reparented and keeps the lock, so the next run says \"already running\".",
         fix: "Run the program under a supervisor that contains its tree (here a PID namespace whose init dies with the supervisor) and dies with its own parent: killing the outer tool takes the program and its lock down.",
         schedule: "",
-        setup: Setup { stop: Stop::KillOuter, ..Setup::BASE },
+        setup: Setup { stop: Stop::KillOuter, under_lock: true, ..Setup::BASE },
         invariants: &[I5NoSurvivors],
         designs: &[
             (ExecUnderLock, Expect::Reproduce(&[I5NoSurvivors])),
+            (Reference, Expect::Prevent),
+        ],
+    },
+    Race {
+        id: "O3",
+        slug: "pdeathsig-kills-cleanup",
+        title: "the helper dies by PR_SET_PDEATHSIG before its cleanup; the tree it started survives",
+        origin: "containers/buildah issue #6786 (runUsingRuntimeSubproc: Pdeathsig = SIGKILL)",
+        root_cause: "The parent starts its helper with PR_SET_PDEATHSIG(SIGKILL) and the helper's cleanup (kill and delete the container) runs in its own deferred code. When the outer process is SIGKILLed the helper is killed outright, its cleanup never runs, and the processes it started are reparented to the nearest subreaper and live on.",
+        fix: "Contain the tree so that no cleanup code has to run: the reference puts the child in its own PID namespace as its init, with PR_SET_PDEATHSIG(SIGKILL) tied to the supervisor, so the supervisor's death takes the whole namespace down.",
+        schedule: "",
+        setup: Setup {
+            child_start: Some("spawn-tree 3"),
+            stop: Stop::KillOuter,
+            outer_pdeathsig: true,
+            ..Setup::BASE
+        },
+        invariants: &[I5NoSurvivors],
+        designs: &[
+            (UnboundedPoll, Expect::Reproduce(&[I5NoSurvivors])),
             (Reference, Expect::Prevent),
         ],
     },

@@ -186,20 +186,25 @@ fn run_reference(
     };
     let (program, args): (OsString, Vec<OsString>) = match setup.stop {
         Stop::KillOuter => {
-            // The same lock wrapper the legacy design is, now under the reference: its tree is
-            // a PID namespace whose init dies with the supervisor.
+            // The tree is a PID namespace whose init dies with the supervisor: when the
+            // supervisor dies no cleanup code has to run for the tree to go (O1, O3).
             config.containment = reference::Containment::PidNamespace;
             config.die_with_supervisor = true;
-            let mut argv: Vec<OsString> = vec![
-                crate::runner::LEGACY_MODE.into(),
-                "exec-under-lock".into(),
-                "--lockfile".into(),
-                lockfile.into(),
-                "--".into(),
-                program.into(),
-            ];
-            argv.extend(args.iter().cloned());
-            (runner.into(), argv)
+            if setup.under_lock {
+                // The same lock wrapper the legacy design is, now under the reference.
+                let mut argv: Vec<OsString> = vec![
+                    crate::runner::LEGACY_MODE.into(),
+                    "exec-under-lock".into(),
+                    "--lockfile".into(),
+                    lockfile.into(),
+                    "--".into(),
+                    program.into(),
+                ];
+                argv.extend(args.iter().cloned());
+                (runner.into(), argv)
+            } else {
+                (program.into(), args.to_vec())
+            }
         }
         Stop::FreezeThenInterrupt => {
             config.containment = if racelab_cgroup::v2_writable() {

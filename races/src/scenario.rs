@@ -105,6 +105,8 @@ pub struct Workload {
     pub orphans: Vec<i32>,
     /// It finished making orphans.
     pub orphans_done: bool,
+    /// It started its tree (`tree <pids>`).
+    pub tree: Option<Vec<i32>>,
 }
 
 impl Workload {
@@ -225,8 +227,9 @@ fn start<'a>(
     // With KillOuter, `d` is the outer process O; the design process is its child.
     let d = if setup.stop == Stop::KillOuter {
         // O forks D and waits for it; the lab kills O. The reference dies with its parent (its
-        // deployment: PR_SET_PDEATHSIG); the legacy wrapper has nothing of the kind.
-        let die_with_parent = design == DesignId::Reference;
+        // deployment: PR_SET_PDEATHSIG); so does buildah's helper (O3); the lock wrapper (O1)
+        // has nothing of the kind.
+        let die_with_parent = design == DesignId::Reference || setup.outer_pdeathsig;
         let outer = init
             .fork(move || {
                 let child = racelab_sys::ns::fork_run(move || {
@@ -395,6 +398,7 @@ impl Lab<'_> {
                     self.w.orphans.extend(words.next().and_then(|p| p.parse::<i32>().ok()))
                 }
                 Some("orphans-done") => self.w.orphans_done = true,
+                Some("tree") => self.w.tree = Some(words.filter_map(|p| p.parse().ok()).collect()),
                 _ => {}
             }
             self.note("child", "says", line);
@@ -524,13 +528,18 @@ impl Lab<'_> {
                     }
                     self.interrupt();
                 }
-                Stop::KillOuter => {
-                    let _ = self.d.signal(Signal::SIGKILL);
-                    self.note("lab", "kill-outer", "SIGKILL to the outer process".into());
-                    self.truth.outer_killed = true;
-                }
-                Stop::None => {}
+                Stop::KillOuter | Stop::None => {}
             }
+        }
+        // The outer process dies once the child is up (and has started its tree, if asked).
+        if self.race.setup.stop == Stop::KillOuter
+            && self.started
+            && !self.truth.outer_killed
+            && (self.race.setup.child_start.is_none() || self.w.tree.is_some())
+        {
+            let _ = self.d.signal(Signal::SIGKILL);
+            self.note("lab", "kill-outer", "SIGKILL to the outer process".into());
+            self.truth.outer_killed = true;
         }
         if serve && self.w.orphans_done && !self.zombies_counted {
             self.zombies_counted = true;

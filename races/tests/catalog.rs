@@ -68,4 +68,6 @@ cells! {
     z2_reference_routes_the_main_childs_status: "Z2", Reference;
     o1_exec_under_lock_leaves_the_program_and_its_lock_behind: "O1", ExecUnderLock;
     o1_reference_takes_the_program_and_its_lock_down: "O1", Reference;
+    o3_unbounded_poll_helper_killed_by_pdeathsig_leaves_its_tree: "O3", UnboundedPoll;
+    o3_reference_killed_with_its_parent_takes_its_tree_down: "O3", Reference;
 }
