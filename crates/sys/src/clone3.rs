@@ -13,23 +13,24 @@ use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 use crate::ns::{Forked, child_body, ensure_single_threaded};
 
 /// `struct clone_args` of `clone3(2)` (uapi `linux/sched.h`, `CLONE_ARGS_SIZE_VER2`, 88 bytes).
+/// Shared by every clone3 caller of this crate ([`crate::spawn`] too).
 #[repr(C)]
 #[derive(Default)]
-struct CloneArgs {
-    flags: u64,
-    pidfd: u64,
-    child_tid: u64,
-    parent_tid: u64,
-    exit_signal: u64,
-    stack: u64,
-    stack_size: u64,
-    tls: u64,
-    set_tid: u64,
-    set_tid_size: u64,
-    cgroup: u64,
+pub(crate) struct CloneArgs {
+    pub flags: u64,
+    pub pidfd: u64,
+    pub child_tid: u64,
+    pub parent_tid: u64,
+    pub exit_signal: u64,
+    pub stack: u64,
+    pub stack_size: u64,
+    pub tls: u64,
+    pub set_tid: u64,
+    pub set_tid_size: u64,
+    pub cgroup: u64,
 }
 
-const CLONE_PIDFD: u64 = 0x1000;
+pub(crate) const CLONE_PIDFD: u64 = 0x1000;
 
 /// Like [`crate::ns::fork_run`], through `clone3(CLONE_PIDFD)` and, with `set_tid: Some(p)`,
 /// with the child's PID forced to `p` (in the caller's PID namespace).

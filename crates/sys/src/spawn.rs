@@ -17,24 +17,7 @@ use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 use nix::sys::signal::Signal;
 
-/// `struct clone_args` of `clone3(2)` (kernel uapi `linux/sched.h`, size version 2: 88 bytes).
-#[repr(C)]
-#[derive(Default)]
-struct CloneArgs {
-    flags: u64,
-    pidfd: u64,
-    child_tid: u64,
-    parent_tid: u64,
-    exit_signal: u64,
-    stack: u64,
-    stack_size: u64,
-    tls: u64,
-    set_tid: u64,
-    set_tid_size: u64,
-    cgroup: u64,
-}
-
-const CLONE_PIDFD: u64 = 0x1000;
+use crate::clone3::{CLONE_PIDFD, CloneArgs};
 const CLONE_NEWPID: u64 = 0x2000_0000;
 const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
 
