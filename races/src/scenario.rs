@@ -648,7 +648,10 @@ impl Lab<'_> {
         // A design that contains its child in a cgroup leaf and gives up on an unkillable child
         // leaves the leaf behind on purpose (the reference names it in its report). Its owner,
         // the design process, is gone now: remove every leaf owned from this namespace.
-        if let Some(base) = racelab_cgroup::Mounts::probe().ok().and_then(|m| m.v2_base()) {
+        let cgroup_used = self.race.setup.stop == Stop::FreezeThenInterrupt;
+        if let Some(base) =
+            racelab_cgroup::Mounts::probe().ok().and_then(|m| m.v2_base()).filter(|_| cgroup_used)
+        {
             let _ = racelab_cgroup::gc_stale(&base);
         }
         let _ = std::fs::remove_file(format!("/tmp/racelab-{}.lock", self.init.host_pid()));
