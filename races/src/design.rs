@@ -158,13 +158,21 @@ pub fn run(
         }
         DesignId::ExecUnderLock => {
             // Replaces this process with the program, which inherits the lock: never returns.
-            let mut argv: Vec<OsString> = vec!["--lockfile".into(), lockfile.into(), "--".into()];
-            argv.push(program.into());
-            argv.extend(args.iter().cloned());
-            racelab_legacy::wrapper_main("exec-under-lock", argv)
+            racelab_legacy::wrapper_main(LOCK_MODE, lock_wrapper_args(lockfile, program, args))
         }
         DesignId::Reference => run_reference(setup, runner, program, args, lockfile),
     }
+}
+
+/// The legacy wrapper mode that takes a lock and execs the program (O1).
+const LOCK_MODE: &str = "exec-under-lock";
+
+/// `--lockfile L -- program args`: the lock wrapper's arguments, for both designs of O1.
+fn lock_wrapper_args(lockfile: &Path, program: &Path, args: &[OsString]) -> Vec<OsString> {
+    let mut argv: Vec<OsString> =
+        vec!["--lockfile".into(), lockfile.into(), "--".into(), program.into()];
+    argv.extend(args.iter().cloned());
+    argv
 }
 
 fn run_reference(
@@ -192,15 +200,8 @@ fn run_reference(
             config.die_with_supervisor = true;
             if setup.under_lock {
                 // The same lock wrapper the legacy design is, now under the reference.
-                let mut argv: Vec<OsString> = vec![
-                    crate::runner::LEGACY_MODE.into(),
-                    "exec-under-lock".into(),
-                    "--lockfile".into(),
-                    lockfile.into(),
-                    "--".into(),
-                    program.into(),
-                ];
-                argv.extend(args.iter().cloned());
+                let mut argv = vec![crate::runner::LEGACY_MODE.into(), LOCK_MODE.into()];
+                argv.extend(lock_wrapper_args(lockfile, program, args));
                 (runner.into(), argv)
             } else {
                 (program.into(), args.to_vec())

@@ -128,11 +128,7 @@ pub fn run_child(opts: &RunOptions) -> Result<ChildOutcome, LegacyError> {
 /// `piano run` as a process: parse `[--duration-ms N] [--kill-timeout-ms N] -- program args`,
 /// run, print the warning when force-killed, exit with the mapped code.
 pub fn main_code(args: impl IntoIterator<Item = std::ffi::OsString>) -> i32 {
-    let outcome = RunOptions::from_args(args).and_then(|opts| run_child(&opts));
-    match outcome {
-        Ok(outcome) => crate::piano::finish(&outcome),
-        Err(e) => crate::cli::report("global-atomics", &e, 1),
-    }
+    crate::piano::main_code("global-atomics", run_child, args)
 }
 
 /// The original's `sigint_handler` (async-signal context, any thread).

@@ -101,6 +101,20 @@ pub fn finish(outcome: &ChildOutcome) -> i32 {
     exit_code(outcome)
 }
 
+/// `piano run` as a process, for either piano design: parse `[--duration-ms N]
+/// [--kill-timeout-ms N] -- program args`, run, print the warning when force-killed, exit with
+/// the mapped code.
+pub(crate) fn main_code(
+    design: &str,
+    run_child: fn(&RunOptions) -> Result<ChildOutcome, LegacyError>,
+    args: impl IntoIterator<Item = std::ffi::OsString>,
+) -> i32 {
+    match RunOptions::from_args(args).and_then(|opts| run_child(&opts)) {
+        Ok(outcome) => finish(&outcome),
+        Err(e) => cli::report(design, &e, 1),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -101,11 +101,7 @@ pub fn run_child(opts: &RunOptions) -> Result<ChildOutcome, LegacyError> {
 /// `piano run` (fixed) as a process; same options and exit codes as
 /// [`crate::global_atomics::main_code`].
 pub fn main_code(args: impl IntoIterator<Item = std::ffi::OsString>) -> i32 {
-    let outcome = RunOptions::from_args(args).and_then(|opts| run_child(&opts));
-    match outcome {
-        Ok(outcome) => crate::piano::finish(&outcome),
-        Err(e) => crate::cli::report("polling-fix", &e, 1),
-    }
+    crate::piano::main_code("polling-fix", run_child, args)
 }
 
 extern "C" fn sigint_handler(_signal: std::os::raw::c_int) {
