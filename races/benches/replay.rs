@@ -1,8 +1,12 @@
-//! Replay throughput: one deterministic replay end to end (runner exec, namespaces, the
-//! design process, the workload, the oracle, the JSON verdict back), for a race with no design
-//! timers (Z2 against the reference: the lab's own cost) and for Q1 against global_atomics
-//! (whose duration and kill-timeout timers, 5 ms each, are part of the design). The floor in
-//! the same run: exec of the runner binary that does nothing but print its usage.
+//! Replay throughput: one deterministic replay end to end (runner start, namespaces, the
+//! design process, the workload, the oracle, the JSON verdict back), for races with no design
+//! timers (Z2 against both designs: the lab's own cost) and for Q1 against global_atomics
+//! (whose duration and kill-timeout timers, 5 ms each, are part of the design).
+//!
+//! Two ways to start the runner, each its own row: `server` (what `racelab replay` and the
+//! catalog tests use: the runner exec'd once, a fork of it per replay) and `exec` (one exec of
+//! the runner per replay, `races::replay_once`). The floor in the same run: exec of the runner
+//! binary that does nothing but print its usage.
 //!
 //! `cargo bench -p races --bench replay`; `RACELAB_BENCH_QUICK=1` for a smoke run.
 
@@ -32,17 +36,31 @@ fn bench(c: &mut Criterion) {
     g.bench_function("floor: exec runner", |b| {
         b.iter(|| std::process::Command::new(&runner).output().expect("runner runs"))
     });
-    for (race, design) in [("Z2", DesignId::Reference), ("Q1", DesignId::GlobalAtomics)] {
+    let check = |r: &catalog::Race, design: DesignId, out: &races::scenario::ReplayOutput| {
+        let ok = r.designs.iter().any(|(d, e)| *d == design && e.check(&out.verdict).is_ok());
+        assert!(ok, "{} {}: {:?}", r.id, design.name(), out.verdict);
+    };
+    let mut replayer = races::Replayer::new(&runner, races::RunAs::Caller);
+    for (race, design) in [
+        ("Z2", DesignId::Reference),
+        ("Z2", DesignId::GreedyReaper),
+        ("Q1", DesignId::GlobalAtomics),
+    ] {
         let r = catalog::find(race).expect("race");
-        g.bench_function(format!("{race} {}", design.name()), |b| {
-            b.iter(|| {
-                let out = races::replay_once(&runner, r, design, None);
-                assert!(
-                    r.designs.iter().any(|(d, e)| *d == design && e.check(&out.verdict).is_ok())
-                );
-            })
+        g.bench_function(format!("{race} {} (server)", design.name()), |b| {
+            b.iter(|| check(r, design, &replayer.replay(r, design, None)))
         });
     }
+    let z2 = catalog::find("Z2").expect("race");
+    g.bench_function("Z2 reference (exec)", |b| {
+        b.iter(|| {
+            check(
+                z2,
+                DesignId::Reference,
+                &races::replay_once(&runner, z2, DesignId::Reference, None),
+            )
+        })
+    });
     g.finish();
 }
 

@@ -10,8 +10,9 @@
 //!
 //! # One replay
 //!
-//! 1. [`replay_once`] (in a test or the CLI) starts the runner executable through
-//!    `racelab_sandbox::run`: a fresh exec that unshares a PID + mount (+ user) namespace.
+//! 1. [`replay_once`] starts the runner executable through `racelab_sandbox::run`: a fresh
+//!    exec that unshares a PID + mount (+ user) namespace. A [`Replayer`] (the CLI, the
+//!    catalog tests) execs the runner once as a server and forks a fresh runner per replay.
 //! 2. The namespace's PID 1 is the lab's init ([`scenario`]). It forks the design process,
 //!    which arms the schedule, runs the design ([`design`]) over the workload child
 //!    ([`workload`]), and sends its hook actions (make the child exit, recycle its PID,
@@ -107,6 +108,62 @@ pub fn replay_as(
     schedule: Option<&str>,
     user: RunAs,
 ) -> ReplayOutput {
+    let (input, spec) = request(race, design, schedule);
+    let cmd = as_user(racelab_sandbox::command(runner, scenario::SCENARIO, &input, &spec), user);
+    answer(racelab_sandbox::run_command(cmd, &spec), race, schedule)
+}
+
+/// Replays many times from one exec of the runner: a runner server (`racelab_sandbox::Server`)
+/// forks a fresh single-threaded runner for every replay, which then builds its namespace and
+/// runs the scenario exactly as an exec'd runner would. The exec (the dearest step of a short
+/// replay) is paid once, at the first replay. A server that fails is dropped and the next
+/// replay starts a new one.
+#[derive(Debug)]
+pub struct Replayer {
+    runner: std::path::PathBuf,
+    user: RunAs,
+    server: Option<racelab_sandbox::Server>,
+}
+
+impl Replayer {
+    /// A replayer over the runner executable `runner`, run as `user`. Starts nothing yet.
+    pub fn new(runner: &Path, user: RunAs) -> Replayer {
+        Replayer { runner: runner.to_path_buf(), user, server: None }
+    }
+
+    /// Replays `race` against `design` once (see [`replay_once`]).
+    pub fn replay(
+        &mut self,
+        race: &Race,
+        design: DesignId,
+        schedule: Option<&str>,
+    ) -> ReplayOutput {
+        let (input, spec) = request(race, design, schedule);
+        let server = match self.server.take() {
+            Some(s) => s,
+            None => {
+                let cmd = as_user(racelab_sandbox::Server::command(&self.runner), self.user);
+                match racelab_sandbox::Server::start(cmd) {
+                    Ok(s) => s,
+                    Err(e) => return answer(Err(e), race, schedule),
+                }
+            }
+        };
+        let mut server = server;
+        let result = server.run(scenario::SCENARIO, &input, &spec);
+        if result.is_ok() {
+            self.server = Some(server);
+        }
+        answer(result, race, schedule)
+    }
+}
+
+/// The scenario's input and the sandbox spec of one replay.
+fn request(
+    race: &Race,
+    design: DesignId,
+    schedule: Option<&str>,
+) -> (serde_json::Value, racelab_sandbox::Spec) {
     let input = ReplayInput {
         race: race.id.to_string(),
         design: design.name().to_string(),
@@ -116,7 +173,36 @@ pub fn replay_as(
         deadline: scenario::REPLAY_DEADLINE + Duration::from_secs(3),
         ..racelab_sandbox::Spec::default()
     };
-    let value = serde_json::to_value(&input).unwrap_or_default();
+    (serde_json::to_value(&input).unwrap_or_default(), spec)
+}
+
+/// `cmd` as `user`: wrapped in `setpriv` for [`RunAs::Nobody`].
+fn as_user(cmd: std::process::Command, user: RunAs) -> std::process::Command {
+    if user == RunAs::Caller {
+        return cmd;
+    }
+    let mut wrapped = std::process::Command::new("setpriv");
+    wrapped
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .arg(cmd.get_program())
+        .args(cmd.get_args());
+    // The wrapped command's stdio (setpriv execs it, so the pipes reach the runner): a server
+    // talks over stdin and stdout, a one-shot runner reads nothing and reports on both outputs.
+    use std::process::Stdio;
+    if cmd.get_args().any(|a| a == racelab_sandbox::SERVE_MODE) {
+        wrapped.stdin(Stdio::piped()).stdout(Stdio::piped());
+    } else {
+        wrapped.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    }
+    wrapped
+}
+
+/// The replay's output from the sandbox's outcome (a lab error when there is none).
+fn answer(
+    outcome: Result<racelab_sandbox::RunOutcome, racelab_sandbox::SandboxError>,
+    race: &Race,
+    schedule: Option<&str>,
+) -> ReplayOutput {
     let lab_error = |message: String| ReplayOutput {
         verdict: Verdict::LabError { message },
         trace: Default::default(),
@@ -124,19 +210,7 @@ pub fn replay_as(
         schedule: schedule.unwrap_or(race.schedule).to_string(),
         wall_ns: 0,
     };
-    let mut cmd = racelab_sandbox::command(runner, scenario::SCENARIO, &value, &spec);
-    if user == RunAs::Nobody {
-        let mut wrapped = std::process::Command::new("setpriv");
-        wrapped
-            .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
-            .arg(cmd.get_program())
-            .args(cmd.get_args())
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped());
-        cmd = wrapped;
-    }
-    match racelab_sandbox::run_command(cmd, &spec) {
+    match outcome {
         Ok(racelab_sandbox::RunOutcome::Finished { output, .. }) => serde_json::from_value(output)
             .unwrap_or_else(|e| lab_error(format!("bad replay output: {e}"))),
         Ok(other) => lab_error(format!("the sandbox run did not finish: {other:?}")),
@@ -149,6 +223,7 @@ pub fn run_plan(runner: &Path, plan: &ReplayPlan) -> PlanReport {
     let races: Vec<&'static Race> =
         if plan.races.is_empty() { catalog::CATALOG.iter().collect() } else { plan.races.clone() };
     let schedule = plan.schedule.as_ref().map(|s| s.to_string());
+    let mut replayer = Replayer::new(runner, RunAs::Caller);
     let mut report = PlanReport::default();
     for race in races {
         for &(design, expect) in race.designs {
@@ -157,7 +232,7 @@ pub fn run_plan(runner: &Path, plan: &ReplayPlan) -> PlanReport {
             }
             let mut cell = matrix::Cell::new(race, design, expect, schedule.clone());
             for _ in 0..plan.repeat.max(1) {
-                cell.add(replay_once(runner, race, design, schedule.as_deref()));
+                cell.add(replayer.replay(race, design, schedule.as_deref()));
             }
             report.cells.push(cell);
         }
@@ -167,7 +242,8 @@ pub fn run_plan(runner: &Path, plan: &ReplayPlan) -> PlanReport {
 
 /// Replays `race` once against each design it applies to and renders its docs page.
 pub fn race_page(runner: &Path, race: &'static Race) -> String {
+    let mut replayer = Replayer::new(runner, RunAs::Caller);
     let runs: Vec<(DesignId, ReplayOutput)> =
-        race.designs.iter().map(|&(d, _)| (d, replay_once(runner, race, d, None))).collect();
+        race.designs.iter().map(|&(d, _)| (d, replayer.replay(race, d, None))).collect();
     docs::page(race, &runs)
 }

@@ -14,12 +14,18 @@ fn repeat() -> u32 {
     std::env::var("RACES_REPEAT").ok().and_then(|v| v.parse().ok()).unwrap_or(20)
 }
 
-/// Replays `race` against `design` `repeat()` times and checks each verdict.
+/// Replays `race` against `design` `repeat()` times and checks each verdict: the first replay
+/// through an exec'd runner, the rest through a runner server (one exec, a fork per replay).
 fn replay(race: &str, design: DesignId) {
     let race = catalog::find(race).expect("race in the catalog");
     let (_, expect) = *race.designs.iter().find(|(d, _)| *d == design).expect("design applies");
+    let mut replayer = races::Replayer::new(&runner(), races::RunAs::Caller);
     for i in 0..repeat() {
-        let out = races::replay_once(&runner(), race, design, None);
+        let out = if i == 0 {
+            races::replay_once(&runner(), race, design, None)
+        } else {
+            replayer.replay(race, design, None)
+        };
         if let Verdict::Skipped { reason } = &out.verdict {
             racelab_sandbox::skip_unless(false, "race capability", reason);
             return;

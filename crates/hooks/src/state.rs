@@ -9,7 +9,9 @@
 //! either the passer sees the waiter counted and wakes it, or the waiter sees the new epoch.
 
 use crate::points;
-use crate::sync::{AtomicU32, AtomicU64, Ordering::*, fence, futex_wait, futex_wake_all, now_ns};
+use crate::sync::{
+    AtomicU32, AtomicU64, Ordering::*, fence, futex_wait, futex_wake_all, now_ns, zeroed,
+};
 
 /// Nothing armed: points return after one load.
 pub(crate) const IDLE: u32 = 0;
@@ -108,12 +110,30 @@ pub(crate) struct Snapshot {
     pub still_inside: u32,
 }
 
-struct Record {
-    seq: AtomicU64,
-    time_ns: AtomicU64,
-    tid: AtomicU32,
-    word: AtomicU64,
-    extra: AtomicU64,
+/// The trace ring, one array per field so that it can come from zero-filled memory: record `i`
+/// is `seq[i]`, `time_ns[i]`, ... Only the records a run writes are ever faulted in.
+struct Ring {
+    seq: Box<[AtomicU64]>,
+    time_ns: Box<[AtomicU64]>,
+    tid: Box<[AtomicU32]>,
+    word: Box<[AtomicU64]>,
+    extra: Box<[AtomicU64]>,
+}
+
+impl Ring {
+    fn new(n: usize) -> Ring {
+        Ring {
+            seq: zeroed(n),
+            time_ns: zeroed(n),
+            tid: zeroed(n),
+            word: zeroed(n),
+            extra: zeroed(n),
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.seq.len()
+    }
 }
 
 pub(crate) fn pack(point: usize, occurrence: u32) -> u64 {
@@ -125,11 +145,11 @@ fn unpack(v: u64) -> (usize, u32) {
 }
 
 fn u32s(n: usize) -> Box<[AtomicU32]> {
-    (0..n).map(|_| AtomicU32::new(0)).collect()
+    zeroed(n)
 }
 
 fn u64s(n: usize) -> Box<[AtomicU64]> {
-    (0..n).map(|_| AtomicU64::new(0)).collect()
+    zeroed(n)
 }
 
 fn bits(mask: u64) -> impl Iterator<Item = usize> {
@@ -167,7 +187,7 @@ pub(crate) struct State {
     stuck_slot_tid: Box<[AtomicU32]>,
     stuck_slot_at: Box<[AtomicU64]>,
     stuck_unslotted: AtomicU32,
-    ring: Box<[Record]>,
+    ring: Ring,
     ring_cap: AtomicU64,
     ring_next: AtomicU64,
 }
@@ -202,15 +222,7 @@ impl State {
             stuck_slot_tid: u32s(caps.slots),
             stuck_slot_at: u64s(caps.slots),
             stuck_unslotted: AtomicU32::new(0),
-            ring: (0..caps.trace)
-                .map(|_| Record {
-                    seq: AtomicU64::new(0),
-                    time_ns: AtomicU64::new(0),
-                    tid: AtomicU32::new(0),
-                    word: AtomicU64::new(0),
-                    extra: AtomicU64::new(0),
-                })
-                .collect(),
+            ring: Ring::new(caps.trace),
             ring_cap: AtomicU64::new(0),
             ring_next: AtomicU64::new(0),
         }
@@ -257,8 +269,11 @@ impl State {
         self.stuck_unslotted.store(0, Relaxed);
         self.deadline_ns.store(c.deadline_ns, Relaxed);
         let cap = c.trace_capacity.min(self.ring.len());
-        for r in &self.ring[..cap] {
-            r.seq.store(0, Relaxed);
+        // Only the slots the previous run wrote can hold a stale `seq` (slot `n % cap` for
+        // `n < next`): clearing just those keeps the untouched part of the ring unfaulted.
+        let dirty = self.ring_next.load(Relaxed).min(self.ring_cap.load(Relaxed)) as usize;
+        for seq in &self.ring.seq[..dirty] {
+            seq.store(0, Relaxed);
         }
         self.ring_cap.store(cap as u64, Relaxed);
         self.ring_next.store(0, Relaxed);
@@ -462,14 +477,14 @@ impl State {
             return;
         }
         let n = self.ring_next.fetch_add(1, Relaxed);
-        let r = &self.ring[(n % cap) as usize];
-        r.seq.store(0, Relaxed);
+        let (r, i) = (&self.ring, (n % cap) as usize);
+        r.seq[i].store(0, Relaxed);
         fence(Release);
-        r.time_ns.store(now_ns(), Relaxed);
-        r.tid.store(tid, Relaxed);
-        r.word.store(((kind as u64) << 56) | pack(point, occurrence), Relaxed);
-        r.extra.store(extra, Relaxed);
-        r.seq.store(n + 1, Release);
+        r.time_ns[i].store(now_ns(), Relaxed);
+        r.tid[i].store(tid, Relaxed);
+        r.word[i].store(((kind as u64) << 56) | pack(point, occurrence), Relaxed);
+        r.extra[i].store(extra, Relaxed);
+        r.seq[i].store(n + 1, Release);
     }
 
     /// Waits (not on the hit path) until `cond` holds or `timeout_ns` passes.
@@ -531,16 +546,16 @@ impl State {
         let start = next.saturating_sub(cap);
         let mut records = Vec::new();
         for n in start..next {
-            let r = &self.ring[(n % cap) as usize];
-            let seq = r.seq.load(Acquire);
+            let (r, i) = (&self.ring, (n % cap) as usize);
+            let seq = r.seq[i].load(Acquire);
             let (time_ns, tid, word, extra) = (
-                r.time_ns.load(Relaxed),
-                r.tid.load(Relaxed),
-                r.word.load(Relaxed),
-                r.extra.load(Relaxed),
+                r.time_ns[i].load(Relaxed),
+                r.tid[i].load(Relaxed),
+                r.word[i].load(Relaxed),
+                r.extra[i].load(Relaxed),
             );
             fence(Acquire);
-            if seq != n + 1 || r.seq.load(Relaxed) != seq {
+            if seq != n + 1 || r.seq[i].load(Relaxed) != seq {
                 continue; // overwritten or torn by a straggler: skip rather than lie
             }
             let Some(&kind) = KINDS.get(((word >> 56) as usize).wrapping_sub(1)) else { continue };

@@ -8,6 +8,40 @@ pub(crate) use loom::sync::atomic::{AtomicU32, AtomicU64, Ordering, fence};
 #[cfg(not(loom))]
 pub(crate) use std::sync::atomic::{AtomicU32, AtomicU64, Ordering, fence};
 
+/// `n` atomics set to 0. Outside loom they come from zero-filled memory that is faulted in
+/// only where a run writes (see `racelab_sys::mem`): the trace ring is 2.6 MB and most runs
+/// write a few hundred records of it.
+#[cfg(not(loom))]
+pub(crate) fn zeroed<T: racelab_sys::mem::ZeroIsValid>(n: usize) -> Box<[T]> {
+    racelab_sys::mem::zeroed_slice(n)
+}
+
+/// A model's atomics are loom's own objects: build each one.
+#[cfg(loom)]
+pub(crate) fn zeroed<T: ModelZero>(n: usize) -> Box<[T]> {
+    (0..n).map(|_| T::zero()).collect()
+}
+
+/// Loom atomics that start at 0.
+#[cfg(loom)]
+pub(crate) trait ModelZero {
+    fn zero() -> Self;
+}
+
+#[cfg(loom)]
+impl ModelZero for AtomicU32 {
+    fn zero() -> Self {
+        AtomicU32::new(0)
+    }
+}
+
+#[cfg(loom)]
+impl ModelZero for AtomicU64 {
+    fn zero() -> Self {
+        AtomicU64::new(0)
+    }
+}
+
 /// `CLOCK_MONOTONIC` in nanoseconds (vDSO, async-signal-safe).
 #[cfg(not(loom))]
 pub(crate) fn now_ns() -> u64 {

@@ -11,7 +11,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use racelab_sandbox::{RunOutcome, Spec, run};
+use racelab_sandbox::{RunOutcome, Server, Spec, run};
 use serde_json::{Value, json};
 
 const RUNNER: &str = env!("CARGO_BIN_EXE_racelab-sandbox-runner");
@@ -66,11 +66,29 @@ fn summary() {
     totals.sort_unstable();
     eprintln!(
         "sandbox run of a no-op scenario, 200 runs (us: median / p99): run() start to verdict \
-         {:.1} / {:.1}; PID 1 fork to result {:.1} / {:.1}\n",
+         {:.1} / {:.1}; PID 1 fork to result {:.1} / {:.1}",
         pct(&totals, 0.5),
         pct(&totals, 0.99),
         pct(&walls, 0.5),
         pct(&walls, 0.99)
+    );
+    let mut server = Server::start(Server::command(Path::new(RUNNER))).expect("runner server");
+    let spec = Spec::with_deadline(Duration::from_secs(120));
+    let mut served: Vec<u64> = (0..200)
+        .map(|_| {
+            let t = Instant::now();
+            match server.run("noop", &Value::Null, &spec) {
+                Ok(RunOutcome::Finished { .. }) => t.elapsed().as_nanos() as u64,
+                other => panic!("noop through the server: {other:?}"),
+            }
+        })
+        .collect();
+    served.sort_unstable();
+    eprintln!(
+        "the same through a runner server (a fork per run, no exec), 200 runs: Server::run() \
+         start to verdict {:.1} / {:.1}\n",
+        pct(&served, 0.5),
+        pct(&served, 0.99)
     );
 }
 
@@ -79,6 +97,11 @@ fn benches(c: &mut Criterion) {
     let mut g = c.benchmark_group("sandbox");
     g.sample_size(30).measurement_time(Duration::from_secs(5));
     g.bench_function("start_to_verdict", |b| b.iter(|| sandbox("noop", Value::Null)));
+    let mut server = Server::start(Server::command(Path::new(RUNNER))).expect("runner server");
+    let spec = Spec::with_deadline(Duration::from_secs(120));
+    g.bench_function("start_to_verdict_server", |b| {
+        b.iter(|| server.run("noop", &Value::Null, &spec).expect("noop through the server"))
+    });
     g.finish();
 
     let mut g = c.benchmark_group("pid_forcing_create");

@@ -1,8 +1,7 @@
 //! The caller's side: start the runner executable (a fresh exec, so a multi-threaded caller
 //! never forks), collect its one JSON document, and enforce the caller's own deadline.
 
-use std::io::Read;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -67,8 +66,22 @@ pub fn run_command(mut cmd: Command, spec: &Spec) -> Result<RunOutcome, SandboxE
             return Err(e);
         }
     };
-    let Some(status) = status else {
+    if status.is_none() {
         kill_and_reap(&mut child);
+    }
+    interpret(stdout, stderr, status, start, spec)
+}
+
+/// Turns what a runner left (its stdout, stderr and exit status; `None`: it overran and was
+/// killed) into the run's outcome. Shared by [`run_command`] and [`crate::Server`].
+pub(crate) fn interpret(
+    stdout: String,
+    stderr: String,
+    status: Option<std::process::ExitStatus>,
+    start: Instant,
+    spec: &Spec,
+) -> Result<RunOutcome, SandboxError> {
+    let Some(status) = status else {
         if spec.cgroup {
             // The runner could not remove its leaf: remove leaves of dead owners now.
             crate::caps::gc_stale_leaves();
@@ -107,14 +120,29 @@ type Collected = (String, String, Option<std::process::ExitStatus>);
 /// Reads stdout and stderr to EOF and waits for the runner, all before `deadline`. The status
 /// is `None` when the deadline passed first.
 fn collect(child: &mut Child, deadline: Instant) -> Result<Collected, SandboxError> {
-    let mut out = child.stdout.take();
-    let mut err = child.stderr.take();
+    let out = child.stdout.take().map(OwnedFd::from);
+    let err = child.stderr.take().map(OwnedFd::from);
+    let (stdout, stderr, complete) = read_to_eof(out, err, deadline)?;
+    if !complete {
+        return Ok((stdout, stderr, None));
+    }
+    let status = wait_until(child, deadline)?;
+    Ok((stdout, stderr, status))
+}
+
+/// Reads two pipes (a runner's stdout and stderr) to EOF before `deadline`. `complete` is false
+/// when the deadline passed first.
+pub(crate) fn read_to_eof(
+    mut out: Option<OwnedFd>,
+    mut err: Option<OwnedFd>,
+    deadline: Instant,
+) -> Result<(String, String, bool), SandboxError> {
     let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
     let mut buf = [0u8; 8192];
     while out.is_some() || err.is_some() {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
-            return Ok((lossy(&stdout), lossy(&stderr), None));
+            return Ok((lossy(&stdout), lossy(&stderr), false));
         }
         let ts = Timespec::try_from(left).unwrap_or(Timespec { tv_sec: 1, tv_nsec: 0 });
         let (o_ready, e_ready) = {
@@ -136,25 +164,20 @@ fn collect(child: &mut Child, deadline: Instant) -> Result<Collected, SandboxErr
                 _ => (false, ready[0]),
             }
         };
-        if o_ready && let Some(o) = out.as_mut() {
-            match o.read(&mut buf) {
-                Ok(0) => out = None,
-                Ok(n) => stdout.extend_from_slice(&buf[..n]),
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(SandboxError::io("reading the runner's stdout", e)),
-            }
-        }
-        if e_ready && let Some(e) = err.as_mut() {
-            match e.read(&mut buf) {
-                Ok(0) => err = None,
-                Ok(n) => stderr.extend_from_slice(&buf[..n]),
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(SandboxError::io("reading the runner's stderr", e)),
+        for (ready, fd, into, what) in [
+            (o_ready, &mut out, &mut stdout, "reading the runner's stdout"),
+            (e_ready, &mut err, &mut stderr, "reading the runner's stderr"),
+        ] {
+            let Some(f) = fd.as_ref().filter(|_| ready) else { continue };
+            match rustix::io::read(f, &mut buf) {
+                Ok(0) => *fd = None,
+                Ok(n) => into.extend_from_slice(&buf[..n]),
+                Err(rustix::io::Errno::INTR) => {}
+                Err(e) => return Err(SandboxError::io(what, e)),
             }
         }
     }
-    let status = wait_until(child, deadline)?;
-    Ok((lossy(&stdout), lossy(&stderr), status))
+    Ok((lossy(&stdout), lossy(&stderr), true))
 }
 
 /// Waits for `child` until `deadline` through a pidfd; `None` if it still runs then.

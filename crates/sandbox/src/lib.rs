@@ -14,6 +14,9 @@
 //!   then kills the whole namespace) and the caller kills a runner that does not answer (its
 //!   PID 1 follows by pdeathsig). Nothing a scenario starts can outlive the run or reach a
 //!   process outside it.
+//! - **many runs from one exec** ([`Server`]): the runner exec'd once as a server that forks a
+//!   fresh single-threaded runner per run, for callers that replay many times (an exec is the
+//!   dearest step of a short run).
 //! - **forcing a PID** ([`Init::recycle`]): after a process was reaped, make a [`Victim`] take
 //!   exactly its PID, through `ns_last_pid` + fork or `clone3(set_tid)`, always verified.
 //! - **the workload** ([`Workload`]): the design-under-test's child, driven over FIFOs.
@@ -60,6 +63,7 @@ mod init;
 mod proc;
 mod recycle;
 mod runner;
+mod server;
 mod skip;
 mod spec;
 pub mod workload;
@@ -74,6 +78,7 @@ pub use recycle::{Mechanism, NS_LAST_PID_ATTEMPTS, Victim};
 pub use runner::{
     EXIT_PARENT_GONE, EXIT_SETUP, PROBE_SCENARIO, Scenarios, WORKLOAD_MODE, runner_main,
 };
+pub use server::{SERVE_MODE, Server};
 pub use skip::skip_unless;
 pub use spec::{Fault, RunOutcome, Spec, UserNs};
 pub use workload::{Channel, ReportLine, Workload};

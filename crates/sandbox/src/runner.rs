@@ -36,6 +36,8 @@ pub type Scenarios<'a> = &'a dyn Fn(&str, Value, &mut Init) -> Result<Value, Str
 
 /// The `main` of a runner executable. Dispatches on argv[1]:
 /// - `__run <json>`: one sandbox run (what [`crate::run`] starts); prints one JSON report;
+/// - `__serve`: a runner server ([`crate::Server`]): one `__run` request per stdin line, each
+///   run in a forked fresh runner, one answer per stdout line;
 /// - `__workload [options]`: the workload program ([`crate::workload`]).
 ///
 /// Anything else prints a usage line and exits 2. Never returns.
@@ -43,10 +45,12 @@ pub fn runner_main(scenarios: Scenarios<'_>) -> ! {
     let args: Vec<String> = std::env::args().collect();
     match args.get(1).map(String::as_str) {
         Some(RUN_MODE) if args.len() == 3 => run_mode(&args[2], scenarios),
+        Some(crate::server::SERVE_MODE) if args.len() == 2 => crate::server::serve(scenarios),
         Some(WORKLOAD_MODE) => crate::workload_main::main(&args[2..]),
         _ => {
             eprintln!(
-                "usage: {} __run <json> | __workload [--ignore-term] [--report P] [--ctl P]\n\
+                "usage: {} __run <json> | __serve | __workload [--ignore-term] [--report P] \
+                 [--ctl P]\n\
                  (a racelab sandbox runner: started by racelab_sandbox::run, not by hand)",
                 args.first().map_or("runner", String::as_str)
             );
@@ -55,14 +59,15 @@ pub fn runner_main(scenarios: Scenarios<'_>) -> ! {
     }
 }
 
-fn run_mode(json: &str, scenarios: Scenarios<'_>) -> ! {
+/// One run as `runner __run <json>` does it (also what a [`crate::Server`]'s forked runner does).
+pub(crate) fn run_mode(json: &str, scenarios: Scenarios<'_>) -> ! {
     let report = match serde_json::from_str::<RunArgs>(json) {
         Ok(args) => {
             // The report goes to a private copy of stdout; fd 1 becomes stderr so that nothing
             // a scenario prints can corrupt the one JSON document.
             let out = rustix::io::fcntl_dupfd_cloexec(std::io::stdout(), 3);
             let _ = nix::unistd::dup2_stdout(std::io::stderr());
-            let report = setup_and_run(&args, scenarios).unwrap_or_else(|error| {
+            let report = setup_and_run(&args, scenarios, None).unwrap_or_else(|error| {
                 eprintln!("racelab-sandbox: setup failed: {error}");
                 Report::SetupFailed { error }
             });
@@ -78,7 +83,28 @@ fn run_mode(json: &str, scenarios: Scenarios<'_>) -> ! {
     std::process::exit(if written { 0 } else { 1 })
 }
 
-fn setup_and_run(args: &RunArgs, scenarios: Scenarios<'_>) -> Result<Report, String> {
+/// Where PID 1's stdout and stderr go when a [`crate::Server`] clones it directly: the write
+/// end of a pipe, and the buffer the server drains its read end into while PID 1 runs.
+pub(crate) struct Capture<'a> {
+    /// Write end: PID 1's fd 1 and 2 (and so its descendants').
+    pub write: OwnedFd,
+    /// Read end, drained during the run.
+    pub read: OwnedFd,
+    /// What was read.
+    pub text: &'a mut Vec<u8>,
+}
+
+/// Builds the sandbox and runs the scenario in it. Two ways to get PID 1 into fresh namespaces:
+/// - `capture: None` (a single-use runner, exec'd or forked): `unshare` this process's
+///   namespaces (a user namespace too when needed), then fork PID 1, which inherits stdio;
+/// - `capture: Some(_)` (a server, which lives on): `clone3` PID 1 straight into a new PID and
+///   mount namespace, leaving the server's own namespaces as they are, with PID 1's stdio
+///   pointed at the capture pipe. Only without a user namespace (the caller checks).
+pub(crate) fn setup_and_run(
+    args: &RunArgs,
+    scenarios: Scenarios<'_>,
+    capture: Option<Capture<'_>>,
+) -> Result<Report, String> {
     // A caller's blocked signals and an ignored SIGCHLD must not leak into PID 1: an ignored
     // SIGCHLD makes the kernel auto-reap, so no wait would ever see a child's status.
     nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)
@@ -86,36 +112,62 @@ fn setup_and_run(args: &RunArgs, scenarios: Scenarios<'_>) -> Result<Report, Str
     racelab_sys::spawn::reset_to_default(Signal::SIGCHLD)
         .map_err(|e| format!("reset SIGCHLD: {e}"))?;
     let leaf = if args.spec.cgroup { Some(crate::caps::create_leaf()?) } else { None };
-    let user_ns = match args.spec.user_ns {
-        UserNs::Auto => !rustix::process::geteuid().is_root(),
-        UserNs::Always => true,
-        UserNs::Never => false,
-    };
+    let user_ns = needs_user_ns(args.spec.user_ns);
     let me = rustix::process::getpid();
     let runner_pidfd = rustix::process::pidfd_open(me, PidfdFlags::empty())
         .map_err(|e| format!("pidfd_open(self): {e}"))?;
-    enter_namespaces(user_ns)?;
+    if capture.is_none() {
+        enter_namespaces(user_ns)?;
+    } else if user_ns {
+        return Err("a server clones PID 1 without a user namespace; this run needs one".into());
+    }
     let (rd, wr) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
         .map_err(|e| format!("pipe: {e}"))?;
     let start = Instant::now();
-    let forked = racelab_sys::ns::fork_run(|| {
-        pid1_main(args, wr.as_fd(), runner_pidfd.as_fd(), leaf.as_ref(), user_ns, scenarios)
-    })
-    .map_err(|e| format!("fork of PID 1: {e}"))?;
+    let pid1 =
+        || pid1_main(args, wr.as_fd(), runner_pidfd.as_fd(), leaf.as_ref(), user_ns, scenarios);
+    let (forked, mut capture) = match capture {
+        None => (racelab_sys::ns::fork_run(pid1).map_err(|e| format!("fork of PID 1: {e}"))?, None),
+        Some(Capture { write, read, text }) => {
+            let namespaces = CloneFlags::CLONE_NEWPID | CloneFlags::CLONE_NEWNS;
+            let forked = racelab_sys::clone3::clone3_run_in(namespaces, || {
+                // The server's stdin is its request stream and its stdout its answers: PID 1
+                // gets neither.
+                let redirected = std::fs::File::open("/dev/null").is_ok_and(|null| {
+                    nix::unistd::dup2_stdin(null).is_ok()
+                        && nix::unistd::dup2_stdout(&write).is_ok()
+                        && nix::unistd::dup2_stderr(&write).is_ok()
+                });
+                if !redirected {
+                    return EXIT_SETUP;
+                }
+                pid1()
+            })
+            .map_err(|e| format!("clone3 of PID 1 into new namespaces: {e}"))?;
+            drop(write);
+            (forked, Some((read, text)))
+        }
+    };
     drop(wr);
     if args.spec.announce {
         let cg = leaf.as_ref().map_or("-".into(), |l| l.path().display().to_string());
         // One write(2) for the whole line: PID 1 writes to the same stderr concurrently, and
         // eprintln! may split a formatted line into several writes that interleave with it.
         let line = format!("racelab-sandbox: pid1 {} cgroup {cg}\n", forked.pid);
-        let _ = std::io::Write::write_all(&mut std::io::stderr(), line.as_bytes());
+        match capture.as_mut() {
+            Some((_, text)) => text.extend_from_slice(line.as_bytes()),
+            None => {
+                let _ = std::io::Write::write_all(&mut std::io::stderr(), line.as_bytes());
+            }
+        }
     }
     if args.spec.fault == Fault::RunnerDiesBeforePdeathsig {
         // Die now, before PID 1 arms PR_SET_PDEATHSIG: its re-check must notice.
         racelab_sys::ns::exit_now(0);
     }
     let deadline = start + args.spec.deadline;
-    let (msg, fate, overran) = supervise(&forked.pidfd, &rd, deadline)?;
+    let drain = capture.as_mut().map(|(fd, text)| (&*fd, &mut **text));
+    let (msg, fate, overran) = supervise(&forked.pidfd, &rd, deadline, drain)?;
     let elapsed = start.elapsed().as_nanos() as u64;
     if let Some(leaf) = leaf
         && let Err(e) = leaf.kill_and_remove(Instant::now() + KILL_GRACE)
@@ -144,6 +196,15 @@ fn setup_and_run(args: &RunArgs, scenarios: Scenarios<'_>) -> Result<Report, Str
     })
 }
 
+/// Whether a run with this policy needs its own user namespace (to be root inside).
+pub(crate) fn needs_user_ns(policy: UserNs) -> bool {
+    match policy {
+        UserNs::Auto => !rustix::process::geteuid().is_root(),
+        UserNs::Always => true,
+        UserNs::Never => false,
+    }
+}
+
 /// unshare(PID + mount [+ user]); with a user namespace, maps the caller's uid/gid to 0.
 fn enter_namespaces(user_ns: bool) -> Result<(), String> {
     let uid = rustix::process::geteuid().as_raw();
@@ -166,11 +227,14 @@ fn enter_namespaces(user_ns: bool) -> Result<(), String> {
 }
 
 /// Reads PID 1's message and waits for it to exit, until `deadline`; then SIGKILLs it.
-/// Returns (message bytes, its fate if collected, overran).
+/// `drain`: another pipe to read to EOF meanwhile (PID 1's captured output), so that a
+/// chatty scenario never blocks on a full pipe. Returns (message bytes, its fate if
+/// collected, overran).
 fn supervise(
     pidfd: &OwnedFd,
     rd: &OwnedFd,
     deadline: Instant,
+    mut drain: Option<(&OwnedFd, &mut Vec<u8>)>,
 ) -> Result<(Vec<u8>, Option<Fate>, bool), String> {
     let mut msg = Vec::new();
     let mut pipe_open = true;
@@ -181,24 +245,34 @@ fn supervise(
             break;
         }
         let ts = Timespec::try_from(left).unwrap_or(Timespec { tv_sec: 1, tv_nsec: 0 });
-        let mut fds = [PollFd::new(pidfd, PollFlags::IN), PollFd::new(rd, PollFlags::IN)];
-        let n = if pipe_open { 2 } else { 1 };
-        match rustix::event::poll(&mut fds[..n], Some(&ts)) {
+        // PID 1, then its message pipe while open, then its captured output while open.
+        let mut fds = vec![PollFd::new(pidfd, PollFlags::IN)];
+        if pipe_open {
+            fds.push(PollFd::new(rd, PollFlags::IN));
+        }
+        if let Some((fd, _)) = &drain {
+            fds.push(PollFd::new(*fd, PollFlags::IN));
+        }
+        match rustix::event::poll(&mut fds, Some(&ts)) {
             Ok(_) | Err(rustix::io::Errno::INTR) => {}
             Err(e) => return Err(format!("poll: {e}")),
         }
-        let (exited, readable) =
-            (!fds[0].revents().is_empty(), n == 2 && !fds[1].revents().is_empty());
-        if readable {
+        let ready: Vec<bool> = fds.iter().map(|f| !f.revents().is_empty()).collect();
+        drop(fds);
+        if pipe_open && ready[1] {
             pipe_open = read_some(rd, &mut buf, &mut msg)?;
         }
-        if exited {
+        if drain.is_some() && ready[ready.len() - 1] {
+            drain_some(&mut drain, &mut buf)?;
+        }
+        if ready[0] {
             let fate = try_reap(pidfd.as_fd()).map_err(|e| format!("waitid(PID 1): {e}"))?;
-            // Everything in the namespace died before PID 1 became reapable: the pipe's other
+            // Everything in the namespace died before PID 1 became reapable: the pipes' other
             // write ends are closed, so draining to EOF is bounded.
             while pipe_open && poll_readable(rd.as_fd(), KILL_GRACE).unwrap_or(false) {
                 pipe_open = read_some(rd, &mut buf, &mut msg)?;
             }
+            drain_to_eof(&mut drain, &mut buf)?;
             return Ok((msg, fate, false));
         }
     }
@@ -209,7 +283,34 @@ fn supervise(
     } else {
         None
     };
+    if fate.is_some() {
+        drain_to_eof(&mut drain, &mut buf)?;
+    }
     Ok((msg, fate, true))
+}
+
+/// One read of the captured output; stops draining at EOF.
+fn drain_some(drain: &mut Option<(&OwnedFd, &mut Vec<u8>)>, buf: &mut [u8]) -> Result<(), String> {
+    if let Some((fd, text)) = drain.as_mut()
+        && !read_some(fd, buf, text)?
+    {
+        *drain = None;
+    }
+    Ok(())
+}
+
+/// Reads the captured output to EOF, each read bounded: called once the namespace is gone.
+fn drain_to_eof(
+    drain: &mut Option<(&OwnedFd, &mut Vec<u8>)>,
+    buf: &mut [u8],
+) -> Result<(), String> {
+    while let Some((fd, _)) = drain.as_ref() {
+        if !poll_readable(fd.as_fd(), KILL_GRACE).unwrap_or(false) {
+            break;
+        }
+        drain_some(drain, buf)?;
+    }
+    Ok(())
 }
 
 /// One read into `msg`; false at EOF.

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use racelab_sandbox::{
-    Capabilities, RunOutcome, Spec, UserNs, command, run, run_command, skip_unless,
+    Capabilities, RunOutcome, Server, Spec, UserNs, command, run, run_command, skip_unless,
 };
 use serde_json::json;
 
@@ -262,5 +262,93 @@ fn the_capability_probe_renders_a_table() {
         assert!(caps.ns_last_pid.available, "{table}");
         assert!(caps.clone3_set_tid.available, "{table}");
         assert!(caps.pidfd.available, "{table}");
+    }
+}
+
+#[test]
+fn a_server_gives_every_run_a_fresh_namespace_of_its_own() {
+    if !sandbox_or_skip() {
+        return;
+    }
+    let mut server = Server::start(Server::command(runner())).unwrap();
+    let mut host_pids = Vec::new();
+    for _ in 0..3 {
+        match server.run("whoami", &json!({}), &Spec::default()).unwrap() {
+            RunOutcome::Finished { output, .. } => {
+                assert_eq!(output["pid"], 1, "{output}");
+                assert_eq!(output["ns_pids"], json!([1]), "a fresh /proc each time: {output}");
+                host_pids.push(output["host_pid"].as_i64().unwrap());
+            }
+            other => panic!("expected Finished, got {other:?}"),
+        }
+    }
+    host_pids.dedup();
+    assert_eq!(host_pids.len(), 3, "three runs, three PID 1s: {host_pids:?}");
+    // A run that needs a user namespace goes through a forked runner (the server must not
+    // unshare one for good); the outcome is the same kind.
+    let spec = Spec { user_ns: UserNs::Always, ..Spec::default() };
+    match server.run("whoami", &json!({}), &spec).unwrap() {
+        RunOutcome::Finished { output, .. } => {
+            assert_eq!(output["pid"], 1, "{output}");
+            assert_eq!(output["user_ns"], true, "{output}");
+        }
+        other => panic!("expected Finished, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_server_reports_an_overrun_like_an_exec_d_runner_and_serves_on() {
+    if !sandbox_or_skip() {
+        return;
+    }
+    let mut server = Server::start(Server::command(runner())).unwrap();
+    let spec = Spec::with_deadline(Duration::from_millis(200));
+    match server.run("hang", &json!({"children": 2}), &spec).unwrap() {
+        RunOutcome::Overran { after, leftover: false, .. } => {
+            assert!(after >= spec.deadline, "{after:?}")
+        }
+        other => panic!("expected Overran, got {other:?}"),
+    }
+    let tree = tree_pidfds(server.pid() as i32);
+    assert_eq!(tree.len(), 1, "only the server is left after the overrun");
+    let out = server.run("whoami", &json!({}), &Spec::default()).unwrap();
+    assert!(matches!(out, RunOutcome::Finished { .. }), "{out:?}");
+}
+
+#[test]
+fn sigkill_of_a_server_mid_run_leaves_no_process_behind() {
+    if !sandbox_or_skip() {
+        return;
+    }
+    let mut server = Server::start(Server::command(runner())).unwrap();
+    let pid = server.pid() as i32;
+    let spec = Spec::with_deadline(Duration::from_secs(30));
+    let run = std::thread::spawn(move || {
+        let r = server.run("hang", &json!({"children": 3}), &spec);
+        (server, r)
+    });
+    // The server, PID 1 and its three children (plus a forked runner between the server and
+    // PID 1 when the run needs a user namespace, i.e. for a normal user): watched on /proc
+    // (ground truth, bounded), since the run's stderr goes to the server.
+    let size = if rustix::process::geteuid().is_root() { 5 } else { 6 };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let tree = loop {
+        let tree = tree_pidfds(pid);
+        if tree.len() == size {
+            break tree;
+        }
+        assert!(Instant::now() < deadline, "the run never built its tree: {}", tree.len());
+        std::thread::yield_now();
+    };
+    // The server is our unreaped child (the `Server` reaps it only when told it died).
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(pid).unwrap(),
+        rustix::process::Signal::KILL,
+    )
+    .unwrap();
+    let (_server, result) = run.join().unwrap();
+    assert!(result.is_err(), "a killed server is an error, not an outcome: {result:?}");
+    for (p, fd) in &tree {
+        assert!(ended_within(fd, Duration::from_secs(2)), "pid {p} outlived its server");
     }
 }

@@ -44,11 +44,40 @@ pub(crate) const CLONE_PIDFD: u64 = 0x1000;
 /// raw `clone3` cannot; Rust's std does not read that cache, and the closure should stay small
 /// (read a pipe, `_exit`), as the sandbox's victims do.
 pub fn clone3_run<F: FnOnce() -> i32>(set_tid: Option<i32>, f: F) -> io::Result<Forked> {
+    clone3_run_inner(0, set_tid, f)
+}
+
+/// Like [`crate::ns::fork_run`], with the child in new namespaces: `namespaces` may hold only
+/// `CLONE_NEWPID`, `CLONE_NEWNS`, `CLONE_NEWUTS`, `CLONE_NEWIPC` and `CLONE_NEWNET` (anything
+/// else is `EINVAL`, nothing created). With `CLONE_NEWPID` the child is PID 1 of a fresh PID
+/// namespace, and this can be called again and again from the same process: unlike
+/// `unshare(CLONE_NEWPID)`, it does not change the caller's namespace for later children.
+///
+/// Needs `CAP_SYS_ADMIN` over the caller's user namespace. Refuses (nothing created) when the
+/// process has more than one thread.
+pub fn clone3_run_in<F: FnOnce() -> i32>(
+    namespaces: nix::sched::CloneFlags,
+    f: F,
+) -> io::Result<Forked> {
+    use nix::sched::CloneFlags as C;
+    let allowed =
+        C::CLONE_NEWPID | C::CLONE_NEWNS | C::CLONE_NEWUTS | C::CLONE_NEWIPC | C::CLONE_NEWNET;
+    if !allowed.contains(namespaces) {
+        return Err(io::Error::from_raw_os_error(libc::EINVAL));
+    }
+    clone3_run_inner(namespaces.bits() as u32 as u64, None, f)
+}
+
+fn clone3_run_inner<F: FnOnce() -> i32>(
+    extra_flags: u64,
+    set_tid: Option<i32>,
+    f: F,
+) -> io::Result<Forked> {
     ensure_single_threaded("clone3")?;
     let tid: [libc::pid_t; 1] = [set_tid.unwrap_or(0)];
     let mut pidfd: RawFd = -1;
     let args = CloneArgs {
-        flags: CLONE_PIDFD,
+        flags: CLONE_PIDFD | extra_flags,
         pidfd: &mut pidfd as *mut RawFd as u64,
         exit_signal: libc::SIGCHLD as u64,
         set_tid: if set_tid.is_some() { tid.as_ptr() as u64 } else { 0 },

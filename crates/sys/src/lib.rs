@@ -11,6 +11,7 @@
 pub mod bench;
 pub mod clone3;
 pub mod env;
+pub mod mem;
 pub mod ns;
 pub mod sigaction;
 pub mod spawn;

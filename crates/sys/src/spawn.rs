@@ -1,6 +1,6 @@
-//! Spawning a child the way a supervisor needs it: `clone3` with `CLONE_PIDFD` (and optionally
-//! `CLONE_INTO_CGROUP`, `CLONE_NEWPID`), a clean signal mask and dispositions in the child, its
-//! own process group or session, then `execvp`.
+//! Spawning a child the way a supervisor needs it: a pidfd from the same syscall that creates
+//! the child (`CLONE_PIDFD`; optionally `CLONE_INTO_CGROUP`, `CLONE_NEWPID`), a clean signal mask
+//! and dispositions in the child, its own process group or session, then `execvp`.
 //!
 //! Why not `std::process::Command`: it passes the parent's blocked signal mask to the child (a
 //! supervisor blocks the signals it forwards before spawn), it cannot place the child in a
@@ -8,8 +8,19 @@
 //! comes from the same syscall that creates the child, so no one can reap (and recycle) the PID
 //! between creation and the moment the caller holds a handle to it.
 //!
-//! Everything the child runs between `clone3` and `execvp` is async-signal-safe (the caller may
+//! Two ways to create the child:
+//! - vfork style (`clone(CLONE_VM | CLONE_VFORK | CLONE_PIDFD)`, as glibc's `posix_spawn`), the
+//!   default: the child borrows the parent's memory on a stack of its own until it execs, so no
+//!   page table is copied and neither side takes copy-on-write faults. On this project's VMs a
+//!   page fault costs microseconds, and a fork-style spawn from a large process costs hundreds.
+//! - fork style (`clone3` without `CLONE_VM`), when the child must start in a cgroup
+//!   (`CLONE_INTO_CGROUP` exists only in `clone3`, and `clone3` with `CLONE_VM` needs a stack
+//!   switch that only assembly can do), or when the vfork style is refused.
+//!
+//! Everything the child runs between the clone and `execvp` is async-signal-safe (the caller may
 //! be multi-threaded): plain syscalls on memory prepared by the parent, no allocation, no lock.
+//! In the vfork style the child shares the parent's memory, so it also writes nothing but its
+//! own stack and the failure record the parent reads after the child is gone or has exec'd.
 
 use std::ffi::{CStr, CString};
 use std::io;
@@ -100,16 +111,183 @@ const STEPS: [&str; 6] = ["exec", "setpgid", "setsid", "cgroup", "sigmask", "pde
 ///
 /// The child: places itself (group/session, cgroup fallback), resets `req.reset_signals` to
 /// `SIG_DFL`, sets an EMPTY signal mask (the parent's blocked set must not leak: a child with
-/// SIGTERM blocked cannot be stopped gracefully), then `execvp`. A close-on-exec pipe reports a
-/// pre-exec failure back; EOF means exec succeeded, so when this returns `Ok` the child's
-/// `setpgid` has happened and signalling its group is meaningful.
+/// SIGTERM blocked cannot be stopped gracefully), then `execvp`. A pre-exec failure comes back
+/// as [`SpawnError::Exec`]; when this returns `Ok` the child has exec'd, so its `setpgid` has
+/// happened and signalling its group is meaningful.
+///
+/// Vfork style unless `req.cgroup_dir` is set (see the module doc); a kernel or seccomp filter
+/// that refuses it (ENOSYS, EPERM, EINVAL) gets the fork style instead.
 pub fn spawn(req: &SpawnRequest<'_>) -> Result<Spawned, SpawnError> {
     let mut argv: Vec<*const libc::c_char> = req.argv.iter().map(|a| a.as_ptr()).collect();
     argv.push(std::ptr::null());
+    let parent_pid = rustix::process::getpid().as_raw_nonzero().get();
+    if req.cgroup_dir.is_none() {
+        match spawn_vforked(req, &argv, parent_pid) {
+            Err(SpawnError::Clone(e))
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::ENOSYS) | Some(libc::EPERM) | Some(libc::EINVAL)
+                ) => {}
+            done => return done,
+        }
+    }
+    spawn_forked(req, &argv, parent_pid)
+}
+
+/// What the vfork-style child shares with its parent: its inputs, and where it leaves the
+/// failed step and errno. The parent reads `failed` only after `clone` returned, which with
+/// `CLONE_VFORK` is after the child exec'd or exited.
+#[repr(C)]
+struct VforkShared<'a, 'r> {
+    req: &'a SpawnRequest<'r>,
+    argv: *const *const libc::c_char,
+    parent_pid: i32,
+    /// `NO_FAILURE`, or the index in [`STEPS`] of the step that failed.
+    failed: u8,
+    errno: i32,
+}
+
+const NO_FAILURE: u8 = u8::MAX;
+
+/// Stack for the vfork-style child: what `child_pre_exec` and `execvp` need (`execvp` copies
+/// PATH entries and, for a script, argv onto the stack), with a wide margin.
+fn vfork_stack_size(argc: usize) -> usize {
+    let path = std::env::var_os("PATH").map_or(0, |p| p.len());
+    let want = 64 * 1024 + 2 * path + 16 * (argc + 2);
+    want.next_multiple_of(4096)
+}
+
+/// Vfork style: `clone(CLONE_VM | CLONE_VFORK | CLONE_PIDFD)` on a private stack.
+fn spawn_vforked(
+    req: &SpawnRequest<'_>,
+    argv: &[*const libc::c_char],
+    parent_pid: i32,
+) -> Result<Spawned, SpawnError> {
+    let size = vfork_stack_size(argv.len());
+    let guard = 4096;
+    // SAFETY: a fresh anonymous private mapping at an address of the kernel's choosing; nothing
+    // aliases it. The lowest page stays PROT_NONE as a guard against a stack overflow.
+    let base = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            size + guard,
+            libc::PROT_NONE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE | libc::MAP_STACK,
+            -1,
+            0,
+        )
+    };
+    if base == libc::MAP_FAILED {
+        return Err(SpawnError::Clone(io::Error::last_os_error()));
+    }
+    let unmap = |base: *mut libc::c_void| {
+        // SAFETY: `base` is the mapping made above, of this length, no longer used by anyone
+        // (the child has exec'd or exited: CLONE_VFORK returned).
+        unsafe { libc::munmap(base, size + guard) };
+    };
+    // SAFETY: `base + guard .. base + guard + size` lies inside the mapping made above.
+    let stack_ok = unsafe {
+        libc::mprotect(
+            base.cast::<u8>().add(guard).cast(),
+            size,
+            libc::PROT_READ | libc::PROT_WRITE,
+        )
+    } == 0;
+    if !stack_ok {
+        let e = io::Error::last_os_error();
+        unmap(base);
+        return Err(SpawnError::Clone(e));
+    }
+    // SAFETY: one past the end of the mapping: the initial stack pointer (stacks grow down);
+    // the mapping's length is a multiple of the page size, so the top is 16-byte aligned.
+    let top = unsafe { base.cast::<u8>().add(guard + size) };
+
+    let mut shared =
+        VforkShared { req, argv: argv.as_ptr(), parent_pid, failed: NO_FAILURE, errno: 0 };
+    let mut flags = libc::CLONE_VM | libc::CLONE_VFORK | libc::CLONE_PIDFD | libc::SIGCHLD;
+    if req.new_pid_namespace {
+        flags |= libc::CLONE_NEWPID;
+    }
+    let mut pidfd: libc::c_int = -1;
+
+    // Every signal blocked across the clone: the child runs on our memory, and a handler of
+    // ours must never run in it. The child resets handlers to SIG_DFL before it unblocks.
+    // SAFETY: sigfillset/pthread_sigmask on local sigset_t values.
+    let old_mask = unsafe {
+        let mut all: libc::sigset_t = std::mem::zeroed();
+        let mut old: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut all);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
+        old
+    };
+    // SAFETY: `vfork_child` runs on the fresh stack `top` with `shared` as its argument and never
+    // returns (exec or _exit). CLONE_VFORK suspends this thread until then, so `shared`, `req`,
+    // `argv` and the stack outlive the child's use of them. With CLONE_PIDFD the kernel stores
+    // the pidfd in `pidfd` (glibc passes it as the parent_tid argument).
+    let ret = unsafe {
+        libc::clone(
+            vfork_child,
+            top.cast(),
+            flags,
+            (&mut shared as *mut VforkShared<'_, '_>).cast(),
+            &mut pidfd as *mut libc::c_int,
+        )
+    };
+    let clone_err = (ret < 0).then(io::Error::last_os_error);
+    // SAFETY: restores the mask saved above.
+    unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &old_mask, std::ptr::null_mut()) };
+    unmap(base);
+    if let Some(e) = clone_err {
+        return Err(SpawnError::Clone(e));
+    }
+    // SAFETY: CLONE_PIDFD made the kernel store a fresh pidfd, owned by nobody else, in `pidfd`.
+    let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd) };
+    // SAFETY: the child is done with `shared` (exec'd or exited); volatile because the writes
+    // came from another task the compiler cannot see.
+    let (failed, errno) = unsafe {
+        (std::ptr::read_volatile(&shared.failed), std::ptr::read_volatile(&shared.errno))
+    };
+    if failed == NO_FAILURE {
+        return Ok(Spawned { pid: ret, pidfd });
+    }
+    Err(reap_failed(&pidfd, failed, errno))
+}
+
+/// The vfork-style child. Never returns.
+extern "C" fn vfork_child(arg: *mut libc::c_void) -> libc::c_int {
+    // SAFETY: `arg` is the parent's `VforkShared`, alive and untouched by the suspended parent
+    // until this task execs or exits.
+    let shared = unsafe { &mut *arg.cast::<VforkShared<'_, '_>>() };
+    // SAFETY: `argv` points to the parent's NUL-terminated pointer array (see `spawn`).
+    let argv = unsafe { std::slice::from_raw_parts(shared.argv, shared.req.argv.len() + 1) };
+    let (step, errno) = child_pre_exec(shared.req, argv, shared.parent_pid, true);
+    // SAFETY: plain stores into the shared record, then _exit (async-signal-safe, no return).
+    unsafe {
+        std::ptr::write_volatile(&mut shared.errno, errno);
+        std::ptr::write_volatile(&mut shared.failed, step);
+        libc::_exit(127)
+    }
+}
+
+/// Reaps a child that reported a pre-exec failure (it `_exit`s right after reporting, so this
+/// returns at once) and turns the report into an error.
+fn reap_failed(pidfd: &OwnedFd, step: u8, errno: i32) -> SpawnError {
+    let _ = nix::sys::wait::waitid(
+        nix::sys::wait::Id::PIDFd(std::os::fd::AsFd::as_fd(pidfd)),
+        nix::sys::wait::WaitPidFlag::WEXITED,
+    );
+    let step = STEPS[usize::from(step).min(STEPS.len() - 1)];
+    SpawnError::Exec { step, error: io::Error::from_raw_os_error(errno) }
+}
+
+/// Fork style: `clone3` without `CLONE_VM` (then `fork`), a close-on-exec pipe for failures.
+fn spawn_forked(
+    req: &SpawnRequest<'_>,
+    argv: &[*const libc::c_char],
+    parent_pid: i32,
+) -> Result<Spawned, SpawnError> {
     let (rd, wr) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
         .map_err(|e| SpawnError::Clone(e.into()))?;
-    let parent_pid = rustix::process::getpid().as_raw_nonzero().get();
-
     let mut pidfd: RawFd = -1;
     let mut flags = CLONE_PIDFD;
     if req.new_pid_namespace {
@@ -133,7 +311,7 @@ pub fn spawn(req: &SpawnRequest<'_>) -> Result<Spawned, SpawnError> {
         libc::syscall(libc::SYS_clone3, &args as *const CloneArgs, std::mem::size_of::<CloneArgs>())
     };
     let pid = if ret == 0 {
-        child_after_clone(req, &argv, wr.as_raw_fd(), parent_pid)
+        child_after_fork(req, argv, wr.as_raw_fd(), parent_pid)
     } else if ret > 0 {
         // SAFETY: CLONE_PIDFD made the kernel store a fresh pidfd (owned by nobody else) in
         // `pidfd` when clone3 succeeded.
@@ -151,7 +329,7 @@ pub fn spawn(req: &SpawnRequest<'_>) -> Result<Spawned, SpawnError> {
     };
     let (pid, pidfd) = match pid {
         Some(p) => p,
-        None => fork_fallback(req, &argv, wr.as_raw_fd(), parent_pid)?,
+        None => fork_fallback(req, argv, wr.as_raw_fd(), parent_pid)?,
     };
     drop(wr);
     let mut buf = [0u8; 8];
@@ -167,15 +345,8 @@ pub fn spawn(req: &SpawnRequest<'_>) -> Result<Spawned, SpawnError> {
     if got == 0 {
         return Ok(Spawned { pid, pidfd });
     }
-    let step = STEPS[usize::from(buf[0]).min(STEPS.len() - 1)];
     let errno = i32::from_ne_bytes([buf[4], buf[5], buf[6], buf[7]]);
-    // The child _exits right after writing: reap it so no zombie is left (bounded: it has
-    // nothing left to do).
-    let _ = nix::sys::wait::waitid(
-        nix::sys::wait::Id::PIDFd(std::os::fd::AsFd::as_fd(&pidfd)),
-        nix::sys::wait::WaitPidFlag::WEXITED,
-    );
-    Err(SpawnError::Exec { step, error: io::Error::from_raw_os_error(errno) })
+    Err(reap_failed(&pidfd, buf[0], errno))
 }
 
 /// `fork` when `clone3` is unavailable (ENOSYS, or EPERM from a seccomp filter), then
@@ -189,7 +360,7 @@ fn fork_fallback(
     // SAFETY: the child branch only runs `child_after_clone` (async-signal-safe, never returns).
     let pid = unsafe { libc::fork() };
     if pid == 0 {
-        child_after_clone(req, argv, err_fd, parent_pid);
+        child_after_fork(req, argv, err_fd, parent_pid);
     }
     if pid < 0 {
         return Err(SpawnError::Clone(io::Error::last_os_error()));
@@ -204,25 +375,39 @@ fn fork_fallback(
     Ok((pid, fd))
 }
 
-/// Runs in the child between clone and exec. Async-signal-safe only; never returns.
-fn child_after_clone(
+/// The fork-style child: runs the pre-exec steps, reports a failure on `err_fd`. Never returns.
+fn child_after_fork(
     req: &SpawnRequest<'_>,
     argv: &[*const libc::c_char],
     err_fd: RawFd,
     parent_pid: i32,
 ) -> ! {
-    let fail = |step: u8| -> ! {
-        // SAFETY: `__errno_location` is the thread's errno slot, valid in the child.
-        let errno = unsafe { *libc::__errno_location() };
-        let mut msg = [0u8; 8];
-        msg[0] = step;
-        msg[4..].copy_from_slice(&errno.to_ne_bytes());
-        // SAFETY: write(2) and _exit(2) are async-signal-safe; `msg` is a local buffer.
-        unsafe {
-            libc::write(err_fd, msg.as_ptr().cast(), msg.len());
-            libc::_exit(127)
-        }
-    };
+    let (step, errno) = child_pre_exec(req, argv, parent_pid, false);
+    let mut msg = [0u8; 8];
+    msg[0] = step;
+    msg[4..].copy_from_slice(&errno.to_ne_bytes());
+    // SAFETY: write(2) and _exit(2) are async-signal-safe; `msg` is a local buffer.
+    unsafe {
+        libc::write(err_fd, msg.as_ptr().cast(), msg.len());
+        libc::_exit(127)
+    }
+}
+
+/// Runs in the child between clone and exec: placement, dispositions, mask, `execvp`. Returns
+/// only on failure, with the failed step (an index in [`STEPS`]) and errno. Async-signal-safe,
+/// no allocation, writes nothing outside its own stack frame (the vfork child shares memory).
+///
+/// `vforked`: the child runs on the parent's memory with every signal blocked (see
+/// `spawn_vforked`), so every caught signal is reset to `SIG_DFL` before the mask opens: a
+/// handler of the parent must not run here.
+fn child_pre_exec(
+    req: &SpawnRequest<'_>,
+    argv: &[*const libc::c_char],
+    parent_pid: i32,
+    vforked: bool,
+) -> (u8, i32) {
+    // SAFETY: `__errno_location` is the thread's errno slot, valid in the child.
+    let errno = || unsafe { *libc::__errno_location() };
     // SAFETY: each call is a plain async-signal-safe syscall on values prepared by
     // the parent before clone; no allocation, no lock, no unwinding.
     unsafe {
@@ -230,24 +415,24 @@ fn child_after_clone(
             Grouping::Inherit => {}
             Grouping::NewGroup => {
                 if libc::setpgid(0, 0) != 0 {
-                    fail(1)
+                    return (1, errno());
                 }
             }
             Grouping::NewSession => {
                 if libc::setsid() < 0 {
-                    fail(2)
+                    return (2, errno());
                 }
             }
         }
         if let Some(procs) = req.cgroup_procs {
             // Writing "0" to cgroup.procs moves the writer itself.
             if libc::write(procs.as_raw_fd(), b"0".as_ptr().cast(), 1) != 1 {
-                fail(3)
+                return (3, errno());
             }
         }
         if req.die_with_parent {
             if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) != 0 {
-                fail(5)
+                return (5, errno());
             }
             // P1: the parent may have died before the prctl; in a new PID namespace getppid()
             // is 0 (the parent is outside), so only check when it can be compared.
@@ -260,16 +445,32 @@ fn child_after_clone(
         for sig in req.reset_signals {
             libc::signal(*sig as libc::c_int, libc::SIG_DFL);
         }
-        if req.reset_all_signals {
-            // Raw rt_sigaction: glibc's wrapper refuses its internal signals 32 and 33, which a
-            // parent may have inherited as ignored. Kernel struct: handler, flags, restorer, mask
-            // (all zero = SIG_DFL). SIGKILL/SIGSTOP fail with EINVAL, harmlessly.
-            let act = [0u64; 4];
-            for sig in 1..=64 {
+        // Raw rt_sigaction: glibc's wrapper refuses its internal signals 32 and 33, which a
+        // parent may have inherited as ignored. Kernel struct: handler, flags, restorer, mask
+        // (all zero = SIG_DFL). SIGKILL/SIGSTOP fail with EINVAL, harmlessly.
+        let dfl = [0u64; 4];
+        for sig in 1..=64 {
+            let mut old = [0u64; 4];
+            let reset = if req.reset_all_signals {
+                true
+            } else if vforked {
+                // Read first: only a handler (not SIG_DFL 0, not SIG_IGN 1) needs resetting.
+                let got = libc::syscall(
+                    libc::SYS_rt_sigaction,
+                    sig,
+                    std::ptr::null::<u64>(),
+                    old.as_mut_ptr(),
+                    8usize,
+                );
+                got == 0 && old[0] > 1
+            } else {
+                false
+            };
+            if reset {
                 libc::syscall(
                     libc::SYS_rt_sigaction,
                     sig,
-                    act.as_ptr(),
+                    dfl.as_ptr(),
                     std::ptr::null_mut::<u64>(),
                     8usize,
                 );
@@ -278,10 +479,10 @@ fn child_after_clone(
         let mut empty: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut empty);
         if libc::pthread_sigmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut()) != 0 {
-            fail(4)
+            return (4, errno());
         }
         libc::execvp(req.program.as_ptr(), argv.as_ptr());
-        fail(0)
+        (0, errno())
     }
 }
 
@@ -294,4 +495,116 @@ pub fn reset_to_default(sig: Signal) -> io::Result<()> {
     // process-wide disposition, which the caller documents.
     let r = unsafe { nix::sys::signal::signal(sig, nix::sys::signal::SigHandler::SigDfl) };
     r.map(|_| ()).map_err(io::Error::from)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::AsFd;
+
+    fn cstrings(args: &[&str]) -> Vec<CString> {
+        args.iter().map(|a| CString::new(*a).unwrap()).collect()
+    }
+
+    fn request<'a>(argv: &'a [CString], reset: &'a [Signal]) -> SpawnRequest<'a> {
+        SpawnRequest {
+            program: &argv[0],
+            argv,
+            grouping: Grouping::NewGroup,
+            cgroup_dir: None,
+            cgroup_procs: None,
+            new_pid_namespace: false,
+            reset_signals: reset,
+            reset_all_signals: false,
+            die_with_parent: false,
+        }
+    }
+
+    fn exit_code(s: &Spawned) -> i32 {
+        let st = nix::sys::wait::waitid(
+            nix::sys::wait::Id::PIDFd(s.pidfd.as_fd()),
+            nix::sys::wait::WaitPidFlag::WEXITED,
+        );
+        match st {
+            Ok(nix::sys::wait::WaitStatus::Exited(_, c)) => c,
+            other => panic!("unexpected status {other:?}"),
+        }
+    }
+
+    /// The child's blocked-signal mask, read from its own /proc status after exec.
+    fn child_sigblk(vforked: bool) -> String {
+        let out =
+            std::env::temp_dir().join(format!("racelab-spawn-{}-{vforked}", std::process::id()));
+        let script = format!("grep SigBlk /proc/self/status > {}", out.display());
+        let argv = cstrings(&["/bin/sh", "-c", &script]);
+        let req = request(&argv, &[]);
+        let parent = rustix::process::getpid().as_raw_nonzero().get();
+        let mut argp: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
+        argp.push(std::ptr::null());
+        // SIGTERM blocked in this thread: it must not leak into the child.
+        let mut term = nix::sys::signal::SigSet::empty();
+        term.add(Signal::SIGTERM);
+        let mut old = nix::sys::signal::SigSet::empty();
+        nix::sys::signal::pthread_sigmask(
+            nix::sys::signal::SigmaskHow::SIG_BLOCK,
+            Some(&term),
+            Some(&mut old),
+        )
+        .unwrap();
+        let spawned = if vforked {
+            spawn_vforked(&req, &argp, parent)
+        } else {
+            spawn_forked(&req, &argp, parent)
+        };
+        nix::sys::signal::pthread_sigmask(
+            nix::sys::signal::SigmaskHow::SIG_SETMASK,
+            Some(&old),
+            None,
+        )
+        .unwrap();
+        let spawned = spawned.unwrap();
+        assert_eq!(exit_code(&spawned), 0);
+        let text = std::fs::read_to_string(&out).unwrap();
+        let _ = std::fs::remove_file(&out);
+        text.trim().to_string()
+    }
+
+    #[test]
+    fn both_spawn_styles_start_the_child_with_an_empty_signal_mask() {
+        for vforked in [true, false] {
+            assert_eq!(child_sigblk(vforked), "SigBlk:\t0000000000000000", "vforked: {vforked}");
+        }
+    }
+
+    #[test]
+    fn an_exec_failure_comes_back_as_its_step_and_errno_and_the_child_is_reaped() {
+        let argv = cstrings(&["/nonexistent/racelab-program"]);
+        let req = request(&argv, &[]);
+        match spawn(&req) {
+            Err(SpawnError::Exec { step: "exec", error }) => {
+                assert_eq!(error.raw_os_error(), Some(libc::ENOENT))
+            }
+            other => panic!("expected an exec failure, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_vfork_spawn_has_exec_d_in_its_own_group_when_it_returns() {
+        // The child stops itself and never exits on its own; we kill it by pidfd.
+        let argv = cstrings(&["/bin/sh", "-c", "kill -STOP $$"]);
+        let spawned = spawn(&request(&argv, &[Signal::SIGPIPE])).unwrap();
+        // `spawn` returns after exec, so setpgid(0, 0) has happened: pgrp (field 5) == pid.
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", spawned.pid)).unwrap();
+        let after_comm = stat.rsplit_once(')').unwrap().1;
+        let pgrp: i32 = after_comm.split_whitespace().nth(2).unwrap().parse().unwrap();
+        assert_eq!(pgrp, spawned.pid);
+        assert!(stat.contains("(sh)"), "not exec'd yet: {stat}");
+        rustix::process::pidfd_send_signal(spawned.pidfd.as_fd(), rustix::process::Signal::KILL)
+            .unwrap();
+        let st = nix::sys::wait::waitid(
+            nix::sys::wait::Id::PIDFd(spawned.pidfd.as_fd()),
+            nix::sys::wait::WaitPidFlag::WEXITED,
+        );
+        assert!(matches!(st, Ok(nix::sys::wait::WaitStatus::Signaled(_, Signal::SIGKILL, _))));
+    }
 }
