@@ -1,17 +1,32 @@
-//! Whole-process time: spawn + wait of `/bin/true` alone, of `tini -s -- /bin/true` and of
-//! `supervise -- /bin/true`, in the same run (std::process::Command, wall time per iteration).
+//! Whole-process time: spawn + wait of `/bin/true` alone, of `tini -s -- /bin/true` (the
+//! distribution's dynamic `tini` and its `tini-static`) and of `supervise -- /bin/true` (a
+//! dynamic and a static build), in the same run (std::process::Command, wall time per
+//! iteration).
 //!
-//! `supervise` is the root package's binary, built beforehand:
-//! `cargo build --release -p racelab --no-default-features --bin supervise` (without the `lab`
-//! feature its hook points compile to nothing, as shipped). It is looked up in
-//! `$RACELAB_SUPERVISE`, else next to this bench's target profile directory.
+//! On a small VM, starting a process is mostly page faults (a file-backed fault costs about
+//! 20 µs here, an anonymous one about 2.5 µs), so a static binary, which maps no shared
+//! libraries and runs no dynamic loader, starts faster. Both `supervise` builds are the root
+//! package's binary without the `lab` feature (its hook points compile to nothing), built
+//! beforehand:
+//!
+//! * dynamic: `cargo build --release -p racelab --no-default-features --bin supervise`, looked
+//!   up in `$RACELAB_SUPERVISE`, else `<target>/release/supervise`;
+//! * static (the recommended deployment): `RUSTFLAGS="-C target-feature=+crt-static"
+//!   cargo build --release --target <host triple> -p racelab --no-default-features --bin
+//!   supervise` (the `--target` keeps the flag away from proc-macros), looked up in
+//!   `$RACELAB_SUPERVISE_STATIC`, else `<target>/<host triple>/release/supervise`.
+//!
+//! A missing binary or tini is a named skip (a failure under `RACELAB_STRICT=1`).
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use criterion::Bencher;
-use racelab_benches::harness::{self, Notes, profile_dir, tune};
+use racelab_benches::harness::{self, Notes, profile_dir, target_dir, tune};
+
+/// The triple this bench was built for (set by build.rs), where the static build lives.
+const TRIPLE: &str = env!("RACELAB_TARGET_TRIPLE");
 
 fn measure(b: &mut Bencher<'_>, program: &str, args: &[&str]) {
     b.iter_custom(|iters| {
@@ -33,41 +48,77 @@ fn find_on_path(name: &str) -> Option<PathBuf> {
     std::env::split_paths(&path).map(|d| d.join(name)).find(|p| p.is_file())
 }
 
+/// `$var` if set, else `fallback`, if the file exists.
+fn binary(var: &str, fallback: Option<PathBuf>) -> Option<PathBuf> {
+    std::env::var_os(var).map(PathBuf::from).or(fallback).filter(|p| p.is_file())
+}
+
+/// One peer: a bench id, the program if found, its arguments before `/bin/true`, and what to
+/// do when it is missing.
+struct Peer {
+    id: &'static str,
+    program: Option<PathBuf>,
+    args: &'static [&'static str],
+    missing: String,
+}
+
 fn main() {
     let notes = Notes::start("whole_process");
     notes.note(
         "whole_process: wall time of Command::status() (spawn, run, wait) per iteration, one \
          iteration per sample",
     );
-    let supervise = std::env::var_os("RACELAB_SUPERVISE")
-        .map(PathBuf::from)
-        .or_else(|| profile_dir().map(|d| d.join("supervise")))
-        .filter(|p| p.is_file());
-    let tini = find_on_path("tini");
+    let dynamic = binary("RACELAB_SUPERVISE", profile_dir().map(|d| d.join("supervise")));
+    let static_ = binary(
+        "RACELAB_SUPERVISE_STATIC",
+        target_dir().map(|t| t.join(TRIPLE).join("release").join("supervise")),
+    );
+    let peers = [
+        Peer {
+            id: "tini_s_true",
+            program: find_on_path("tini"),
+            args: &["-s", "--"],
+            missing: "tini is not installed (apt-get install tini)".into(),
+        },
+        Peer {
+            id: "tini_static_s_true",
+            program: find_on_path("tini-static"),
+            args: &["-s", "--"],
+            missing: "tini-static is not installed (Debian's tini package ships it)".into(),
+        },
+        Peer {
+            id: "supervise_true",
+            program: dynamic,
+            args: &["--"],
+            missing: "no dynamic supervise binary: run `cargo build --release -p racelab \
+                      --no-default-features --bin supervise` first (or set RACELAB_SUPERVISE)"
+                .into(),
+        },
+        Peer {
+            id: "supervise_static_true",
+            program: static_,
+            args: &["--"],
+            missing: format!(
+                "no static supervise binary: run `RUSTFLAGS=\"-C target-feature=+crt-static\" \
+                 cargo build --release --target {TRIPLE} -p racelab --no-default-features \
+                 --bin supervise` first (or set RACELAB_SUPERVISE_STATIC)"
+            ),
+        },
+    ];
     let mut c = harness::criterion();
     let mut g = c.benchmark_group("whole_process");
     tune(&mut g, 150, Duration::from_micros(1200));
     g.bench_function("floor_bin_true", |b| measure(b, "/bin/true", &[]));
-    match &tini {
-        Some(t) => {
-            let t = t.to_string_lossy().into_owned();
-            g.bench_function("tini_s_true", |b| measure(b, &t, &["-s", "--", "/bin/true"]));
-        }
-        None => {
-            notes.skip("whole_process/tini_s_true", "tini is not installed (apt-get install tini)")
-        }
-    }
-    match &supervise {
-        Some(s) => {
-            notes.note(&format!("whole_process/supervise_true: {}", s.display()));
-            let s = s.to_string_lossy().into_owned();
-            g.bench_function("supervise_true", |b| measure(b, &s, &["--", "/bin/true"]));
-        }
-        None => notes.skip(
-            "whole_process/supervise_true",
-            "no supervise binary: run `cargo build --release -p racelab --no-default-features \
-             --bin supervise` first (or set RACELAB_SUPERVISE)",
-        ),
+    for peer in &peers {
+        let Some(program) = &peer.program else {
+            notes.skip(&format!("whole_process/{}", peer.id), &peer.missing);
+            continue;
+        };
+        notes.note(&format!("whole_process/{}: {}", peer.id, program.display()));
+        let program = program.to_string_lossy().into_owned();
+        let mut args = peer.args.to_vec();
+        args.push("/bin/true");
+        g.bench_function(peer.id, |b| measure(b, &program, &args));
     }
     g.finish();
     c.final_summary();

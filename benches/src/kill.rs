@@ -2,6 +2,13 @@
 //! helper and N-1 forked children, all blocked in pause/sleep) is built and confirmed ready
 //! before the clock starts. The bench process is a child subreaper, so the orphans of a killed
 //! tree are reaped by it and "every process reaped" is `waitid(P_ALL)` reaching ECHILD.
+//!
+//! Two ways to ask the reference supervisor for the stop, each next to its own floor:
+//! [`reference`] calls `Supervisor::stop` on the supervising thread (the supervisor's own work:
+//! compared with a raw kill), [`reference_via_sigterm`] has another thread send SIGTERM to the
+//! process, which the supervisor reads from its signalfd (that adds a cross-thread signal
+//! delivery and wake-up: compared with [`request_then_kill_pid`], a raw kill behind the same
+//! request path).
 
 use std::ffi::OsString;
 use std::io;
@@ -10,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use nix::sys::wait::{Id, WaitPidFlag, WaitStatus, waitid};
 use racelab_cgroup::{Leaf, Mounts};
-use racelab_supervisor::{Config, Containment};
+use racelab_supervisor::{Config, Containment, Supervisor};
 use racelab_sys::spawn::{Grouping, Spawned};
 use rustix::process::{Pid, Signal};
 
@@ -192,13 +199,52 @@ pub fn bench_leaf() -> io::Result<Leaf> {
     Leaf::create(&base, "bench").map_err(io::Error::other)
 }
 
-/// The reference supervisor's stop: the tree runs under `racelab_supervisor::run` (subreaper
-/// on, `containment` as given); once it is ready another thread takes t0 and sends SIGTERM to
-/// this process (the stop request; every thread blocks SIGTERM, `run` reads it from its
-/// signalfd). t1: `run` has returned and every orphan is reaped (ECHILD).
+/// The reference supervisor's stop as an embedding program asks for it: the tree runs under
+/// `Supervisor::start` (subreaper on, `containment` as given); once every process is ready,
+/// t0, `Supervisor::stop()` (on this, the supervising thread: no signal to the supervisor),
+/// `Supervisor::wait()`, then this process reaps whatever is left (nothing, when the supervisor
+/// reaped the whole tree itself) until ECHILD: t1. Compared with the raw kill floors.
+pub fn reference(helper: &Helper, size: usize, containment: Containment) -> io::Result<Duration> {
+    let mut ready = ReadyPipe::new()?;
+    let args: Vec<OsString> =
+        ["tree".to_string(), size.to_string(), ready.write_arg()].map(Into::into).into();
+    let config = Config { containment, subreaper: true, ..Config::default() };
+    let mut sup = Supervisor::start(&config, helper.program().as_os_str(), &args)
+        .map_err(|e| io::Error::other(e.to_string()))?;
+    ready.close_write();
+    if let Err(e) = wait_ready(ready.read.as_fd(), size) {
+        // Dropping the supervisor kills the tree; the orphans come to this subreaper.
+        drop(sup);
+        let _ = reap_all();
+        return Err(e);
+    }
+    let t0 = now_ns();
+    sup.stop();
+    let report = sup.wait();
+    let rest = reap_all()?;
+    let t1 = now_ns();
+    let report = report.map_err(|e| io::Error::other(e.to_string()))?;
+    if report.status.is_none() || !report.warnings.is_empty() {
+        return Err(io::Error::other(format!("reference: unexpected report {report:?}")));
+    }
+    let reaped = 1 + report.orphans_reaped as usize + rest;
+    expect_reaped("reference", reaped, size)?;
+    Ok(Duration::from_nanos(t1 - t0))
+}
+
+/// The reference supervisor's stop through a signal, as `supervise` gets it from outside: the
+/// tree runs under `racelab_supervisor::run` (subreaper on, `containment` as given); once it is
+/// ready another thread takes t0 and sends SIGTERM to this process (every thread blocks
+/// SIGTERM, `run` reads it from its signalfd). t1: `run` has returned and every orphan is
+/// reaped (ECHILD). Compared with [`request_then_kill_pid`], the same request path in front of
+/// a raw kill.
 ///
 /// Needs SIGTERM blocked in every thread of the process (the bench's `main` does it first).
-pub fn reference(helper: &Helper, size: usize, containment: Containment) -> io::Result<Duration> {
+pub fn reference_via_sigterm(
+    helper: &Helper,
+    size: usize,
+    containment: Containment,
+) -> io::Result<Duration> {
     let mut ready = ReadyPipe::new()?;
     let args: Vec<OsString> =
         ["tree".to_string(), size.to_string(), ready.write_arg()].map(Into::into).into();

@@ -3,8 +3,9 @@
 //! What it is for: measuring, in one run and against raw floors measured in the same run, how
 //! fast each supervisor strategy learns that a child exited (reap latency), how fast it turns a
 //! stop request into "every process reaped" (kill latency), and what `supervise -- /bin/true`
-//! costs as a whole process next to `tini -s -- /bin/true`. `racelab report` turns criterion's
-//! output into the Markdown table and SVG chart in docs/.
+//! (the dynamic and the static build) costs as a whole process next to `tini -s -- /bin/true`
+//! (and Debian's `tini-static`). `racelab report` turns criterion's output into the Markdown
+//! table and SVG chart in docs/.
 //!
 //! What it is not for: correctness. The benches check only that each run did what it claims
 //! (a stamp was written, every process was reaped); the races and their verdicts live in the

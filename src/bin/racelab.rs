@@ -30,8 +30,8 @@ enum Command {
     List,
     /// Replay races against designs and print the verdict matrix.
     Replay(ReplayArgs),
-    /// Turn criterion's results (`cargo bench -p racelab-benches`) into docs/benchmarks.md and
-    /// docs/benchmarks.svg.
+    /// Turn criterion's results (`cargo bench -p racelab-benches`, and the replay bench
+    /// `cargo bench -p races --bench replay`) into docs/benchmarks.md and docs/benchmarks.svg.
     Report {
         /// criterion's output directory.
         #[arg(long, default_value = "target/criterion")]

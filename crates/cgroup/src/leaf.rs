@@ -92,11 +92,17 @@ impl Leaf {
     pub fn populated(&self) -> Result<bool> {
         let file = self.path.join("cgroup.events");
         let text = fsutil::read(&file)?;
-        match text.lines().find_map(|l| l.strip_prefix("populated ")) {
-            Some("1") => Ok(true),
-            Some("0") => Ok(false),
-            _ => Err(Error::Parse { path: file, detail: format!("no populated line in {text:?}") }),
-        }
+        parse_populated(&file, &text)
+    }
+
+    /// The leaf's `cgroup.events`, opened once, for a caller that reads "populated" often
+    /// (see [`Events`]).
+    pub fn events(&self) -> Result<Events> {
+        let path = self.path.join("cgroup.events");
+        let flags = OFlags::RDONLY | OFlags::CLOEXEC;
+        let fd = rustix::fs::open(&path, flags, Mode::empty())
+            .map_err(|e| Error::io("open", &path, e.into()))?;
+        Ok(Events { fd, path })
     }
 
     /// SIGKILLs every process in the leaf and its descendants at once by writing "1" to
@@ -145,8 +151,16 @@ impl Leaf {
         if self.removed.load(Ordering::Acquire) {
             return Ok(());
         }
-        for dir in subtree_postorder(&self.path)? {
-            rmdir_when_empty(&dir, deadline)?;
+        // The common case, an empty leaf without child cgroups, is one rmdir; the walk of the
+        // subtree (and the wait for processes to leave) only when that is refused.
+        match rustix::fs::rmdir(&self.path) {
+            Ok(()) | Err(Errno::NOENT) => {}
+            Err(Errno::BUSY | Errno::NOTEMPTY) => {
+                for dir in subtree_postorder(&self.path)? {
+                    rmdir_when_empty(&dir, deadline)?;
+                }
+            }
+            Err(e) => return Err(Error::io("rmdir", &self.path, e.into())),
         }
         self.removed.store(true, Ordering::Release);
         if self.tidy_parent {
@@ -180,6 +194,46 @@ impl Drop for Leaf {
     /// Never move the owning process itself into a leaf it will drop: it would kill itself.
     fn drop(&mut self) {
         let _ = self.kill_and_remove(Instant::now() + DROP_GRACE);
+    }
+}
+
+/// An open `cgroup.events` file ([`Leaf::events`]): each [`Events::populated`] is one `pread`
+/// at offset 0, which makes the kernel generate the file's text anew, so it reads the current
+/// state without an open and a close per check.
+///
+/// Read it rather than waiting for its poll notification: the kernel rate-limits cgroup file
+/// notifications (about 12 ms on a HZ=250 kernel), while the state itself changes the moment
+/// the last process leaves (a process leaves its cgroup as it exits, before it is reaped).
+#[derive(Debug)]
+pub struct Events {
+    fd: OwnedFd,
+    path: PathBuf,
+}
+
+impl Events {
+    /// Whether the leaf or a descendant holds a live process now ("populated 1").
+    pub fn populated(&self) -> Result<bool> {
+        let mut buf = [0u8; 256];
+        let n = loop {
+            match rustix::io::pread(&self.fd, &mut buf, 0) {
+                Ok(n) => break n,
+                Err(Errno::INTR) => continue,
+                Err(e) => return Err(Error::io("pread", &self.path, e.into())),
+            }
+        };
+        parse_populated(&self.path, &String::from_utf8_lossy(&buf[..n]))
+    }
+}
+
+/// The "populated" line of a cgroup.events text.
+fn parse_populated(path: &Path, text: &str) -> Result<bool> {
+    match text.lines().find_map(|l| l.strip_prefix("populated ")) {
+        Some("1") => Ok(true),
+        Some("0") => Ok(false),
+        _ => Err(Error::Parse {
+            path: path.to_path_buf(),
+            detail: format!("no populated line in {text:?}"),
+        }),
     }
 }
 

@@ -32,7 +32,7 @@ mod walk;
 
 pub use error::{Error, ErrorKind, Result};
 pub use freezer::{Freezer, FreezerState};
-pub use leaf::{Leaf, gc_stale};
+pub use leaf::{Events, Leaf, gc_stale};
 pub use mounts::{BASE_NAME, Mounts};
 
 use std::time::{Duration, Instant};

@@ -4,10 +4,12 @@
 //! What it is for: running a command with a timeout, forwarding signals to it, stopping it
 //! (stop signal, grace period, SIGKILL, cgroup.kill, then an honest "unkillable" report) without
 //! ever signalling a recycled PID, without leaving its tree behind, and reaping every zombie when
-//! it is PID 1 or a subreaper. The `supervise` binary is a thin CLI over [`run`].
+//! it is PID 1 or a subreaper. The `supervise` binary is a thin CLI over [`run`]. A program
+//! that wants to ask for the stop itself embeds a [`Supervisor`]: [`Supervisor::start`],
+//! [`Supervisor::stop`], [`Supervisor::wait`] (`run` is `start` then `wait`).
 //!
 //! What it is not for: running several children, restarting them, or being called from several
-//! threads at once. It is not async: [`run`] blocks the calling thread.
+//! threads at once. It is not async: [`run`] and [`Supervisor::wait`] block the calling thread.
 //!
 //! # How it works
 //!
@@ -41,10 +43,26 @@
 //! println!("{:?} -> exit code {}", report.reason, report.exit_code(false));
 //! ```
 //!
+//! Or, to decide when to stop from the supervising thread:
+//!
+//! ```no_run
+//! use std::ffi::{OsStr, OsString};
+//! use racelab_supervisor::{Config, StopReason, Supervisor};
+//!
+//! let args = [OsString::from("60")];
+//! let mut sup = Supervisor::start(&Config::default(), OsStr::new("sleep"), &args).expect("start");
+//! // ... the program decides the work is no longer wanted ...
+//! sup.stop(); // SIGTERM to the child's group now; SIGKILL after the grace if it must
+//! let report = sup.wait().expect("wait");
+//! assert_eq!(report.reason, StopReason::Interrupted);
+//! ```
+//!
 //! Signals: `run` blocks the forwarded signals (and SIGCHLD) in the CALLING thread for its
-//! duration and reads them from a signalfd. A process-directed signal (`kill(pid, SIGTERM)`) is
-//! delivered to any thread that does not block it, so an embedding program must block them in
-//! all its threads (block them in `main` before starting any thread) or have only one thread.
+//! duration (a [`Supervisor`]: from `start` until `wait` returns) and reads them from a
+//! signalfd. A process-directed signal (`kill(pid, SIGTERM)`) is delivered to any thread that
+//! does not block it, so an embedding program must block them in all its threads (block them in
+//! `main` before starting any thread) or have only one thread; the same holds for SIGCHLD when
+//! orphans are reaped (subreaper, PID 1), or an orphan's exit may be noticed late.
 //! `run` also resets SIGCHLD's disposition to `SIG_DFL` for the process (an inherited `SIG_IGN`
 //! makes the kernel reap children, losing their status), and must be the only code in the
 //! process that waits for children while it runs (no `waitpid(-1)` elsewhere).
@@ -57,6 +75,7 @@ pub mod report;
 mod shell;
 
 use std::ffi::{OsStr, OsString};
+use std::marker::PhantomData;
 use std::time::Duration;
 
 pub use nix::sys::signal::Signal;
@@ -192,7 +211,96 @@ pub fn block_signals(signals: &[Signal]) -> Result<(), SupervisorError> {
 /// and was reaped, or it could not be stopped within the bounds (`Unkillable`), or it could not
 /// be executed (`ExecFailed`/`NotFound`, still an `Ok` report). `program` is searched in PATH.
 ///
-/// See the crate docs for the signal-mask contract with the embedding program.
+/// The same as [`Supervisor::start`] followed by [`Supervisor::wait`]. See the crate docs for
+/// the signal-mask contract with the embedding program.
 pub fn run(config: &Config, program: &OsStr, args: &[OsString]) -> Result<Report, SupervisorError> {
-    shell::supervise(config, program, args)
+    Supervisor::start(config, program, args)?.wait()
+}
+
+/// One supervision held by the embedding program: started by [`Supervisor::start`], which
+/// returns as soon as the child exists; optionally stopped by [`Supervisor::stop`]; ended by
+/// [`Supervisor::wait`], which runs the event loop to the report.
+///
+/// # One thread
+///
+/// `start`, `stop` and `wait` must be called on the same thread, which is why a `Supervisor` is
+/// neither `Send` nor `Sync`: `start` blocks the forwarded signals and SIGCHLD in the calling
+/// thread and they stay blocked until `wait` returns (then the thread's previous mask is
+/// restored); the signalfd that `wait` reads only sees signals directed at the process or at
+/// that thread; and `die_with_supervisor` ties the child to the thread that spawned it. The
+/// other contracts of [`run`] hold from `start` to the end of `wait`: no other code in the
+/// process waits for children, and SIGCHLD's disposition is `SIG_DFL`.
+///
+/// ```compile_fail
+/// fn movable_to_another_thread<T: Send>() {}
+/// movable_to_another_thread::<racelab_supervisor::Supervisor>(); // error: not Send
+/// ```
+///
+/// # A stop request without a signal
+///
+/// [`Supervisor::stop`] is the embedding program asking for the stop on the supervising
+/// thread: no signal to the supervisor is involved, so it costs no signal delivery and no
+/// wake-up of a blocked thread; the machine gets it as [`machine::Event::Stop`] and its actions
+/// (the stop signal to the child or its group) are executed before `stop` returns. The stop is
+/// the same bounded one a SIGTERM to the supervisor starts (stop signal, grace, SIGKILL,
+/// cgroup.kill, `Unkillable`), and the report's reason is [`StopReason::Interrupted`] (or
+/// `ForcedKill`/`Unkillable` if it had to escalate; `Exited` if the child had already exited).
+///
+/// # Dropped without `wait`
+///
+/// A `Supervisor` dropped before `wait` returned (an early return, a panic) SIGKILLs the child
+/// and its tree and reaps the child, waiting at most `kill_wait`; then it restores the mask.
+pub struct Supervisor {
+    session: shell::Session,
+    /// Not `Send`/`Sync`: the signal mask and the signalfd belong to the starting thread.
+    _thread: PhantomData<*const ()>,
+}
+
+impl std::fmt::Debug for Supervisor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Supervisor").field("pid", &self.session.pid()).finish_non_exhaustive()
+    }
+}
+
+impl Supervisor {
+    /// Blocks the forwarded signals and SIGCHLD in the calling thread, sets up the signalfd,
+    /// the subreaper and the containment, spawns `program` (searched in PATH) with `args`, and
+    /// returns at once, holding the child's pidfd. Nothing is waited for: a signal that arrives
+    /// from here on waits in the signalfd until [`Supervisor::wait`] reads it.
+    ///
+    /// A program that cannot be executed is not an error: `wait` returns its `NotFound` or
+    /// `ExecFailed` report. Errors are the supervisor's own (signals, containment, spawn).
+    pub fn start(
+        config: &Config,
+        program: &OsStr,
+        args: &[OsString],
+    ) -> Result<Supervisor, SupervisorError> {
+        let session = shell::Session::start(config, program, args)?;
+        Ok(Supervisor { session, _thread: PhantomData })
+    }
+
+    /// The child's pid, `None` when it could not be started. For display and logs only: once
+    /// the child is reaped the number may name another process. Signal it through
+    /// [`Supervisor::stop`], never by this number.
+    pub fn pid(&self) -> Option<i32> {
+        self.session.pid()
+    }
+
+    /// Asks for the stop, from the supervising thread, and executes it at once: the configured
+    /// `stop_signal` (with SIGCONT) to the child, or to its group with group containment (with
+    /// cgroup containment to the leader only, unless the stop signal is SIGKILL: then one
+    /// cgroup.kill for the whole tree). The grace period starts now; [`Supervisor::wait`]
+    /// escalates if it runs out. A second request, or one after the child exited, changes
+    /// nothing.
+    pub fn stop(&mut self) {
+        self.session.stop();
+    }
+
+    /// Runs the event loop until the supervision is over and returns the report: the child was
+    /// reaped (and, with containment, the rest of its tree killed and, as PID 1 or subreaper,
+    /// reaped), or it could not be stopped within the bounds (`Unkillable`). Restores the
+    /// calling thread's signal mask before returning.
+    pub fn wait(mut self) -> Result<Report, SupervisorError> {
+        self.session.wait()
+    }
 }

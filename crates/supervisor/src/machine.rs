@@ -5,9 +5,9 @@
 //! reason are written by the same `on` call, a report can never deny a kill it made (Q3); because
 //! the machine emits no signal to the child once it has seen its exit, and the shell only reaps
 //! when told to (`Action::Reap`, always the last action about the child), a signal can never
-//! reach a recycled PID (Q1); because signals that arrive before `Spawned` are queued and replayed,
-//! an early interrupt is never lost (Q4). Timers are requests: every stop phase arms one, so a stop
-//! ends within `grace + 2 * kill_wait` of its start (O2).
+//! reach a recycled PID (Q1); because signals (and stop requests) that arrive before `Spawned`
+//! are queued and replayed, an early interrupt is never lost (Q4). Timers are requests: every
+//! stop phase arms one, so a stop ends within `grace + 2 * kill_wait` of its start (O2).
 //!
 //! The shell (`crate::shell`) feeds real events; the proptests at the bottom feed random ones.
 
@@ -79,6 +79,11 @@ pub enum Event {
     Exited(ExitStatus),
     /// The supervisor received this forwarded signal.
     Signal(Signal),
+    /// The embedding program asked for a stop (`Supervisor::stop`, on the supervising thread).
+    /// It starts the same bounded stop as a stop signal reaching the supervisor (the reason is
+    /// `Interrupted`), with the policy's `stop_signal`; once a stop is under way it changes
+    /// nothing.
+    Stop,
     /// A timer fired.
     Timer(Timer),
 }
@@ -93,7 +98,8 @@ pub enum Action {
         /// The signal.
         sig: Signal,
     },
-    /// `cgroup.kill` the whole tree (cgroup containment only).
+    /// `cgroup.kill` the whole tree (cgroup containment only): after the SIGKILL's bounded wait,
+    /// or at once when the stop signal itself is SIGKILL.
     KillTree,
     /// Arm (or re-arm) a timer to fire `after` from now.
     Arm {
@@ -127,7 +133,15 @@ enum Phase {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Cause {
     Duration,
+    /// A stop signal reached the supervisor, or the embedding program asked for a stop.
     Interrupted,
+}
+
+/// What arrived before `Spawned` and is replayed right after it (Q4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pending {
+    Signal(Signal),
+    Stop,
 }
 
 /// Signals that start a stop when the supervisor receives them (the rest are only forwarded).
@@ -143,7 +157,7 @@ pub struct Machine {
     cause: Option<Cause>,
     forced: bool,
     pid: Option<i32>,
-    pending: Vec<Signal>,
+    pending: Vec<Pending>,
     signals: Vec<SentSignal>,
     warnings: Vec<String>,
 }
@@ -185,8 +199,11 @@ impl Machine {
                     out.push(Action::Arm { timer: Timer::Duration, after: t });
                 }
                 // Q4: interrupts that arrived while spawning are delivered now, not dropped.
-                for sig in std::mem::take(&mut self.pending) {
-                    self.on_signal(now, sig, &mut out);
+                for p in std::mem::take(&mut self.pending) {
+                    match p {
+                        Pending::Signal(sig) => self.on_signal(now, sig, &mut out),
+                        Pending::Stop => self.on_stop(now, &mut out),
+                    }
                 }
             }
             (Phase::Starting, Event::SpawnFailed(f)) => {
@@ -196,7 +213,8 @@ impl Machine {
                 };
                 self.finish(now, reason, None, Some(msg), &mut out);
             }
-            (Phase::Starting, Event::Signal(sig)) => self.pending.push(sig),
+            (Phase::Starting, Event::Signal(sig)) => self.pending.push(Pending::Signal(sig)),
+            (Phase::Starting, Event::Stop) => self.pending.push(Pending::Stop),
             (Phase::Starting, _) => {}
             (_, Event::Exited(status)) => {
                 let reason = if self.forced {
@@ -219,6 +237,7 @@ impl Machine {
                 self.finish(now, reason, Some(status), None, &mut out);
             }
             (_, Event::Signal(sig)) => self.on_signal(now, sig, &mut out),
+            (_, Event::Stop) => self.on_stop(now, &mut out),
             (Phase::Running, Event::Timer(Timer::Duration)) => {
                 self.cause = Some(Cause::Duration);
                 self.begin_stop(now, self.policy.stop_signal, &mut out);
@@ -240,15 +259,7 @@ impl Machine {
                 out.push(Action::Arm { timer: Timer::KillWait, after: self.policy.kill_wait });
             }
             (Phase::Killing, Event::Timer(Timer::KillWait)) if self.policy.tree == Tree::Cgroup => {
-                self.signals.push(SentSignal {
-                    at_ns: ns(now),
-                    signo: Signal::SIGKILL as i32,
-                    name: "SIGKILL".into(),
-                    target: Target::Cgroup,
-                });
-                out.push(Action::KillTree);
-                self.phase = Phase::TreeKilling;
-                out.push(Action::Arm { timer: Timer::KillWait, after: self.policy.kill_wait });
+                self.kill_tree(now, &mut out);
             }
             (Phase::Killing | Phase::TreeKilling, Event::Timer(Timer::KillWait)) => {
                 self.warnings.push(format!(
@@ -271,13 +282,18 @@ impl Machine {
             .unwrap_or(self.policy.stop_signal)
     }
 
+    /// Whom forwarded and stop signals reach. With cgroup (and pidns) containment only the
+    /// leader, by pidfd: signalling every pid read from cgroup.procs would race PID reuse (a
+    /// listed process may exit and its pid be recycled before the signal). The rest of a
+    /// cgroup tree is reached by cgroup.kill: at once for a SIGKILL stop, when the leader exits
+    /// (`Sweep`), or at the end of the escalation.
     fn target(&self) -> Target {
         if self.policy.tree == Tree::Group { Target::Group } else { Target::Child }
     }
 
     fn on_signal(&mut self, now: Duration, sig: Signal, out: &mut Vec<Action>) {
         match self.phase {
-            Phase::Starting => self.pending.push(sig),
+            Phase::Starting => self.pending.push(Pending::Signal(sig)),
             Phase::Running if is_stop_signal(sig) => {
                 self.cause = Some(Cause::Interrupted);
                 self.begin_stop(now, sig, out);
@@ -288,9 +304,29 @@ impl Machine {
         }
     }
 
+    /// A stop asked for by the embedding program: like a stop signal received while running;
+    /// nothing once a stop is under way (it is already bounded) or the child is gone.
+    fn on_stop(&mut self, now: Duration, out: &mut Vec<Action>) {
+        match self.phase {
+            Phase::Starting => self.pending.push(Pending::Stop),
+            Phase::Running => {
+                self.cause = Some(Cause::Interrupted);
+                self.begin_stop(now, self.policy.stop_signal, out);
+            }
+            _ => {}
+        }
+    }
+
     fn begin_stop(&mut self, now: Duration, sig: Signal, out: &mut Vec<Action>) {
         // `--signal KILL`: the stop itself is a forced kill, and the reason must say so.
         self.forced |= sig == Signal::SIGKILL;
+        if sig == Signal::SIGKILL && self.policy.tree == Tree::Cgroup {
+            // Nothing to wait for before the tree's own kill: one cgroup.kill reaches every
+            // process of the tree at once (setsid escapes included), with no PID to go stale.
+            out.push(Action::Cancel(Timer::Duration));
+            self.kill_tree(now, out);
+            return;
+        }
         self.send(now, self.target(), sig, out);
         // A stopped (SIGSTOP/SIGTSTP) child cannot act on SIGTERM until continued.
         if sig != Signal::SIGKILL && sig != Signal::SIGCONT {
@@ -299,6 +335,19 @@ impl Machine {
         self.phase = Phase::Terminating;
         out.push(Action::Cancel(Timer::Duration));
         out.push(Action::Arm { timer: Timer::Grace, after: self.policy.grace });
+    }
+
+    /// cgroup.kill, recorded as a SIGKILL to the cgroup, then the last bounded wait.
+    fn kill_tree(&mut self, now: Duration, out: &mut Vec<Action>) {
+        self.signals.push(SentSignal {
+            at_ns: ns(now),
+            signo: Signal::SIGKILL as i32,
+            name: "SIGKILL".into(),
+            target: Target::Cgroup,
+        });
+        out.push(Action::KillTree);
+        self.phase = Phase::TreeKilling;
+        out.push(Action::Arm { timer: Timer::KillWait, after: self.policy.kill_wait });
     }
 
     fn send(&mut self, now: Duration, target: Target, sig: Signal, out: &mut Vec<Action>) {

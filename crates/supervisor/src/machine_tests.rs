@@ -73,6 +73,79 @@ fn unkillable_child_in_a_cgroup_gets_cgroup_kill_then_the_unkillable_report() {
     assert_eq!(r.status, None);
 }
 
+#[test]
+fn a_stop_request_sends_the_stop_signal_to_the_group_and_reports_interrupted() {
+    let mut m = Machine::new(policy(Tree::Group));
+    m.on(Duration::ZERO, Event::Spawned { pid: 42 });
+    let acts = m.on(Duration::from_millis(1), Event::Stop);
+    assert_eq!(
+        acts[..2],
+        [
+            Action::Signal { target: Target::Group, sig: Signal::SIGTERM },
+            Action::Signal { target: Target::Group, sig: Signal::SIGCONT },
+        ],
+        "{acts:?}"
+    );
+    assert!(acts.contains(&Action::Arm { timer: Timer::Grace, after: Duration::from_millis(50) }));
+    // A second request while the stop is under way changes nothing.
+    assert!(m.on(Duration::from_millis(2), Event::Stop).is_empty());
+    let acts = m.on(Duration::from_millis(3), Event::Exited(ExitStatus::Signal(15)));
+    let r = finish(&acts).expect("finished");
+    assert_eq!(r.reason, StopReason::Interrupted);
+    assert_eq!(r.signals.len(), 2, "{:?}", r.signals);
+}
+
+#[test]
+fn a_stop_requested_before_spawn_is_made_right_after_spawn() {
+    let mut m = Machine::new(policy(Tree::ChildOnly));
+    assert!(m.on(Duration::ZERO, Event::Stop).is_empty());
+    let acts = m.on(Duration::from_micros(5), Event::Spawned { pid: 42 });
+    assert!(
+        acts.contains(&Action::Signal { target: Target::Child, sig: Signal::SIGTERM }),
+        "{acts:?}"
+    );
+}
+
+#[test]
+fn a_stop_request_after_the_exit_was_seen_does_nothing() {
+    let mut m = Machine::new(policy(Tree::Group));
+    m.on(Duration::ZERO, Event::Spawned { pid: 42 });
+    m.on(Duration::from_millis(1), Event::Exited(ExitStatus::Code(0)));
+    assert!(m.on(Duration::from_millis(2), Event::Stop).is_empty());
+}
+
+#[test]
+fn a_sigkill_stop_in_a_cgroup_is_one_cgroup_kill_at_once() {
+    let mut p = policy(Tree::Cgroup);
+    p.stop_signal = Signal::SIGKILL;
+    let mut m = Machine::new(p);
+    m.on(Duration::ZERO, Event::Spawned { pid: 42 });
+    let acts = m.on(Duration::from_millis(1), Event::Stop);
+    assert!(acts.contains(&Action::KillTree), "{acts:?}");
+    assert!(!acts.iter().any(|a| matches!(a, Action::Signal { .. })), "{acts:?}");
+    assert!(acts.contains(&Action::Arm { timer: Timer::KillWait, after: p_kill_wait() }));
+    let acts = m.on(Duration::from_millis(2), Event::Exited(ExitStatus::Signal(9)));
+    let r = finish(&acts).expect("finished");
+    assert_eq!(r.reason, StopReason::ForcedKill);
+    assert_eq!(r.signals[0].target, Target::Cgroup);
+    assert_eq!(r.signals[0].signo, 9);
+}
+
+#[test]
+fn a_sigkill_stop_in_a_cgroup_that_does_not_die_is_unkillable_after_one_kill_wait() {
+    let mut p = policy(Tree::Cgroup);
+    p.stop_signal = Signal::SIGKILL;
+    let mut m = Machine::new(p);
+    m.on(Duration::ZERO, Event::Spawned { pid: 42 });
+    m.on(Duration::from_millis(100), Event::Timer(Timer::Duration));
+    let acts = m.on(Duration::from_millis(120), Event::Timer(Timer::KillWait));
+    assert_eq!(finish(&acts).map(|r| r.reason), Some(StopReason::Unkillable));
+}
+
+fn p_kill_wait() -> Duration {
+    policy(Tree::Cgroup).kill_wait
+}
+
 /// The simulated child.
 #[derive(Debug, Clone)]
 struct Child {
@@ -93,13 +166,30 @@ fn tree() -> impl Strategy<Value = Tree> {
     ]
 }
 
-fn signal() -> impl Strategy<Value = Signal> {
+/// Something from outside: a signal reaching the supervisor, or the embedding program's stop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ext {
+    Signal(Signal),
+    Stop,
+}
+
+impl Ext {
+    fn starts_a_stop(self) -> bool {
+        match self {
+            Ext::Signal(sig) => is_stop_signal(sig),
+            Ext::Stop => true,
+        }
+    }
+}
+
+fn external() -> impl Strategy<Value = Ext> {
     prop_oneof![
-        Just(Signal::SIGINT),
-        Just(Signal::SIGTERM),
-        Just(Signal::SIGHUP),
-        Just(Signal::SIGUSR1),
-        Just(Signal::SIGWINCH)
+        Just(Ext::Signal(Signal::SIGINT)),
+        Just(Ext::Signal(Signal::SIGTERM)),
+        Just(Ext::Signal(Signal::SIGHUP)),
+        Just(Ext::Signal(Signal::SIGUSR1)),
+        Just(Ext::Signal(Signal::SIGWINCH)),
+        Just(Ext::Stop),
     ]
 }
 
@@ -112,14 +202,15 @@ prop_compose! {
         natural_exit in proptest::option::of((0u64..400, 0i32..3)),
         term_delay in proptest::option::of(0u64..150),
         kill_delay in proptest::option::of(0u64..60),
-        external in proptest::collection::vec((0u64..400, signal()), 0..4),
+        external in proptest::collection::vec((0u64..400, external()), 0..4),
         signals_before_spawn in 0usize..2,
-    ) -> (Policy, Child, Vec<(u64, Signal)>, usize) {
+        stop_signal in prop_oneof![3 => Just(Signal::SIGTERM), 1 => Just(Signal::SIGKILL)],
+    ) -> (Policy, Child, Vec<(u64, Ext)>, usize) {
         let policy = Policy {
             timeout: timeout.map(Duration::from_millis),
             grace: Duration::from_millis(grace),
             kill_wait: Duration::from_millis(kill_wait),
-            stop_signal: Signal::SIGTERM,
+            stop_signal,
             tree,
         };
         (policy, Child { natural_exit, term_delay, kill_delay }, external, signals_before_spawn)
@@ -131,7 +222,7 @@ prop_compose! {
 fn simulate(
     policy: &Policy,
     child: &Child,
-    mut external: Vec<(u64, Signal)>,
+    mut external: Vec<(u64, Ext)>,
     before_spawn: usize,
 ) -> (Vec<(u64, Action)>, Option<ExitStatus>, Option<u64>) {
     let mut m = Machine::new(policy.clone());
@@ -175,7 +266,10 @@ fn simulate(
                     dead_seen = Some(st);
                     (t, Event::Exited(st))
                 }
-                1 => (t, Event::Signal(ext.next().expect("ext").1)),
+                1 => match ext.next().expect("ext").1 {
+                    Ext::Signal(sig) => (t, Event::Signal(sig)),
+                    Ext::Stop => (t, Event::Stop),
+                },
                 i => (t, Event::Timer(timers.remove(usize::from(i - 2)).0)),
             }
         };
@@ -225,7 +319,7 @@ proptest! {
 
     #[test]
     fn random_event_orders_keep_every_invariant((policy, child, external, before) in scenario()) {
-        let first_stop = external.iter().filter(|e| is_stop_signal(e.1)).map(|e| e.0).min();
+        let first_stop = external.iter().filter(|e| e.1.starts_a_stop()).map(|e| e.0).min();
         let (log, true_status, finished_at) = simulate(&policy, &child, external, before);
         let stop_start = match (policy.timeout.map(|t| t.as_millis() as u64), first_stop, before) {
             (_, _, b) if b > 0 => Some(0),
@@ -256,8 +350,10 @@ proptest! {
                 prop_assert!(s < r);
             }
         }
-        // The reason matches the actions taken.
-        let sigkill = log.iter().any(|(_, a)| matches!(a, Action::Signal { sig: Signal::SIGKILL, .. }));
+        // The reason matches the actions taken (cgroup.kill is a SIGKILL too).
+        let sigkill = log.iter().any(|(_, a)| {
+            matches!(a, Action::Signal { sig: Signal::SIGKILL, .. } | Action::KillTree)
+        });
         prop_assert_eq!(sigkill, matches!(report.reason, StopReason::ForcedKill | StopReason::Unkillable), "{:?}", log);
         let kills_in_report = report.signals.iter().any(|s| s.signo == 9);
         prop_assert_eq!(sigkill, kills_in_report);
@@ -268,6 +364,17 @@ proptest! {
         }
         if report.reason == StopReason::Exited {
             prop_assert!(report.signals.is_empty() || report.signals.iter().all(|s| !is_stop_signal(Signal::try_from(s.signo).expect("sig"))));
+        }
+        // In a cgroup, a SIGKILL by pid only follows a catchable stop signal whose grace ran
+        // out; a stop that starts with SIGKILL is one cgroup.kill.
+        let by_pid = |a: &Action| matches!(a, Action::Signal { sig: Signal::SIGKILL, .. });
+        let catchable =
+            |a: &Action| matches!(a, Action::Signal { sig, .. } if is_stop_signal(*sig));
+        if policy.tree == Tree::Cgroup
+            && let Some(k) = log.iter().position(|(_, a)| by_pid(a))
+        {
+            let asked = log[..k].iter().any(|(_, a)| catchable(a));
+            prop_assert!(asked, "SIGKILL by pid without a stop signal first: {:?}", log);
         }
     }
 }

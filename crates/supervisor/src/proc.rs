@@ -1,4 +1,4 @@
-//! Reading /proc/<pid>/stat: the state letter and process group of the tree's members, for the
+//! Reading `/proc/<pid>/stat`: the state letter and process group of the tree's members, for the
 //! "unkillable" report. Only pids that cannot have been recycled are read here (an unreaped
 //! child, or members of a group whose leader is unreaped), and only for display.
 

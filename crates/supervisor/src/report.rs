@@ -78,9 +78,9 @@ pub struct SentSignal {
 pub struct Survivor {
     /// PID in the supervisor's namespace.
     pub pid: i32,
-    /// `comm` from /proc/<pid>/stat.
+    /// `comm` from `/proc/<pid>/stat`.
     pub name: String,
-    /// State letter from /proc/<pid>/stat (`D` = uninterruptible, e.g. frozen by a v1 freezer).
+    /// State letter from `/proc/<pid>/stat` (`D` = uninterruptible, e.g. frozen by a v1 freezer).
     pub state: char,
 }
 

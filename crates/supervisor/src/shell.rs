@@ -5,7 +5,7 @@
 use std::ffi::{CString, OsStr, OsString};
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use nix::sys::signal::{SigSet, SigmaskHow, Signal, pthread_sigmask};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
@@ -40,147 +40,402 @@ fn cstring(s: &OsStr) -> Result<CString, SupervisorError> {
     })
 }
 
-pub(crate) fn supervise(
-    config: &Config,
-    program: &OsStr,
-    args: &[OsString],
-) -> Result<Report, SupervisorError> {
-    // Single-threaded: the lab must never park this thread waiting for another of our actors.
-    racelab_hooks::bind_thread(&["main", "escalation", "duration", "signal", "reaper", "poll"]);
-    let start = Instant::now();
-    let prog = cstring(program)?;
-    let mut argv = vec![prog.clone()];
-    for a in args {
-        argv.push(cstring(a)?);
+/// One supervision: from `start` (signals blocked, child spawned) to `wait`'s report. Lives on
+/// the thread that started it (the mask guard restores that thread's mask).
+pub(crate) struct Session {
+    /// The child and its machine; `None` when the program could not be started.
+    run: Option<Run>,
+    /// The report of a program that could not be started (`ExecFailed`, `NotFound`).
+    early: Option<Report>,
+    sigfd: SignalFd,
+    reap_orphans: bool,
+    kill_wait: Duration,
+    /// `wait` returned its report: nothing is left for `Drop` to clean up.
+    finished: bool,
+    /// Last field: the mask is restored after the child and its tree were dealt with.
+    _mask: MaskGuard,
+}
+
+/// The running part of a session: the machine, the kernel binding, timers, the report once
+/// the machine has finished.
+struct Run {
+    m: Machine,
+    k: Kernel,
+    t: Timers,
+    r: Option<Report>,
+    start: Instant,
+}
+
+/// What a drain of the zombie children left behind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Left {
+    /// `ECHILD`: this process has no child at all any more.
+    NoChild,
+    /// Children remain, none of them (yet) a zombie we may reap here.
+    Running,
+}
+
+impl Session {
+    pub(crate) fn start(
+        config: &Config,
+        program: &OsStr,
+        args: &[OsString],
+    ) -> Result<Session, SupervisorError> {
+        // Single-threaded: the lab must never park this thread waiting for another of our actors.
+        racelab_hooks::bind_thread(&["main", "escalation", "duration", "signal", "reaper", "poll"]);
+        let start = Instant::now();
+        let prog = cstring(program)?;
+        let mut argv = vec![prog.clone()];
+        for a in args {
+            argv.push(cstring(a)?);
+        }
+
+        // An inherited SIG_IGN for SIGCHLD would make the kernel auto-reap: statuses lost (I7).
+        racelab_sys::spawn::reset_to_default(Signal::SIGCHLD)
+            .map_err(|e| SupervisorError::new(ErrorKind::Signals, "reset SIGCHLD to SIG_DFL", e))?;
+        let mut set = SigSet::empty();
+        for s in &config.forward {
+            set.add(*s);
+        }
+        set.add(Signal::SIGCHLD);
+        let mut old = SigSet::empty();
+        // Q4: block BEFORE spawn. A signal that arrives from here on, spawn included, stays
+        // pending and is read from the signalfd by the loop in `wait`, once the pidfd is held.
+        pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&set), Some(&mut old))
+            .map_err(|e| SupervisorError::new(ErrorKind::Signals, "block forwarded signals", e))?;
+        let mask = MaskGuard(old);
+        let flags = SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC;
+        let sigfd = SignalFd::with_flags(&set, flags)
+            .map_err(|e| SupervisorError::new(ErrorKind::Signals, "signalfd", e))?;
+        point!(main.handler_installed);
+
+        let is_init = rustix::process::getpid().as_raw_nonzero().get() == 1;
+        let reap_orphans = is_init || config.subreaper;
+        if config.subreaper && !is_init {
+            rustix::process::set_child_subreaper(Some(rustix::process::getpid())).map_err(|e| {
+                SupervisorError::new(ErrorKind::Signals, "PR_SET_CHILD_SUBREAPER", e)
+            })?;
+        }
+
+        let cgroup = match config.containment {
+            Containment::Cgroup => Some(kernel::CgroupLeaf::create()?),
+            _ => None,
+        };
+        let tree = match config.containment {
+            Containment::None => Tree::ChildOnly,
+            Containment::Group => Tree::Group,
+            Containment::Cgroup => Tree::Cgroup,
+            Containment::PidNamespace => Tree::PidNamespace,
+        };
+        let mut reset: Vec<Signal> = config.forward.clone();
+        reset.extend([Signal::SIGCHLD, Signal::SIGPIPE]);
+        let dir_fd = cgroup.as_ref().map(|c| c.dir_fd.as_fd());
+        let req = SpawnRequest {
+            program: &prog,
+            argv: &argv,
+            grouping: if tree == Tree::Group { Grouping::NewGroup } else { Grouping::Inherit },
+            cgroup_dir: dir_fd,
+            cgroup_procs: None,
+            new_pid_namespace: config.containment == Containment::PidNamespace,
+            reset_signals: &reset,
+            reset_all_signals: true,
+            die_with_parent: config.die_with_supervisor,
+        };
+        let mut machine = Machine::new(Policy {
+            timeout: config.timeout,
+            grace: config.grace,
+            kill_wait: config.kill_wait,
+            stop_signal: config.stop_signal,
+            tree,
+        });
+        let mut session = Session {
+            run: None,
+            early: None,
+            sigfd,
+            reap_orphans,
+            kill_wait: config.kill_wait,
+            finished: false,
+            _mask: mask,
+        };
+        // The pidfd comes from clone3(CLONE_PIDFD), created atomically with the child: there is
+        // no instant at which the child exists and we do not hold a handle that pins its
+        // identity.
+        let spawned = match spawn_with_fallback(&req, cgroup.as_ref()) {
+            Ok(s) => s,
+            Err(e) => {
+                session.early = Some(spawn_failed(&mut machine, start, e, config)?);
+                return Ok(session);
+            }
+        };
+        point!(main.spawned);
+        point!(main.pid_stored);
+        let k = Kernel::new(spawned.pid, spawned.pidfd, cgroup, tree);
+        let mut run = Run { m: machine, k, t: Timers::default(), r: None, start };
+        run.apply(Event::Spawned { pid: spawned.pid });
+        session.run = Some(run);
+        Ok(session)
     }
 
-    // An inherited SIG_IGN for SIGCHLD would make the kernel auto-reap: statuses lost (I7).
-    racelab_sys::spawn::reset_to_default(Signal::SIGCHLD)
-        .map_err(|e| SupervisorError::new(ErrorKind::Signals, "reset SIGCHLD to SIG_DFL", e))?;
-    let mut set = SigSet::empty();
-    for s in &config.forward {
-        set.add(*s);
-    }
-    set.add(Signal::SIGCHLD);
-    let mut old = SigSet::empty();
-    // Q4: block BEFORE spawn. A signal that arrives from here on, spawn included, stays pending
-    // and is read from the signalfd by the loop below, which runs once the pidfd is held.
-    pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&set), Some(&mut old))
-        .map_err(|e| SupervisorError::new(ErrorKind::Signals, "block forwarded signals", e))?;
-    let _mask = MaskGuard(old);
-    let sigfd = SignalFd::with_flags(&set, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
-        .map_err(|e| SupervisorError::new(ErrorKind::Signals, "signalfd", e))?;
-    point!(main.handler_installed);
-
-    let is_init = rustix::process::getpid().as_raw_nonzero().get() == 1;
-    let reap_orphans = is_init || config.subreaper;
-    if config.subreaper && !is_init {
-        rustix::process::set_child_subreaper(Some(rustix::process::getpid()))
-            .map_err(|e| SupervisorError::new(ErrorKind::Signals, "PR_SET_CHILD_SUBREAPER", e))?;
+    /// The main child's pid (for display: it may be reused once the child is reaped).
+    pub(crate) fn pid(&self) -> Option<i32> {
+        self.run.as_ref().map(|r| r.k.pid)
     }
 
-    let cgroup = match config.containment {
-        Containment::Cgroup => Some(kernel::CgroupLeaf::create()?),
-        _ => None,
-    };
-    let tree = match config.containment {
-        Containment::None => Tree::ChildOnly,
-        Containment::Group => Tree::Group,
-        Containment::Cgroup => Tree::Cgroup,
-        Containment::PidNamespace => Tree::PidNamespace,
-    };
-    let mut reset: Vec<Signal> = config.forward.clone();
-    reset.extend([Signal::SIGCHLD, Signal::SIGPIPE]);
-    let dir_fd = cgroup.as_ref().map(|c| c.dir_fd.as_fd());
-    let req = SpawnRequest {
-        program: &prog,
-        argv: &argv,
-        grouping: if tree == Tree::Group { Grouping::NewGroup } else { Grouping::Inherit },
-        cgroup_dir: dir_fd,
-        cgroup_procs: None,
-        new_pid_namespace: config.containment == Containment::PidNamespace,
-        reset_signals: &reset,
-        reset_all_signals: true,
-        die_with_parent: config.die_with_supervisor,
-    };
-    let mut machine = Machine::new(Policy {
-        timeout: config.timeout,
-        grace: config.grace,
-        kill_wait: config.kill_wait,
-        stop_signal: config.stop_signal,
-        tree,
-    });
-    // The pidfd comes from clone3(CLONE_PIDFD), created atomically with the child: there is no
-    // instant at which the child exists and we do not hold a handle that pins its identity.
-    let spawned = match spawn_with_fallback(&req, cgroup.as_ref()) {
-        Ok(s) => s,
-        Err(e) => return spawn_failed(&mut machine, start, e, config),
-    };
-    point!(main.spawned);
-    point!(main.pid_stored);
-    let mut k = Kernel::new(spawned.pid, spawned.pidfd, cgroup, tree);
-    let mut timers = Timers::default();
-    let mut report = None;
-    apply(
-        &mut machine,
-        &mut k,
-        &mut timers,
-        &mut report,
-        start,
-        Event::Spawned { pid: spawned.pid },
-    );
+    /// A stop request from the supervising thread, executed at once.
+    pub(crate) fn stop(&mut self) {
+        let Some(run) = self.run.as_mut() else { return };
+        // The truth first, as in the loop: a child that already exited is reported as exited,
+        // not as stopped by this request.
+        run.check_main_exit();
+        run.apply(Event::Stop);
+    }
 
-    while report.is_none() {
-        wait_for_events(&k.pidfd, &sigfd, timers.next())?;
-        // 1. The truth first: an exit seen in this round beats a timer due in this round
-        // (Q3: a child that exits right at the deadline is not killed and not called forced).
-        check_main_exit(&mut machine, &mut k, &mut timers, &mut report, start);
-        // 2. Signals, SIGCHLD included (it coalesces: one read may stand for many exits).
-        while report.is_none() {
-            let info = match sigfd.read_signal() {
-                Ok(Some(info)) => info,
-                Ok(None) => break,
-                Err(e) => return Err(SupervisorError::new(ErrorKind::Wait, "read signalfd", e)),
+    /// The event loop, to the end: the report, once the child is reaped and its tree is gone.
+    pub(crate) fn wait(&mut self) -> Result<Report, SupervisorError> {
+        let Some(run) = self.run.as_mut() else {
+            self.finished = true;
+            return Ok(self.early.take().unwrap_or_else(|| unreachable_report(Instant::now())));
+        };
+        while run.r.is_none() {
+            wait_for_events(&run.k.pidfd, &self.sigfd, run.t.next())?;
+            // 1. The truth first: an exit seen in this round beats a timer due in this round
+            // (Q3: a child that exits right at the deadline is not killed and not called forced).
+            run.check_main_exit();
+            // 2. Signals, SIGCHLD included (it coalesces: one read may stand for many exits).
+            while run.r.is_none() {
+                let info = match self.sigfd.read_signal() {
+                    Ok(Some(info)) => info,
+                    Ok(None) => break,
+                    Err(e) => {
+                        return Err(SupervisorError::new(ErrorKind::Wait, "read signalfd", e));
+                    }
+                };
+                let Ok(sig) = Signal::try_from(info.ssi_signo as i32) else { continue };
+                if sig == Signal::SIGCHLD {
+                    point!(reaper.woke);
+                    if self.reap_orphans {
+                        run.drain();
+                    } else {
+                        run.check_main_exit();
+                    }
+                    continue;
+                }
+                point!(signal.handler_entered);
+                run.apply(Event::Signal(sig));
+            }
+            // 3. Timers that are due.
+            while run.r.is_none() {
+                let Some(t) = run.t.take_due(Instant::now()) else { break };
+                if t == Timer::Duration {
+                    point!(duration.expired);
+                }
+                run.apply(Event::Timer(t));
+            }
+        }
+        let mut report = run.r.take().unwrap_or_else(|| unreachable_report(run.start));
+        let unkillable = report.reason == crate::StopReason::Unkillable;
+        if unkillable {
+            report.survivors = run.k.survivors();
+            run.k.abandon();
+        }
+        settle(run, self.reap_orphans);
+        report.orphans_reaped = run.k.orphans_reaped;
+        report.warnings.append(&mut run.k.warnings);
+        if unkillable {
+            let names: Vec<String> = report
+                .survivors
+                .iter()
+                .map(|s| format!("{} ({}) state {}", s.pid, s.name, s.state))
+                .collect();
+            report.warnings.push(format!("unkillable: {}", names.join(", ")));
+        }
+        self.finished = true;
+        Ok(report)
+    }
+}
+
+impl Drop for Session {
+    /// A session dropped before `wait` returned (an early return or a panic in the embedding
+    /// program, or a failed poll): the tree is SIGKILLed and the child reaped, bounded by
+    /// `kill_wait`, so nothing outlives the supervisor's handle.
+    fn drop(&mut self) {
+        if self.finished {
+            return;
+        }
+        if let Some(run) = self.run.as_mut() {
+            run.k.abort(self.kill_wait);
+        }
+    }
+}
+
+/// How often `settle` re-reads the leaf when no SIGCHLD comes: only a fallback for a SIGCHLD
+/// taken by another thread that does not block it (a broken embedding contract), so that such
+/// a loss costs milliseconds, not the whole `SWEEP_WAIT`.
+const RECHECK: Duration = Duration::from_millis(5);
+
+/// After the report (the main child is reaped, or given up on): what is left of its tree.
+///
+/// As PID 1 or subreaper, the orphans of the killed tree (the sweep wrote cgroup.kill, or sent
+/// SIGKILL to the group while its leader was an unreaped zombie) are reaped as their SIGCHLDs
+/// arrive, while they die (each wake drains every zombie: SIGCHLD coalesces), until this
+/// process has no child left (`ECHILD`: the tree was all ours and is all reaped) or the tree is
+/// gone ([`Kernel::tree_alive`]: the leaf is empty, read from cgroup.events directly since its
+/// poll notification is rate-limited to about 12 ms; or the group has no member left), bounded
+/// by `SWEEP_WAIT`. Then the leaf is removed, at once since it is empty. Without orphan reaping
+/// the orphans belong to another reaper, and the removal only waits (bounded) for the leaf to
+/// empty. Without containment, one drain reaps the zombies already there.
+///
+/// Limit: a cgroup is left by a process a moment before it becomes a zombie. When this process
+/// also has children outside the tree (so `ECHILD` cannot come), a member that left the cgroup
+/// in the instant before the last read may become a zombie just after `wait` returned; the
+/// embedding program's next wait collects it. (A group member stays a member as a zombie.)
+fn settle(run: &mut Run, reap_orphans: bool) {
+    let deadline = Instant::now() + kernel::SWEEP_WAIT;
+    if reap_orphans {
+        // A signalfd for SIGCHLD alone, made only when there is something to wait for: it takes
+        // SIGCHLD and leaves any other pending signal where it is (the machine is finished; a
+        // late SIGTERM stays pending for the restored mask to decide).
+        let mut chld = None;
+        while run.drain() == Left::Running && run.k.tree_alive() == Some(true) {
+            if chld.is_none() {
+                let mut only = SigSet::empty();
+                only.add(Signal::SIGCHLD);
+                let flags = SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC;
+                match SignalFd::with_flags(&only, flags) {
+                    Ok(fd) => chld = Some(fd),
+                    Err(e) => {
+                        run.k.warnings.push(format!("signalfd for SIGCHLD: {e}"));
+                        break;
+                    }
+                }
+            }
+            let Some(chld) = chld.as_ref() else { break };
+            match wait_sigchld(chld, deadline) {
+                Wake::Sigchld => point!(reaper.woke),
+                Wake::Recheck => {}
+                Wake::Deadline => {
+                    run.k.warnings.push(format!(
+                        "the rest of the tree was still alive {:?} after the sweep; stopped \
+                         reaping its orphans",
+                        kernel::SWEEP_WAIT
+                    ));
+                    break;
+                }
+            }
+        }
+    }
+    run.k.remove_leaf(deadline);
+}
+
+/// Why [`wait_sigchld`] returned.
+enum Wake {
+    Sigchld,
+    Recheck,
+    Deadline,
+}
+
+/// Waits for SIGCHLD on its own signalfd and takes it, at most [`RECHECK`] and never past
+/// `deadline`.
+fn wait_sigchld(chld: &SignalFd, deadline: Instant) -> Wake {
+    if let Ok(Some(_)) = chld.read_signal() {
+        return Wake::Sigchld;
+    }
+    let left = deadline.saturating_duration_since(Instant::now());
+    if left.is_zero() {
+        return Wake::Deadline;
+    }
+    let mut fds = [PollFd::new(chld, PollFlags::IN)];
+    match poll(&mut fds, Some(&timespec(left.min(RECHECK)))) {
+        Ok(0) | Err(rustix::io::Errno::INTR) => Wake::Recheck,
+        Ok(_) => match chld.read_signal() {
+            Ok(Some(_)) => Wake::Sigchld,
+            _ => Wake::Recheck,
+        },
+        Err(_) => Wake::Deadline,
+    }
+}
+
+fn timespec(d: Duration) -> rustix::time::Timespec {
+    rustix::time::Timespec { tv_sec: d.as_secs() as i64, tv_nsec: i64::from(d.subsec_nanos()) }
+}
+
+impl Run {
+    /// Feeds one event to the machine and executes its actions in order.
+    fn apply(&mut self, ev: Event) {
+        for action in self.m.on(self.start.elapsed(), ev) {
+            match action {
+                Action::Signal { target, sig } => self.k.signal(target, sig),
+                Action::KillTree => self.k.kill_tree(),
+                Action::Arm { timer, after } => self.t.arm(timer, Instant::now() + after),
+                Action::Cancel(timer) => self.t.cancel(timer),
+                Action::Sweep => self.k.sweep(),
+                Action::Reap => self.k.reap(),
+                Action::Finish(report) => {
+                    point!(main.classified);
+                    self.r = Some(*report);
+                }
+            }
+        }
+    }
+
+    /// Peeks at the main child's status without reaping it (`WNOWAIT`): the pid stays pinned
+    /// as a zombie so the machine can still sweep its group safely before `Action::Reap`.
+    fn check_main_exit(&mut self) {
+        if !self.m.child_alive() {
+            return;
+        }
+        let flags = WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT;
+        if let Some(status) = to_status(waitid(Id::PIDFd(self.k.pidfd.as_fd()), flags)) {
+            self.apply(Event::Exited(status));
+        }
+    }
+
+    /// Reaps every zombie child (SIGCHLD coalesces: drain until none is left). While the main
+    /// child is unreaped it is never reaped here: when the peek finds it, its status goes to
+    /// the machine, which sweeps and reaps it by pidfd; orphans are reaped by their exact pid.
+    /// Once the main child is reaped there is no status left to protect, and each orphan is
+    /// reaped in one call.
+    fn drain(&mut self) -> Left {
+        let peek = WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT;
+        let reap = WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG;
+        loop {
+            if self.k.reaped {
+                match waitid(Id::All, reap) {
+                    Ok(WaitStatus::Exited(..)) | Ok(WaitStatus::Signaled(..)) => {
+                        self.k.orphans_reaped += 1;
+                        point!(reaper.reaped);
+                        continue;
+                    }
+                    Err(nix::errno::Errno::EINTR) => continue,
+                    Err(nix::errno::Errno::ECHILD) => return Left::NoChild,
+                    _ => return Left::Running,
+                }
+            }
+            let pid = match waitid(Id::All, peek) {
+                Ok(WaitStatus::Exited(pid, _)) | Ok(WaitStatus::Signaled(pid, _, _)) => {
+                    pid.as_raw()
+                }
+                Err(nix::errno::Errno::ECHILD) => return Left::NoChild,
+                _ => return Left::Running,
             };
-            let Ok(sig) = Signal::try_from(info.ssi_signo as i32) else { continue };
-            if sig == Signal::SIGCHLD {
-                point!(reaper.woke);
-                if reap_orphans {
-                    drain(&mut machine, &mut k, &mut timers, &mut report, start);
+            if pid == self.k.pid && !self.k.reaped {
+                if self.m.child_alive() {
+                    self.check_main_exit();
                 } else {
-                    check_main_exit(&mut machine, &mut k, &mut timers, &mut report, start);
+                    // Unkillable path gave up on it earlier; nothing more will route it.
+                    return Left::Running;
                 }
                 continue;
             }
-            point!(signal.handler_entered);
-            apply(&mut machine, &mut k, &mut timers, &mut report, start, Event::Signal(sig));
-        }
-        // 3. Timers that are due.
-        while report.is_none() {
-            let Some(t) = timers.take_due(Instant::now()) else { break };
-            if t == Timer::Duration {
-                point!(duration.expired);
-            }
-            apply(&mut machine, &mut k, &mut timers, &mut report, start, Event::Timer(t));
+            // A zombie we peeked is ours until we reap it: the pid cannot be reused in between.
+            let _ = waitid(
+                Id::Pid(nix::unistd::Pid::from_raw(pid)),
+                WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG,
+            );
+            self.k.orphans_reaped += 1;
+            point!(reaper.reaped);
         }
     }
-    if reap_orphans {
-        drain(&mut machine, &mut k, &mut timers, &mut report, start);
-    }
-    let mut report = report.unwrap_or_else(|| unreachable_report(start));
-    report.orphans_reaped = k.orphans_reaped;
-    report.warnings.append(&mut k.warnings);
-    if report.reason == crate::StopReason::Unkillable {
-        report.survivors = k.survivors();
-        let names: Vec<String> = report
-            .survivors
-            .iter()
-            .map(|s| format!("{} ({}) state {}", s.pid, s.name, s.state))
-            .collect();
-        report.warnings.push(format!("unkillable: {}", names.join(", ")));
-        k.abandon();
-    }
-    Ok(report)
 }
 
 fn unreachable_report(start: Instant) -> Report {
@@ -288,63 +543,10 @@ fn wait_for_events(
     deadline: Option<Instant>,
 ) -> Result<(), SupervisorError> {
     let mut fds = [PollFd::new(pidfd, PollFlags::IN), PollFd::new(sigfd, PollFlags::IN)];
-    let timeout = deadline.map(|d| {
-        let left = d.saturating_duration_since(Instant::now());
-        rustix::time::Timespec {
-            tv_sec: left.as_secs() as i64,
-            tv_nsec: i64::from(left.subsec_nanos()),
-        }
-    });
+    let timeout = deadline.map(|d| timespec(d.saturating_duration_since(Instant::now())));
     match poll(&mut fds, timeout.as_ref()) {
         Ok(_) | Err(rustix::io::Errno::INTR) => Ok(()),
         Err(e) => Err(SupervisorError::new(ErrorKind::Wait, "poll pidfd and signalfd", e)),
-    }
-}
-
-/// Peeks at the main child's status without reaping it (`WNOWAIT`): the pid stays pinned as a
-/// zombie so the machine can still sweep its group safely before `Action::Reap`.
-fn check_main_exit(
-    m: &mut Machine,
-    k: &mut Kernel,
-    t: &mut Timers,
-    r: &mut Option<Report>,
-    start: Instant,
-) {
-    if !m.child_alive() {
-        return;
-    }
-    let flags = WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT;
-    if let Some(status) = to_status(waitid(Id::PIDFd(k.pidfd.as_fd()), flags)) {
-        apply(m, k, t, r, start, Event::Exited(status));
-    }
-}
-
-/// Reaps every zombie child (SIGCHLD coalesces: drain until none is left). The main child is
-/// never reaped here: when the peek finds it, its status goes to the machine, which sweeps and
-/// reaps it by pidfd; orphans are reaped by their exact pid.
-fn drain(m: &mut Machine, k: &mut Kernel, t: &mut Timers, r: &mut Option<Report>, start: Instant) {
-    let peek = WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT;
-    loop {
-        let pid = match waitid(Id::All, peek) {
-            Ok(WaitStatus::Exited(pid, _)) | Ok(WaitStatus::Signaled(pid, _, _)) => pid.as_raw(),
-            _ => return,
-        };
-        if pid == k.pid && !k.reaped {
-            if m.child_alive() {
-                check_main_exit(m, k, t, r, start);
-            } else {
-                // Unkillable path gave up on it earlier; nothing more will route it.
-                return;
-            }
-            continue;
-        }
-        // A zombie we peeked is ours until we reap it: the pid cannot be reused in between.
-        let _ = waitid(
-            Id::Pid(nix::unistd::Pid::from_raw(pid)),
-            WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG,
-        );
-        k.orphans_reaped += 1;
-        point!(reaper.reaped);
     }
 }
 
@@ -353,31 +555,6 @@ fn to_status(r: nix::Result<WaitStatus>) -> Option<ExitStatus> {
         Ok(WaitStatus::Exited(_, code)) => Some(ExitStatus::Code(code)),
         Ok(WaitStatus::Signaled(_, sig, _)) => Some(ExitStatus::Signal(sig as i32)),
         _ => None,
-    }
-}
-
-/// Feeds one event to the machine and executes its actions in order.
-fn apply(
-    m: &mut Machine,
-    k: &mut Kernel,
-    t: &mut Timers,
-    r: &mut Option<Report>,
-    start: Instant,
-    ev: Event,
-) {
-    for action in m.on(start.elapsed(), ev) {
-        match action {
-            Action::Signal { target, sig } => k.signal(target, sig),
-            Action::KillTree => k.kill_tree(),
-            Action::Arm { timer, after } => t.arm(timer, Instant::now() + after),
-            Action::Cancel(timer) => t.cancel(timer),
-            Action::Sweep => k.sweep(),
-            Action::Reap => k.reap(),
-            Action::Finish(report) => {
-                point!(main.classified);
-                *r = Some(*report);
-            }
-        }
     }
 }
 

@@ -3,9 +3,12 @@
 //! the root package, because libtest is multi-threaded.)
 
 use std::ffi::{OsStr, OsString};
+use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
-use racelab_supervisor::{Config, Containment, ErrorKind, ExitStatus, StopReason, Target, run};
+use racelab_supervisor::{
+    Config, Containment, ErrorKind, ExitStatus, Signal, StopReason, Supervisor, Target, run,
+};
 
 fn sh(config: &Config, script: &str) -> racelab_supervisor::Report {
     let args = [OsString::from("-c"), OsString::from(script)];
@@ -89,4 +92,107 @@ fn group_containment_sweeps_a_background_member_after_the_leader_exits() {
         assert!(Instant::now() < deadline, "background member {pid} survived the sweep");
         std::thread::yield_now();
     }
+}
+
+#[test]
+fn a_stop_request_signals_the_group_at_once_and_the_report_says_interrupted() {
+    let args = [OsString::from("60")];
+    let mut sup = Supervisor::start(&Config::default(), OsStr::new("sleep"), &args).expect("start");
+    assert!(sup.pid().is_some());
+    let started = Instant::now();
+    sup.stop();
+    let r = sup.wait().expect("wait");
+    assert!(started.elapsed() < Duration::from_secs(2), "{r:?}");
+    assert_eq!(r.reason, StopReason::Interrupted);
+    assert_eq!(r.status, Some(ExitStatus::Signal(15)));
+    assert_eq!((r.signals[0].name.as_str(), r.signals[0].target), ("SIGTERM", Target::Group));
+    assert!(r.swept && r.warnings.is_empty(), "{r:?}");
+    assert_eq!(r.exit_code(false), 143);
+}
+
+#[test]
+fn a_stop_request_escalates_to_sigkill_after_the_grace() {
+    let config = Config {
+        grace: Duration::from_millis(50),
+        containment: Containment::None,
+        ..Config::default()
+    };
+    // The file appears once SIGTERM is ignored; exec keeps it one process.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ready = dir.path().join("ready");
+    let script = format!("trap '' TERM; : > {}; exec sleep 60", ready.display());
+    let args = [OsString::from("-c"), OsString::from(script)];
+    let mut sup = Supervisor::start(&config, OsStr::new("/bin/sh"), &args).expect("start");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !ready.exists() {
+        assert!(Instant::now() < deadline, "the child never got ready");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    sup.stop();
+    let r = sup.wait().expect("wait");
+    assert_eq!(r.reason, StopReason::ForcedKill, "{r:?}");
+    assert_eq!(r.status, Some(ExitStatus::Signal(9)));
+    assert_eq!(r.signals.last().map(|s| (s.signo, s.target)), Some((9, Target::Child)));
+}
+
+#[test]
+fn a_stop_request_after_the_child_exited_reports_the_exit() {
+    let args = [OsString::from("-c"), OsString::from("exit 4")];
+    let mut sup =
+        Supervisor::start(&Config::default(), OsStr::new("/bin/sh"), &args).expect("start");
+    let pidfd = pidfd_of(sup.pid().expect("pid"));
+    wait_readable(&pidfd, Duration::from_secs(5));
+    sup.stop();
+    let r = sup.wait().expect("wait");
+    assert_eq!((r.reason, r.status), (StopReason::Exited, Some(ExitStatus::Code(4))));
+    assert!(r.signals.is_empty(), "nothing was sent to a child already gone: {r:?}");
+}
+
+#[test]
+fn a_sigkill_stop_signal_makes_the_stop_a_forced_kill() {
+    let config = Config {
+        stop_signal: Signal::SIGKILL,
+        containment: Containment::None,
+        ..Config::default()
+    };
+    let mut sup =
+        Supervisor::start(&config, OsStr::new("sleep"), &[OsString::from("60")]).expect("start");
+    sup.stop();
+    let r = sup.wait().expect("wait");
+    assert_eq!((r.reason, r.status), (StopReason::ForcedKill, Some(ExitStatus::Signal(9))));
+}
+
+#[test]
+fn a_supervisor_dropped_without_wait_kills_and_reaps_its_child() {
+    let sup = Supervisor::start(&Config::default(), OsStr::new("sleep"), &[OsString::from("60")])
+        .expect("start");
+    // Our unreaped child: this pidfd names it, whatever happens to the number later.
+    let pidfd = pidfd_of(sup.pid().expect("pid"));
+    drop(sup);
+    wait_readable(&pidfd, Duration::from_millis(100));
+    // Reaped by the drop: waiting on it again finds no child.
+    let flags = rustix::process::WaitIdOptions::EXITED | rustix::process::WaitIdOptions::NOHANG;
+    let again = rustix::process::waitid(rustix::process::WaitId::PidFd(pidfd.as_fd()), flags);
+    assert_eq!(again.err(), Some(rustix::io::Errno::CHILD));
+}
+
+#[test]
+fn a_program_that_cannot_start_is_a_report_from_wait() {
+    let sup =
+        Supervisor::start(&Config::default(), OsStr::new("/no/such/program"), &[]).expect("start");
+    assert_eq!(sup.pid(), None);
+    assert_eq!(sup.wait().expect("wait").reason, StopReason::NotFound);
+}
+
+fn pidfd_of(pid: i32) -> std::os::fd::OwnedFd {
+    let pid = rustix::process::Pid::from_raw(pid).expect("pid");
+    rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()).expect("pidfd_open")
+}
+
+/// Polls the pidfd until readable (the process exited), failing after `within`.
+fn wait_readable(pidfd: &std::os::fd::OwnedFd, within: Duration) {
+    let mut fds = [rustix::event::PollFd::new(pidfd, rustix::event::PollFlags::IN)];
+    let ts = rustix::time::Timespec::try_from(within).expect("timespec");
+    let n = rustix::event::poll(&mut fds, Some(&ts)).expect("poll");
+    assert_eq!(n, 1, "the process did not exit within {within:?}");
 }

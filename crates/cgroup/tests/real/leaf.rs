@@ -25,6 +25,21 @@ fn a_child_moved_into_a_leaf_dies_by_cgroup_kill_and_the_leaf_is_removed() {
 }
 
 #[test]
+fn an_open_events_file_reads_the_current_populated_state_each_time() {
+    let Some(leaf) = leaf_or_skip("events") else { return };
+    let events = leaf.events().unwrap();
+    assert!(!events.populated().unwrap());
+    let mut child = ChildGuard::sleeper();
+    leaf.add(child.pid()).unwrap();
+    // The same descriptor, read again: the kernel regenerates the text at offset 0.
+    assert!(events.populated().unwrap());
+    leaf.kill().unwrap();
+    assert_eq!(child.reap(DEADLINE).signal(), Some(9));
+    assert!(!events.populated().unwrap());
+    leaf.remove(Instant::now() + DEADLINE).unwrap();
+}
+
+#[test]
 fn cgroup_kill_kills_a_forked_tree_whole() {
     become_subreaper();
     let mut sh = ChildGuard::tree();

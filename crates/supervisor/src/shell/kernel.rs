@@ -1,5 +1,6 @@
 //! The one binding of the machine's actions to the real kernel: signals by pidfd or to the
-//! child's group, cgroup.kill, the sweep after exit, the reap. Nothing else touches the child.
+//! child's group, cgroup.kill, the sweep after exit, the reap, the removal of the leaf.
+//! Nothing else touches the child.
 
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::Path;
@@ -7,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 use nix::sys::wait::{Id, WaitPidFlag, waitid};
-use racelab_cgroup::{ErrorKind as CgErrorKind, Leaf, Mounts};
+use racelab_cgroup::{ErrorKind as CgErrorKind, Events, Leaf, Mounts};
 use racelab_hooks::point;
 
 use crate::machine::Tree;
@@ -15,13 +16,16 @@ use crate::proc;
 use crate::report::{Survivor, Target};
 use crate::{ErrorKind, SupervisorError};
 
-/// How long the sweep after a normal exit may wait for the cgroup to empty before warning.
-const SWEEP_WAIT: Duration = Duration::from_secs(1);
+/// How long the end of a supervision may wait for the rest of the tree (the cgroup to empty,
+/// its orphans to be reaped) before warning and leaving the leaf in place.
+pub(super) const SWEEP_WAIT: Duration = Duration::from_secs(1);
 
-/// A cgroup v2 leaf for the child's tree, with the directory fd `CLONE_INTO_CGROUP` wants.
+/// A cgroup v2 leaf for the child's tree, with the directory fd `CLONE_INTO_CGROUP` wants and
+/// its cgroup.events held open (read, never awaited: its notification is rate-limited).
 pub(super) struct CgroupLeaf {
     leaf: Leaf,
     pub(super) dir_fd: OwnedFd,
+    events: Events,
 }
 
 impl CgroupLeaf {
@@ -41,7 +45,8 @@ impl CgroupLeaf {
         let leaf =
             Leaf::create(&base, "supervise").map_err(|e| unavailable("create cgroup leaf", e))?;
         let dir_fd = leaf.dir_fd().map_err(|e| unavailable("open cgroup leaf", e))?;
-        Ok(CgroupLeaf { leaf, dir_fd })
+        let events = leaf.events().map_err(|e| unavailable("open cgroup.events", e))?;
+        Ok(CgroupLeaf { leaf, dir_fd, events })
     }
 
     /// `cgroup.procs` of the leaf opened for writing (the pre-exec fallback).
@@ -119,17 +124,17 @@ impl Kernel {
         }
     }
 
-    /// After the main child exited (still unreaped): kill what is left of its tree.
+    /// After the main child exited (still unreaped): kill what is left of its tree. It does not
+    /// wait for the tree to die: the child is reaped right after, and the orphans are reaped
+    /// while they die (`settle`, after the report), as a raw cgroup.kill + wait loop would.
     pub(super) fn sweep(&mut self) {
         match self.tree {
             Tree::Group => self.signal(Target::Group, Signal::SIGKILL),
             Tree::Cgroup => {
-                let deadline = Instant::now() + SWEEP_WAIT;
-                if let Some(cg) = &self.cgroup {
-                    let r = cg.kill(deadline).and_then(|()| cg.leaf.remove(deadline));
-                    if let Err(e) = r {
-                        self.warnings.push(format!("cgroup sweep: {e}"));
-                    }
+                if let Some(cg) = &self.cgroup
+                    && let Err(e) = cg.kill(Instant::now() + SWEEP_WAIT)
+                {
+                    self.warnings.push(format!("cgroup sweep: {e}"));
                 }
             }
             // The kernel killed the namespace when its init (our child) exited.
@@ -171,6 +176,78 @@ impl Kernel {
         if let Some(cg) = self.cgroup.take() {
             self.warnings.push(format!("cgroup {} left in place", cg.leaf.path().display()));
             std::mem::forget(cg.leaf);
+        }
+    }
+
+    /// After the main child was reaped: whether the rest of its tree is still there. `None`
+    /// for a tree with nothing to wait for (no containment; a PID namespace, whose init does
+    /// not finish exiting before every process in it is gone; an abandoned leaf).
+    ///
+    /// * cgroup: the leaf is populated, read from cgroup.events now (a process leaves its
+    ///   cgroup as it exits, a moment before it is a zombie). Unreadable: a warning and `None`,
+    ///   and the removal's bounded wait decides.
+    /// * group: the group still has a member, `kill(-pgid, 0)`, which sends nothing. A member,
+    ///   even a zombie, keeps the pgid's number allocated, so `ESRCH` means every member was
+    ///   reaped. Once they are, a new process could take the number and lead a group of that
+    ///   id: then this says "alive" for a stranger and only the caller's bound ends the wait;
+    ///   no signal is ever sent on it.
+    pub(super) fn tree_alive(&mut self) -> Option<bool> {
+        if !self.reaped {
+            // Given up on (unkillable): nothing more is waited for.
+            return None;
+        }
+        match self.tree {
+            Tree::Cgroup => match self.cgroup.as_ref()?.events.populated() {
+                Ok(p) => Some(p),
+                Err(e) => {
+                    self.warnings.push(format!("cgroup sweep: {e}"));
+                    None
+                }
+            },
+            Tree::Group => {
+                let pgid = rustix::process::Pid::from_raw(self.pid)?;
+                Some(rustix::process::test_kill_process_group(pgid) != Err(rustix::io::Errno::SRCH))
+            }
+            Tree::ChildOnly | Tree::PidNamespace => None,
+        }
+    }
+
+    /// Removes the leaf: at once when it is empty, else after waiting (by pidfd, until
+    /// `deadline`) for what is inside to exit. A leaf that does not empty in time is left in
+    /// place with a warning rather than waited for again on drop.
+    pub(super) fn remove_leaf(&mut self, deadline: Instant) {
+        let Some(cg) = self.cgroup.as_ref() else { return };
+        if let Err(e) = cg.leaf.remove(deadline) {
+            self.warnings.push(format!("cgroup sweep: {e}"));
+            self.abandon();
+        }
+    }
+
+    /// The handle is being dropped before the supervision ended: SIGKILL the child (by pidfd)
+    /// and its tree (the group while the leader is unreaped, or cgroup.kill), then reap the
+    /// child, waiting for its exit at most `bound`. The leaf's own drop removes it.
+    pub(super) fn abort(&mut self, bound: Duration) {
+        if self.reaped {
+            return;
+        }
+        let kill = rustix::process::Signal::KILL;
+        let _ = rustix::process::pidfd_send_signal(self.pidfd.as_fd(), kill);
+        if self.tree == Tree::Group
+            && let Some(pgid) = rustix::process::Pid::from_raw(self.pid)
+        {
+            let _ = rustix::process::kill_process_group(pgid, kill);
+        }
+        if let Some(cg) = &self.cgroup {
+            let _ = cg.kill(Instant::now() + bound);
+        }
+        let mut fds = [rustix::event::PollFd::new(&self.pidfd, rustix::event::PollFlags::IN)];
+        let timeout = rustix::time::Timespec::try_from(bound).unwrap_or_default();
+        let _ = rustix::event::poll(&mut fds, Some(&timeout));
+        let flags = WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG;
+        if let Ok(status) = waitid(Id::PIDFd(self.pidfd.as_fd()), flags)
+            && status != nix::sys::wait::WaitStatus::StillAlive
+        {
+            self.reaped = true;
         }
     }
 }

@@ -1,0 +1,10 @@
+//! Passes the target triple to the benches: the whole-process bench looks for the static
+//! `supervise` under `<target dir>/<triple>/release/`, where
+//! `cargo build --release --target <triple>` puts it.
+
+fn main() {
+    if let Ok(triple) = std::env::var("TARGET") {
+        println!("cargo:rustc-env=RACELAB_TARGET_TRIPLE={triple}");
+    }
+    println!("cargo:rerun-if-changed=build.rs");
+}
