@@ -167,7 +167,20 @@ pub(crate) fn setup_and_run(
     }
     let deadline = start + args.spec.deadline;
     let drain = capture.as_mut().map(|(fd, text)| (&*fd, &mut **text));
-    let (msg, fate, overran) = supervise(&forked.pidfd, &rd, deadline, drain)?;
+    let (msg, fate, overran) = match supervise(&forked.pidfd, &rd, deadline, drain) {
+        Ok(r) => r,
+        Err(e) => {
+            // A runner server lives on after this run: PID 1 (and its namespace with it) must
+            // not outlive a failed supervision. A single-use runner would take it down by
+            // pdeathsig when it exits; a server must do it itself, and reap it (bounded).
+            let _ =
+                rustix::process::pidfd_send_signal(&forked.pidfd, rustix::process::Signal::KILL);
+            if poll_readable(forked.pidfd.as_fd(), KILL_GRACE).unwrap_or(false) {
+                let _ = try_reap(forked.pidfd.as_fd());
+            }
+            return Err(e);
+        }
+    };
     let elapsed = start.elapsed().as_nanos() as u64;
     if let Some(leaf) = leaf
         && let Err(e) = leaf.kill_and_remove(Instant::now() + KILL_GRACE)

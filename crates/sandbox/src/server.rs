@@ -144,7 +144,9 @@ impl Server {
         interpret(served.stdout, served.stderr, status, start, spec)
     }
 
-    /// The server's pid (a child of the caller, unreaped while the `Server` lives).
+    /// The server's pid, for display and /proc. It names the server only until the server is
+    /// reaped: a `Server` whose `run` failed has been killed and reaped, and the number may
+    /// have been reused since. Never signal it after a failed `run`.
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
@@ -227,6 +229,12 @@ pub(crate) fn serve(scenarios: Scenarios<'_>) -> ! {
 /// Otherwise it forks a runner that runs `request` as `__run <request>` would (the fork, not
 /// the server, unshares a user namespace), and collects it.
 fn serve_one(request: &str, scenarios: Scenarios<'_>) -> Served {
+    // A PID 1 that could not be reaped in time by an earlier run (a task frozen in D state
+    // delays its namespace's end) is a zombie child of the server by now: collect it. The
+    // server has no other children between runs, so nothing else can be taken here.
+    while let Ok(Some(_)) =
+        rustix::process::waitid(WaitId::All, WaitIdOptions::EXITED | WaitIdOptions::NOHANG)
+    {}
     let refused = |error: String| Served {
         stdout: serde_json::to_string(&Report::SetupFailed { error }).unwrap_or_default(),
         stderr: String::new(),

@@ -231,6 +231,21 @@ pub fn run(config: &Config, program: &OsStr, args: &[OsString]) -> Result<Report
 /// other contracts of [`run`] hold from `start` to the end of `wait`: no other code in the
 /// process waits for children, and SIGCHLD's disposition is `SIG_DFL`.
 ///
+/// # Time only moves in `wait`
+///
+/// Between `start` and `wait` nothing runs on the supervisor's behalf: the timeout, the grace
+/// period and the bounded waits after SIGKILL are deadlines that `wait` acts on. A program that
+/// calls `stop` and then does other work before `wait` delays the escalation by that much; the
+/// bound "a stop ends within grace + 2 x kill_wait" counts from the later of `stop` and `wait`.
+///
+/// # Other children of the process
+///
+/// With `subreaper` (or as PID 1) the supervisor reaps every zombie child of the process, up
+/// to a bounded settle step after the report: that is its job as a reaper. A process that
+/// embeds it that way must not have children of its own while a `Supervisor` lives (their
+/// statuses would be taken and their PIDs freed while the program still holds the numbers).
+/// Without `subreaper` only the main child is ever waited for, by pidfd.
+///
 /// ```compile_fail
 /// fn movable_to_another_thread<T: Send>() {}
 /// movable_to_another_thread::<racelab_supervisor::Supervisor>(); // error: not Send

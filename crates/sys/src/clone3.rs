@@ -54,7 +54,10 @@ pub fn clone3_run<F: FnOnce() -> i32>(set_tid: Option<i32>, f: F) -> io::Result<
 /// `unshare(CLONE_NEWPID)`, it does not change the caller's namespace for later children.
 ///
 /// Needs `CAP_SYS_ADMIN` over the caller's user namespace. Refuses (nothing created) when the
-/// process has more than one thread.
+/// process has more than one thread. Like [`clone3_run`], the child keeps glibc's cached
+/// thread id of the caller (a raw `clone3` cannot refresh it): Rust's std does not read it, but
+/// the closure must not rely on glibc features that do (robust or priority-inheriting mutexes,
+/// `pthread_kill` of itself).
 pub fn clone3_run_in<F: FnOnce() -> i32>(
     namespaces: nix::sched::CloneFlags,
     f: F,

@@ -20,7 +20,9 @@
 //! Everything the child runs between the clone and `execvp` is async-signal-safe (the caller may
 //! be multi-threaded): plain syscalls on memory prepared by the parent, no allocation, no lock.
 //! In the vfork style the child shares the parent's memory, so it also writes nothing but its
-//! own stack and the failure record the parent reads after the child is gone or has exec'd.
+//! own stack, the failure record the parent reads after the child is gone or has exec'd, and
+//! `errno` (the parent thread's TLS slot: harmless, the parent is suspended until then and
+//! reads nothing from it).
 
 use std::ffi::{CStr, CString};
 use std::io;
@@ -211,14 +213,20 @@ fn spawn_vforked(
     let mut pidfd: libc::c_int = -1;
 
     // Every signal blocked across the clone: the child runs on our memory, and a handler of
-    // ours must never run in it. The child resets handlers to SIG_DFL before it unblocks.
-    // SAFETY: sigfillset/pthread_sigmask on local sigset_t values.
-    let old_mask = unsafe {
-        let mut all: libc::sigset_t = std::mem::zeroed();
-        let mut old: libc::sigset_t = std::mem::zeroed();
-        libc::sigfillset(&mut all);
-        libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
-        old
+    // ours must never run in it. The child resets handlers to SIG_DFL before it unblocks. Raw
+    // rt_sigprocmask, as glibc's posix_spawn does: glibc's pthread_sigmask would leave its
+    // internal signals 32 and 33 open.
+    let all: u64 = !0;
+    let mut old_mask: u64 = 0;
+    // SAFETY: rt_sigprocmask with 8-byte kernel sigsets, both local and live for the call.
+    unsafe {
+        libc::syscall(
+            libc::SYS_rt_sigprocmask,
+            libc::SIG_SETMASK,
+            &all as *const u64,
+            &mut old_mask as *mut u64,
+            8usize,
+        )
     };
     // SAFETY: `vfork_child` runs on the fresh stack `top` with `shared` as its argument and never
     // returns (exec or _exit). CLONE_VFORK suspends this thread until then, so `shared`, `req`,
@@ -234,8 +242,16 @@ fn spawn_vforked(
         )
     };
     let clone_err = (ret < 0).then(io::Error::last_os_error);
-    // SAFETY: restores the mask saved above.
-    unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &old_mask, std::ptr::null_mut()) };
+    // SAFETY: restores the mask saved above (same raw call, same sizes).
+    unsafe {
+        libc::syscall(
+            libc::SYS_rt_sigprocmask,
+            libc::SIG_SETMASK,
+            &old_mask as *const u64,
+            std::ptr::null_mut::<u64>(),
+            8usize,
+        )
+    };
     unmap(base);
     if let Some(e) = clone_err {
         return Err(SpawnError::Clone(e));
@@ -305,7 +321,7 @@ fn spawn_forked(
     };
     // SAFETY: clone3 without CLONE_VM behaves like fork: the child gets a copy-on-write copy of
     // this address space (so `args`, `argv`, `req` stay valid in it) and returns here with 0.
-    // The child only runs `child_after_clone`, which makes async-signal-safe syscalls and never
+    // The child only runs `child_after_fork`, which makes async-signal-safe syscalls and never
     // returns. `args` is a correctly sized clone_args that lives across the call.
     let ret = unsafe {
         libc::syscall(libc::SYS_clone3, &args as *const CloneArgs, std::mem::size_of::<CloneArgs>())
@@ -357,7 +373,7 @@ fn fork_fallback(
     err_fd: RawFd,
     parent_pid: i32,
 ) -> Result<(i32, OwnedFd), SpawnError> {
-    // SAFETY: the child branch only runs `child_after_clone` (async-signal-safe, never returns).
+    // SAFETY: the child branch only runs `child_after_fork` (async-signal-safe, never returns).
     let pid = unsafe { libc::fork() };
     if pid == 0 {
         child_after_fork(req, argv, err_fd, parent_pid);
@@ -395,7 +411,8 @@ fn child_after_fork(
 
 /// Runs in the child between clone and exec: placement, dispositions, mask, `execvp`. Returns
 /// only on failure, with the failed step (an index in [`STEPS`]) and errno. Async-signal-safe,
-/// no allocation, writes nothing outside its own stack frame (the vfork child shares memory).
+/// no allocation, writes nothing outside its own stack frame but `errno` (in a vfork child, the
+/// suspended parent thread's slot).
 ///
 /// `vforked`: the child runs on the parent's memory with every signal blocked (see
 /// `spawn_vforked`), so every caught signal is reset to `SIG_DFL` before the mask opens: a
@@ -406,7 +423,8 @@ fn child_pre_exec(
     parent_pid: i32,
     vforked: bool,
 ) -> (u8, i32) {
-    // SAFETY: `__errno_location` is the thread's errno slot, valid in the child.
+    // SAFETY: `__errno_location` is the errno slot of the TLS the child runs on (its own after
+    // fork; the suspended parent thread's in a vfork child), valid and readable.
     let errno = || unsafe { *libc::__errno_location() };
     // SAFETY: each call is a plain async-signal-safe syscall on values prepared by
     // the parent before clone; no allocation, no lock, no unwinding.

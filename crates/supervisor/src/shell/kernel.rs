@@ -120,7 +120,14 @@ impl Kernel {
         if let Some(cg) = &self.cgroup
             && let Err(e) = cg.kill(Instant::now() + SWEEP_WAIT)
         {
-            self.warnings.push(format!("cgroup.kill: {e}"));
+            self.warnings.push(format!("cgroup.kill: {e}; SIGKILL to the child by pidfd instead"));
+            // A failed tree kill must not leave the child unsignalled (a SIGKILL stop in a
+            // cgroup starts with this action alone): its end would then be reported as
+            // unkillable when nothing was ever sent. By pidfd, so never to a recycled PID.
+            if !self.reaped {
+                let kill = rustix::process::Signal::KILL;
+                let _ = rustix::process::pidfd_send_signal(self.pidfd.as_fd(), kill);
+            }
         }
     }
 
