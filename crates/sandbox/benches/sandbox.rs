@@ -85,8 +85,8 @@ fn summary() {
         .collect();
     served.sort_unstable();
     eprintln!(
-        "the same through a runner server (a fork per run, no exec), 200 runs: Server::run() \
-         start to verdict {:.1} / {:.1}\n",
+        "the same through a runner server (one exec, then a clone of PID 1 per run), 200 runs: \
+         Server::run() start to verdict {:.1} / {:.1}\n",
         pct(&served, 0.5),
         pct(&served, 0.99)
     );
