@@ -223,13 +223,24 @@ pub fn reference(helper: &Helper, size: usize, containment: Containment) -> io::
     let report = sup.wait();
     let rest = reap_all()?;
     let t1 = now_ns();
+    reference_done(report, rest, size, t1 - t0)
+}
+
+/// Checks a reference run's report (a real status, no warning) and that the whole tree was
+/// reaped: the main child, the orphans `wait` reaped, and the `rest` the bench reaped after.
+fn reference_done(
+    report: Result<racelab_supervisor::Report, racelab_supervisor::SupervisorError>,
+    rest: usize,
+    size: usize,
+    latency_ns: u64,
+) -> io::Result<Duration> {
     let report = report.map_err(|e| io::Error::other(e.to_string()))?;
     if report.status.is_none() || !report.warnings.is_empty() {
         return Err(io::Error::other(format!("reference: unexpected report {report:?}")));
     }
     let reaped = 1 + report.orphans_reaped as usize + rest;
     expect_reaped("reference", reaped, size)?;
-    Ok(Duration::from_nanos(t1 - t0))
+    Ok(Duration::from_nanos(latency_ns))
 }
 
 /// The reference supervisor's stop through a signal, as `supervise` gets it from outside: the
@@ -263,11 +274,5 @@ pub fn reference_via_sigterm(
     let t1 = now_ns();
     ready.close_write();
     let t0 = requester.join().map_err(|_| io::Error::other("stop requester panicked"))??;
-    let report = report.map_err(|e| io::Error::other(e.to_string()))?;
-    if report.status.is_none() || !report.warnings.is_empty() {
-        return Err(io::Error::other(format!("reference: unexpected report {report:?}")));
-    }
-    let reaped = 1 + report.orphans_reaped as usize + rest;
-    expect_reaped("reference", reaped, size)?;
-    Ok(Duration::from_nanos(t1 - t0))
+    reference_done(report, rest, size, t1 - t0)
 }
