@@ -139,7 +139,7 @@ impl Replayer {
         schedule: Option<&str>,
     ) -> ReplayOutput {
         let (input, spec) = request(race, design, schedule);
-        let server = match self.server.take() {
+        let mut server = match self.server.take() {
             Some(s) => s,
             None => {
                 let cmd = as_user(racelab_sandbox::Server::command(&self.runner), self.user);
@@ -149,7 +149,6 @@ impl Replayer {
                 }
             }
         };
-        let mut server = server;
         let result = server.run(scenario::SCENARIO, &input, &spec);
         if result.is_ok() {
             self.server = Some(server);

@@ -61,6 +61,7 @@ mod caps;
 mod error;
 mod init;
 mod proc;
+mod ready;
 mod recycle;
 mod runner;
 mod server;
@@ -74,6 +75,7 @@ pub use caps::{Capabilities, Capability, gc_stale_leaves};
 pub use error::{ErrorKind, SandboxError};
 pub use init::{Init, Reaped, now_ns};
 pub use proc::{Child, Fate};
+pub use ready::ReadyFifo;
 pub use recycle::{Mechanism, NS_LAST_PID_ATTEMPTS, Victim};
 pub use runner::{
     EXIT_PARENT_GONE, EXIT_SETUP, PROBE_SCENARIO, Scenarios, WORKLOAD_MODE, runner_main,

@@ -322,24 +322,20 @@ fn sigkill_of_a_server_mid_run_leaves_no_process_behind() {
     }
     let mut server = Server::start(Server::command(runner())).unwrap();
     let pid = server.pid() as i32;
+    let ready = racelab_sandbox::ReadyFifo::new().unwrap();
+    let input = json!({"children": 3, "ready": ready.path()});
     let spec = Spec::with_deadline(Duration::from_secs(30));
     let run = std::thread::spawn(move || {
-        let r = server.run("hang", &json!({"children": 3}), &spec);
+        let r = server.run("hang", &input, &spec);
         (server, r)
     });
-    // The server, PID 1 and its three children (plus a forked runner between the server and
-    // PID 1 when the run needs a user namespace, i.e. for a normal user): watched on /proc
-    // (ground truth, bounded), since the run's stderr goes to the server.
+    // The scenario says ready on the FIFO once its children exist (its stderr goes to the
+    // server, not to us). Then: the server, PID 1 and its three children, plus a forked runner
+    // between the server and PID 1 when the run needs a user namespace (a normal user).
+    ready.wait(Duration::from_secs(5)).expect("the run never built its tree");
+    let tree = tree_pidfds(pid);
     let size = if rustix::process::geteuid().is_root() { 5 } else { 6 };
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let tree = loop {
-        let tree = tree_pidfds(pid);
-        if tree.len() == size {
-            break tree;
-        }
-        assert!(Instant::now() < deadline, "the run never built its tree: {}", tree.len());
-        std::thread::yield_now();
-    };
+    assert_eq!(tree.len(), size, "the server's tree");
     // The server is our unreaped child (the `Server` reaps it only when told it died).
     rustix::process::kill_process(
         rustix::process::Pid::from_raw(pid).unwrap(),

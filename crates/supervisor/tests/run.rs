@@ -117,17 +117,12 @@ fn a_stop_request_escalates_to_sigkill_after_the_grace() {
         containment: Containment::None,
         ..Config::default()
     };
-    // The file appears once SIGTERM is ignored; exec keeps it one process.
-    let dir = tempfile::tempdir().expect("tempdir");
-    let ready = dir.path().join("ready");
-    let script = format!("trap '' TERM; : > {}; exec sleep 60", ready.display());
+    // Ready once SIGTERM is ignored; exec keeps it one process.
+    let ready = racelab_sandbox::ReadyFifo::new().expect("fifo");
+    let script = format!("trap '' TERM; echo ready > {}; exec sleep 60", ready.path().display());
     let args = [OsString::from("-c"), OsString::from(script)];
     let mut sup = Supervisor::start(&config, OsStr::new("/bin/sh"), &args).expect("start");
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !ready.exists() {
-        assert!(Instant::now() < deadline, "the child never got ready");
-        std::thread::sleep(Duration::from_millis(1));
-    }
+    ready.wait(Duration::from_secs(5)).expect("the child never got ready");
     sup.stop();
     let r = sup.wait().expect("wait");
     assert_eq!(r.reason, StopReason::ForcedKill, "{r:?}");

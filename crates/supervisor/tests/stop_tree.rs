@@ -42,21 +42,18 @@ fn a_stopped_tree_is_killed_and_reaped_by_wait_and_its_leaf_removed() {
         ]);
     }
     for (containment, stop_signal) in cases {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let ready = dir.path().join("ready");
+        let ready = racelab_sandbox::ReadyFifo::new().expect("fifo");
         // sh leads; the sleepers would outlive sh's death. Only a cgroup catches one that
         // leaves the session (and so the group).
         let escape = if containment == Containment::Cgroup { "setsid sleep 100 &" } else { "" };
-        let script =
-            format!("sleep 100 & sleep 100 & sleep 100 & {escape} : > {}; wait", ready.display());
+        let script = format!(
+            "sleep 100 & sleep 100 & sleep 100 & {escape} echo ready > {}; wait",
+            ready.path().display()
+        );
         let config = Config { containment, subreaper: true, stop_signal, ..Config::default() };
         let args = [OsString::from("-c"), OsString::from(script)];
         let mut sup = Supervisor::start(&config, OsStr::new("/bin/sh"), &args).expect("start");
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while !ready.exists() {
-            assert!(Instant::now() < deadline, "the tree never got ready");
-            std::thread::sleep(Duration::from_millis(1));
-        }
+        ready.wait(Duration::from_secs(5)).expect("the tree never got ready");
         let t = Instant::now();
         sup.stop();
         let r = sup.wait().expect("wait");

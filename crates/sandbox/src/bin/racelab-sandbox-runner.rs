@@ -3,8 +3,8 @@
 //! - `whoami` -> pid, ppid, uid, gid in the namespace, host pid of PID 1, user namespace or not
 //! - `recycle` {mechanism, count} -> fork+reap+recycle+verify+kill `count` times: hits, misses
 //! - `canary` {pid} -> force `pid` inside, `kill(pid, SIGKILL)` by number, report what died
-//! - `hang` {children} -> fork that many blocked children, say "hang: ready" on stderr, never
-//!   return (tests Overran)
+//! - `hang` {children, ready?} -> fork that many blocked children, say "hang: ready" on stderr
+//!   (and on the FIFO `ready` names, if any), never return (tests Overran)
 //! - `forcing-bench` {iterations, only?} -> per-iteration ns of a plain fork and of forcing a PID
 //!   with each mechanism (creation alone, and creation + exit + reap), measured in one run
 //! - `noop` -> null (the bench's start-to-verdict cost)
@@ -94,6 +94,10 @@ fn hang(input: &Value, init: &mut Init) -> Result<Value, String> {
     }
     // One write(2): the runner announces on the same stderr concurrently.
     let _ = std::io::Write::write_all(&mut std::io::stderr(), b"hang: ready\n");
+    if let Some(path) = input["ready"].as_str() {
+        racelab_sandbox::ReadyFifo::signal(std::path::Path::new(path))
+            .map_err(|e| e.to_string())?;
+    }
     loop {
         nix::unistd::pause();
     }
