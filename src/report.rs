@@ -68,9 +68,9 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> ReportError + '_ {
 }
 
 /// The commands that produce the data and the page.
-const COMMANDS: &str = r#"cargo build --release -p racelab --no-default-features --bin supervise
+const COMMANDS: &str = r#"cargo build --release -p racelab-supervise
 RUSTFLAGS="-C target-feature=+crt-static" cargo build --release \
-    --target "$(rustc -vV | sed -n 's/^host: //p')" -p racelab --no-default-features --bin supervise
+    --target "$(rustc -vV | sed -n 's/^host: //p')" -p racelab-supervise
 cargo build --release -p racelab-legacy --bin racelab-legacy-wrapper
 cargo bench -p racelab-benches
 cargo build --release -p races

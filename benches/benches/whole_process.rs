@@ -5,15 +5,14 @@
 //!
 //! On a small VM, starting a process is mostly page faults (a file-backed fault costs about
 //! 20 µs here, an anonymous one about 2.5 µs), so a static binary, which maps no shared
-//! libraries and runs no dynamic loader, starts faster. Both `supervise` builds are the root
-//! package's binary without the `lab` feature (its hook points compile to nothing), built
-//! beforehand:
+//! libraries and runs no dynamic loader, starts faster. Both `supervise` builds are the
+//! `racelab-supervise` package's binary (it never carries hook code), built beforehand:
 //!
-//! * dynamic: `cargo build --release -p racelab --no-default-features --bin supervise`, looked
-//!   up in `$RACELAB_SUPERVISE`, else `<target>/release/supervise`;
+//! * dynamic: `cargo build --release -p racelab-supervise` (or any workspace release build),
+//!   looked up in `$RACELAB_SUPERVISE`, else `<target>/release/supervise`;
 //! * static (the recommended deployment): `RUSTFLAGS="-C target-feature=+crt-static"
-//!   cargo build --release --target <host triple> -p racelab --no-default-features --bin
-//!   supervise` (the `--target` keeps the flag away from proc-macros), looked up in
+//!   cargo build --release --target <host triple> -p racelab-supervise` (the `--target` keeps
+//!   the flag away from proc-macros), looked up in
 //!   `$RACELAB_SUPERVISE_STATIC`, else `<target>/<host triple>/release/supervise`.
 //!
 //! A missing binary or tini is a named skip (a failure under `RACELAB_STRICT=1`).
@@ -90,8 +89,8 @@ fn main() {
             id: "supervise_true",
             program: dynamic,
             args: &["--"],
-            missing: "no dynamic supervise binary: run `cargo build --release -p racelab \
-                      --no-default-features --bin supervise` first (or set RACELAB_SUPERVISE)"
+            missing: "no dynamic supervise binary: run `cargo build --release -p \
+                      racelab-supervise` first (or set RACELAB_SUPERVISE)"
                 .into(),
         },
         Peer {
@@ -100,8 +99,8 @@ fn main() {
             args: &["--"],
             missing: format!(
                 "no static supervise binary: run `RUSTFLAGS=\"-C target-feature=+crt-static\" \
-                 cargo build --release --target {TRIPLE} -p racelab --no-default-features \
-                 --bin supervise` first (or set RACELAB_SUPERVISE_STATIC)"
+                 cargo build --release --target {TRIPLE} -p racelab-supervise` first (or set \
+                 RACELAB_SUPERVISE_STATIC)"
             ),
         },
     ];

@@ -8,7 +8,7 @@
 
 use crate::catalog::{DesignId, Setup, Stop};
 use racelab_legacy::{RunOptions, StopReason as PianoReason, piano};
-use racelab_supervisor as reference;
+use racelab_supervisor_lab as reference;
 use serde::{Deserialize, Serialize};
 use std::ffi::OsString;
 use std::path::Path;

@@ -12,14 +12,30 @@ pub fn file_name(race: &Race) -> String {
     format!("{}-{}.md", race.id, race.slug)
 }
 
+/// Whether `subject` (a point name, `#n` for a later occurrence) is one of `points`.
+fn is_point(subject: &str, points: &[&str]) -> bool {
+    let name = subject.split('#').next().unwrap_or(subject);
+    points.contains(&name)
+}
+
 /// The timeline drawn on a page: the design's points and the lab's notes, without the child's
-/// per-orphan chatter (Z1 makes fifty).
-fn timeline(trace: &Trace) -> String {
+/// per-orphan chatter (Z1 makes fifty) and without the points the catalog calls optional for
+/// this design (passed or not depending on timing alone: drawing them would change the page
+/// from one generation to the next).
+fn timeline(trace: &Trace, optional: &[&str]) -> String {
     let mut t = trace.clone();
     t.events.retain(|e| {
-        !(e.kind == EventKind::Note && e.actor == "child" && e.detail.starts_with("orphan "))
+        let chatter =
+            e.kind == EventKind::Note && e.actor == "child" && e.detail.starts_with("orphan ");
+        let optional_point = e.kind != EventKind::Note && is_point(&e.subject, optional);
+        !(chatter || optional_point)
     });
     t.to_mermaid()
+}
+
+/// The points of `race` that are optional for `design`.
+fn optional_for(race: &Race, design: DesignId) -> Vec<&'static str> {
+    race.optional.iter().filter(|(d, _)| *d == design).map(|(_, p)| *p).collect()
 }
 
 /// Renders the page of `race` from one replay per design.
@@ -42,15 +58,32 @@ pub fn page(race: &Race, runs: &[(DesignId, ReplayOutput)]) -> String {
     for (design, out) in runs {
         writeln!(s, "\n## Against `{}`\n", design.name()).ok();
         writeln!(s, "Replay it: `racelab replay {} --design {}`\n", race.id, design.name()).ok();
+        let optional = optional_for(race, *design);
+        if !optional.is_empty() {
+            let names: Vec<String> = optional.iter().map(|p| format!("`{p}`")).collect();
+            writeln!(
+                s,
+                "Not drawn: {}, which this design passes or not depending on timing alone.\n",
+                names.join(", ")
+            )
+            .ok();
+        }
         if let crate::verdict::Verdict::Reproduced { violations } = &out.verdict {
             for v in violations {
                 writeln!(s, "- violated {}: {}", v.invariant, v.evidence).ok();
             }
             s.push('\n');
         }
-        writeln!(s, "```mermaid\n{}```", timeline(&out.trace)).ok();
+        writeln!(s, "```mermaid\n{}```", timeline(&out.trace, &optional)).ok();
     }
     s
+}
+
+/// Whether a freshly generated page says what the committed one says (see [`normalize`]):
+/// `racelab docs` then keeps the committed bytes, so regenerating the pages changes nothing
+/// unless what they assert changed.
+pub fn same_page(committed: &str, fresh: &str) -> bool {
+    normalize(committed) == normalize(fresh)
 }
 
 /// A page reduced to what must match between the committed copy and a fresh generation:

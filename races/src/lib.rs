@@ -45,11 +45,13 @@
 pub mod catalog;
 pub mod design;
 pub mod docs;
+pub mod junit;
 pub mod link;
 pub mod matrix;
 pub mod oracle;
 pub mod runner;
 pub mod scenario;
+pub mod schema;
 pub mod verdict;
 pub mod workload;
 
@@ -217,24 +219,43 @@ fn answer(
     }
 }
 
-/// Runs a plan: every (race, design) cell `repeat` times.
-pub fn run_plan(runner: &Path, plan: &ReplayPlan) -> PlanReport {
+/// The cells a plan runs, in catalog order: (race, design, what the race expects of it).
+pub fn plan_cells(plan: &ReplayPlan) -> Vec<(&'static Race, DesignId, verdict::Expect)> {
     let races: Vec<&'static Race> =
         if plan.races.is_empty() { catalog::CATALOG.iter().collect() } else { plan.races.clone() };
+    let mut cells = Vec::new();
+    for race in races {
+        for &(design, expect) in race.designs {
+            if plan.designs.is_empty() || plan.designs.contains(&design) {
+                cells.push((race, design, expect));
+            }
+        }
+    }
+    cells
+}
+
+/// Runs a plan: every (race, design) cell `repeat` times.
+pub fn run_plan(runner: &Path, plan: &ReplayPlan) -> PlanReport {
+    run_plan_with(runner, plan, &mut |_, _| {})
+}
+
+/// Like [`run_plan`], calling `progress(cell, replay)` after every replay (for a progress bar).
+pub fn run_plan_with(
+    runner: &Path,
+    plan: &ReplayPlan,
+    progress: &mut dyn FnMut(&matrix::Cell, &ReplayOutput),
+) -> PlanReport {
     let schedule = plan.schedule.as_ref().map(|s| s.to_string());
     let mut replayer = Replayer::new(runner, RunAs::Caller);
     let mut report = PlanReport::default();
-    for race in races {
-        for &(design, expect) in race.designs {
-            if !plan.designs.is_empty() && !plan.designs.contains(&design) {
-                continue;
-            }
-            let mut cell = matrix::Cell::new(race, design, expect, schedule.clone());
-            for _ in 0..plan.repeat.max(1) {
-                cell.add(replayer.replay(race, design, schedule.as_deref()));
-            }
-            report.cells.push(cell);
+    for (race, design, expect) in plan_cells(plan) {
+        let mut cell = matrix::Cell::new(race, design, expect, schedule.clone());
+        for _ in 0..plan.repeat.max(1) {
+            let out = replayer.replay(race, design, schedule.as_deref());
+            progress(&cell, &out);
+            cell.add(out);
         }
+        report.cells.push(cell);
     }
     report
 }

@@ -1,9 +1,9 @@
-//! The verdict matrix (race x design) and its renderings: text, JSON, Mermaid.
+//! The verdict matrix (race x design) and its renderings: text, JSON (docs/json.md), JUnit XML,
+//! Mermaid.
 
 use crate::catalog::{DesignId, Race};
 use crate::scenario::ReplayOutput;
 use crate::verdict::{Expect, Verdict};
-use serde::Serialize;
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
@@ -12,14 +12,16 @@ use std::fmt::Write;
 pub enum Format {
     /// The matrix and each cell's timeline, as text.
     Text,
-    /// Every replay's output, as JSON.
+    /// The versioned summary document of docs/json.md ([`crate::schema::ReplayDocument`]).
     Json,
+    /// A JUnit XML report, one test case per cell ([`crate::junit`]).
+    Junit,
     /// Each cell's timeline as a Mermaid sequence diagram.
     Mermaid,
 }
 
 /// All replays of one race against one design.
-#[derive(Debug, Serialize)]
+#[derive(Debug)]
 pub struct Cell {
     /// The race.
     pub race: &'static Race,
@@ -88,8 +90,21 @@ impl Cell {
     }
 }
 
+/// What the columns of the matrix and of a timeline mean: printed above the text report.
+pub const LEGEND: &str = "\
+matrix: `expected` is what the catalog demands of the design (reproduce = the legacy design must
+break these invariants in every replay; prevent = no replay may break any); `result` counts the
+verdicts over the replays, with the invariants the first replay broke; `median` is one replay's
+wall time inside its sandbox; `ok` says whether every replay met the expectation.
+timeline: time since the first event | pid/tid inside the replay's own PID namespace (1/1 is the
+lab's init, which also speaks for the child and the oracle; 2/2 is the design's main thread) |
+actor (the part of the design, or lab/child/oracle) | what happened (arrive at a point, park,
+release, action, pass, note) | the point or subject | detail.
+
+";
+
 /// The result of a plan.
-#[derive(Debug, Default, Serialize)]
+#[derive(Debug, Default)]
 pub struct PlanReport {
     /// One cell per (race, design).
     pub cells: Vec<Cell>,
@@ -105,13 +120,20 @@ impl PlanReport {
     pub fn render(&self, format: Format) -> String {
         match format {
             Format::Text => self.text(),
-            Format::Json => serde_json::to_string_pretty(self).unwrap_or_default() + "\n",
+            Format::Json => {
+                let doc = crate::schema::ReplayDocument::from_report(self);
+                serde_json::to_string_pretty(&doc).unwrap_or_default() + "\n"
+            }
+            Format::Junit => crate::junit::render(self),
             Format::Mermaid => self.mermaid(),
         }
     }
 
     fn text(&self) -> String {
         let mut s = String::new();
+        if self.cells.iter().any(|c| !c.runs.is_empty()) {
+            s.push_str(LEGEND);
+        }
         writeln!(
             s,
             "{:5} {:16} {:22} {:32} {:>9}  ok",
@@ -158,6 +180,7 @@ impl PlanReport {
             .ok();
             if let Some(first) = c.runs.first() {
                 writeln!(s, "schedule: {}", first.schedule.replace('\n', "; ")).ok();
+                writeln!(s, "timeline of replay #0:").ok();
                 match &first.verdict {
                     Verdict::Reproduced { violations } => {
                         for v in violations {

@@ -1,57 +1,82 @@
 //! racelab: the lab's command line.
 //!
 //! `racelab` (no arguments) replays the whole catalog against every design and prints the
-//! verdict matrix. `racelab doctor` prints what this machine allows. `racelab list` lists the
-//! races. The binary is also the lab's runner executable: the sandbox re-executes it with a
-//! hidden first argument to run a scenario inside a fresh namespace.
+//! verdict matrix: it is `racelab replay` with every default, from the same clap definition.
+//! `racelab doctor` prints what this machine allows. `racelab list` lists the races. The
+//! binary is also the lab's runner executable: the sandbox re-executes it with a hidden first
+//! argument to run a scenario inside a fresh namespace.
+//!
+//! Exit codes: 0 every cell as expected, 1 a cell was not, 2 a usage error (unknown race or
+//! design, malformed schedule, bad option) or a failure of the lab's own setup.
 #![forbid(unsafe_code)]
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use races::catalog::{self, DesignId};
 use races::{Format, ReplayPlan};
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 #[path = "../report.rs"]
 mod report;
 
 #[derive(Parser)]
-#[command(name = "racelab", version, about = "Deterministic replays of process-lifecycle races")]
+#[command(
+    name = "racelab",
+    version,
+    about = "Deterministic replays of process-lifecycle races",
+    long_about = "Deterministic replays of process-lifecycle races.\n\nWith no subcommand, racelab \
+                  replays the whole catalog against every design and prints the verdict matrix \
+                  (the same as `racelab replay`; replay's options work here too).",
+    args_conflicts_with_subcommands = true
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
+    /// With no subcommand: `racelab replay`'s arguments.
+    #[command(flatten)]
+    replay: ReplayArgs,
 }
 
 #[derive(Subcommand)]
 enum Command {
     /// Print the capabilities this machine offers the lab, and what each missing one skips.
-    Doctor,
+    Doctor {
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = InfoFormat::Text)]
+        format: InfoFormat,
+    },
     /// List the catalogued races with their origin and the designs they run against.
-    List,
-    /// Replay races against designs and print the verdict matrix.
+    List {
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = InfoFormat::Text)]
+        format: InfoFormat,
+    },
+    /// Replay races against designs and print the verdict matrix (the default command).
     Replay(ReplayArgs),
     /// Turn criterion's results (`cargo bench -p racelab-benches`, and the replay bench
     /// `cargo bench -p races --bench replay`) into docs/benchmarks.md and docs/benchmarks.svg.
     Report {
         /// criterion's output directory.
         #[arg(long, default_value = "target/criterion")]
-        criterion: std::path::PathBuf,
+        criterion: PathBuf,
         /// The Markdown report to write.
         #[arg(long, default_value = "docs/benchmarks.md")]
-        out: std::path::PathBuf,
+        out: PathBuf,
         /// The SVG chart to write.
         #[arg(long, default_value = "docs/benchmarks.svg")]
-        svg: std::path::PathBuf,
+        svg: PathBuf,
     },
     /// Regenerate docs/races: one page per race, with timelines from real replays.
     Docs {
         /// The directory to write the pages to.
         #[arg(long, default_value = "docs/races")]
-        out: std::path::PathBuf,
+        out: PathBuf,
     },
 }
 
-#[derive(clap::Args, Default)]
+#[derive(clap::Args)]
 struct ReplayArgs {
     /// Races to replay, by id or name (default: all).
     races: Vec<String>,
@@ -62,25 +87,37 @@ struct ReplayArgs {
     #[arg(long)]
     schedule: Option<String>,
     /// Replays per race and design.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
     repeat: u32,
-    /// Output format.
+    /// Output format: the matrix with timelines (text), the versioned summary of docs/json.md
+    /// (json), a JUnit XML report with one test case per cell (junit), or Mermaid diagrams.
     #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
     format: OutputFormat,
+    /// Write the report to this file (atomically: a reader never sees half a report) instead
+    /// of standard output.
+    #[arg(long, value_name = "PATH")]
+    output: Option<PathBuf>,
 }
 
-#[derive(Clone, Copy, ValueEnum, Default)]
+#[derive(Clone, Copy, ValueEnum)]
 enum OutputFormat {
-    #[default]
     Text,
     Json,
+    Junit,
     Mermaid,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum InfoFormat {
+    Text,
+    Json,
 }
 
 fn main() -> ExitCode {
     // The sandbox re-executes this binary as its runner; that path never returns.
     races::runner::dispatch_if_runner();
 
+    // clap prints usage errors itself and exits 2.
     let cli = Cli::parse();
     match run(cli) {
         Ok(code) => code,
@@ -92,28 +129,31 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    match cli.command.unwrap_or(Command::Replay(ReplayArgs::default())) {
-        Command::Doctor => {
+    match cli.command {
+        None => replay(cli.replay),
+        Some(Command::Replay(args)) => replay(args),
+        Some(Command::Doctor { format }) => {
             let runner = std::env::current_exe().context("cannot find this executable")?;
-            print!("{}", racelab_sandbox::Capabilities::probe(&runner));
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::List => {
-            for race in catalog::CATALOG {
-                let designs: Vec<String> = race
-                    .designs
-                    .iter()
-                    .map(|(d, e)| format!("{} ({})", d.name(), e.label()))
-                    .collect();
-                println!("{:4} {:34} {}", race.id, race.slug, race.title);
-                println!("     origin: {}", race.origin);
-                println!("     designs: {}", designs.join(", "));
+            let caps = racelab_sandbox::Capabilities::probe(&runner);
+            match format {
+                InfoFormat::Text => print!("{caps}"),
+                InfoFormat::Json => {
+                    println!("{}", to_json(&races::schema::DoctorDocument::from_probe(&caps))?)
+                }
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Replay(args) => replay(args),
-        Command::Docs { out } => docs(&out),
-        Command::Report { criterion, out, svg } => {
+        Some(Command::List { format }) => {
+            match format {
+                InfoFormat::Text => list_text(),
+                InfoFormat::Json => {
+                    println!("{}", to_json(&races::schema::ListDocument::catalog())?)
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(Command::Docs { out }) => docs(&out),
+        Some(Command::Report { criterion, out, svg }) => {
             report::write_report(&criterion, &out, &svg)
                 .with_context(|| format!("cannot write the report from {}", criterion.display()))?;
             println!("wrote {} and {}", out.display(), svg.display());
@@ -122,24 +162,55 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn docs(out: &std::path::Path) -> anyhow::Result<ExitCode> {
+fn to_json(doc: &impl serde::Serialize) -> anyhow::Result<String> {
+    serde_json::to_string_pretty(doc).context("cannot serialize the document")
+}
+
+fn list_text() {
+    for race in catalog::CATALOG {
+        let designs: Vec<String> =
+            race.designs.iter().map(|(d, e)| format!("{} ({})", d.name(), e.label())).collect();
+        println!("{:4} {:34} {}", race.id, race.slug, race.title);
+        println!("     origin: {}", race.origin);
+        println!("     designs: {}", designs.join(", "));
+    }
+}
+
+/// Writes `text` to `path` through a sibling file renamed over it: a reader never sees half.
+fn write_atomically(path: &Path, text: &str) -> anyhow::Result<()> {
+    let name = path.file_name().context("the output path has no file name")?;
+    let mut tmp_name = std::ffi::OsString::from(".");
+    tmp_name.push(name);
+    tmp_name.push(format!(".{}.tmp", std::process::id()));
+    let tmp = path.with_file_name(tmp_name);
+    std::fs::write(&tmp, text).with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| {
+        let _ = std::fs::remove_file(&tmp);
+        format!("cannot replace {}", path.display())
+    })
+}
+
+fn docs(out: &Path) -> anyhow::Result<ExitCode> {
     let runner = std::env::current_exe().context("cannot find this executable to run replays")?;
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
     for race in catalog::CATALOG {
         let page = races::race_page(&runner, race);
         let path = out.join(races::docs::file_name(race));
-        // Write a sibling file and rename it over the page: a reader never sees half a page.
-        let tmp = path.with_extension("md.tmp");
-        std::fs::write(&tmp, page).with_context(|| format!("cannot write {}", tmp.display()))?;
-        std::fs::rename(&tmp, &path)
-            .with_context(|| format!("cannot replace {}", path.display()))?;
+        // Pids, times and the order of unrelated events vary between replays: a page is only
+        // rewritten when what it asserts changed, so the pages are byte-stable.
+        if std::fs::read_to_string(&path).is_ok_and(|old| races::docs::same_page(&old, &page)) {
+            println!("unchanged {}", path.display());
+            continue;
+        }
+        write_atomically(&path, &page)?;
         println!("wrote {}", path.display());
     }
     Ok(ExitCode::SUCCESS)
 }
 
-fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
-    let mut plan = ReplayPlan::default();
+/// The plan of `args`, or a usage error naming what was wrong.
+fn plan(args: &ReplayArgs) -> anyhow::Result<ReplayPlan> {
+    let mut plan = ReplayPlan { repeat: args.repeat, ..ReplayPlan::default() };
     for name in &args.races {
         let race = catalog::find(name).with_context(|| {
             format!("unknown race {name:?}; known races: {}", catalog::known_names())
@@ -156,15 +227,76 @@ fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     if let Some(text) = &args.schedule {
         plan.schedule = Some(races::parse_schedule(text).context("malformed --schedule")?);
     }
-    anyhow::ensure!(args.repeat >= 1, "--repeat must be at least 1");
-    plan.repeat = args.repeat;
+    anyhow::ensure!(
+        !races::plan_cells(&plan).is_empty(),
+        "no race of {:?} runs against the designs {:?}",
+        args.races,
+        args.designs
+    );
+    if let Some(path) = &args.output {
+        let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        anyhow::ensure!(
+            dir.is_dir(),
+            "--output {}: no directory {}",
+            path.display(),
+            dir.display()
+        );
+    }
+    Ok(plan)
+}
+
+/// A progress bar on the terminal for long runs; nothing when stdout is not a terminal.
+fn progress_bar(plan: &ReplayPlan) -> Option<indicatif::ProgressBar> {
+    if !std::io::stdout().is_terminal() || !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let total = races::plan_cells(plan).len() as u64 * u64::from(plan.repeat);
+    let bar = indicatif::ProgressBar::new(total);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} replays, eta {eta}  {msg}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    Some(bar)
+}
+
+fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
+    let plan = plan(&args)?;
     let runner = std::env::current_exe().context("cannot find this executable to run replays")?;
     let format = match args.format {
         OutputFormat::Text => Format::Text,
         OutputFormat::Json => Format::Json,
+        OutputFormat::Junit => Format::Junit,
         OutputFormat::Mermaid => Format::Mermaid,
     };
-    let report = races::run_plan(&runner, &plan);
-    print!("{}", report.render(format));
+    let bar = progress_bar(&plan);
+    let mut unexpected = 0u64;
+    let report = races::run_plan_with(&runner, &plan, &mut |cell, out| {
+        if let Some(bar) = &bar {
+            if cell.expect.check(&out.verdict).is_err() {
+                unexpected += 1;
+            }
+            bar.set_message(format!(
+                "{} against {}{}",
+                cell.race.id,
+                cell.design.name(),
+                if unexpected > 0 {
+                    format!(", {unexpected} not as expected")
+                } else {
+                    String::new()
+                }
+            ));
+            bar.inc(1);
+        }
+    });
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    let text = report.render(format);
+    match &args.output {
+        Some(path) => write_atomically(path, &text)?,
+        None => print!("{text}"),
+    }
     Ok(if report.all_as_expected() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }

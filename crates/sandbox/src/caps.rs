@@ -135,21 +135,27 @@ impl Capabilities {
         }
     }
 
-    /// (name, capability) rows in display order.
-    pub fn rows(&self) -> Vec<(&'static str, &Capability)> {
+    /// (stable key, label, capability) in display order: the key is what
+    /// `racelab doctor --format json` names it by.
+    pub fn entries(&self) -> Vec<(&'static str, &'static str, &Capability)> {
         vec![
-            ("root", &self.root),
-            ("pidfd", &self.pidfd),
-            ("user namespaces", &self.user_ns),
-            ("sandbox (pid+mount ns)", &self.sandbox),
-            ("ns_last_pid", &self.ns_last_pid),
-            ("clone3 set_tid", &self.clone3_set_tid),
-            ("child subreaper", &self.child_subreaper),
-            ("cgroup v2", &self.cgroup_v2),
-            ("cgroup v2 writable", &self.cgroup_v2_writable),
-            ("cgroup.kill", &self.cgroup_kill),
-            ("v1 freezer", &self.freezer_v1),
+            ("root", "root", &self.root),
+            ("pidfd", "pidfd", &self.pidfd),
+            ("user_ns", "user namespaces", &self.user_ns),
+            ("sandbox", "sandbox (pid+mount ns)", &self.sandbox),
+            ("ns_last_pid", "ns_last_pid", &self.ns_last_pid),
+            ("clone3_set_tid", "clone3 set_tid", &self.clone3_set_tid),
+            ("child_subreaper", "child subreaper", &self.child_subreaper),
+            ("cgroup_v2", "cgroup v2", &self.cgroup_v2),
+            ("cgroup_v2_writable", "cgroup v2 writable", &self.cgroup_v2_writable),
+            ("cgroup_kill", "cgroup.kill", &self.cgroup_kill),
+            ("freezer_v1", "v1 freezer", &self.freezer_v1),
         ]
+    }
+
+    /// (label, capability) rows in display order.
+    pub fn rows(&self) -> Vec<(&'static str, &Capability)> {
+        self.entries().into_iter().map(|(_, name, c)| (name, c)).collect()
     }
 }
 

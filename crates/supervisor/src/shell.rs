@@ -7,10 +7,10 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::time::{Duration, Instant};
 
+use crate::lab_points::point;
 use nix::sys::signal::{SigSet, SigmaskHow, Signal, pthread_sigmask};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::wait::{Id, WaitPidFlag, WaitStatus, waitid};
-use racelab_hooks::point;
 use racelab_sys::spawn::{Grouping, SpawnError, SpawnRequest, spawn};
 use rustix::event::{PollFd, PollFlags, poll};
 
@@ -82,7 +82,14 @@ impl Session {
         args: &[OsString],
     ) -> Result<Session, SupervisorError> {
         // Single-threaded: the lab must never park this thread waiting for another of our actors.
-        racelab_hooks::bind_thread(&["main", "escalation", "duration", "signal", "reaper", "poll"]);
+        crate::lab_points::bind_thread(&[
+            "main",
+            "escalation",
+            "duration",
+            "signal",
+            "reaper",
+            "poll",
+        ]);
         let start = Instant::now();
         let prog = cstring(program)?;
         let mut argv = vec![prog.clone()];

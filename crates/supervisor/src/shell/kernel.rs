@@ -6,10 +6,10 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use crate::lab_points::point;
 use nix::sys::signal::Signal;
 use nix::sys::wait::{Id, WaitPidFlag, waitid};
 use racelab_cgroup::{ErrorKind as CgErrorKind, Events, Leaf, Mounts};
-use racelab_hooks::point;
 
 use crate::machine::Tree;
 use crate::proc;

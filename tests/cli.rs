@@ -1,0 +1,146 @@
+//! End-to-end tests of the `racelab` binary as a new user and a CI pipeline run it: the quick
+//! start's main job (no arguments), the JSON and JUnit reports, and usage errors.
+
+use std::process::{Command, Output};
+
+const RACELAB: &str = env!("CARGO_BIN_EXE_racelab");
+
+fn racelab(args: &[&str]) -> Output {
+    Command::new(RACELAB).args(args).output().expect("run racelab")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// The README's first command (`cargo run --release`) runs this: the whole catalog against
+/// every design, the matrix on stdout, exit 0 when every cell is as expected.
+#[test]
+fn no_arguments_replays_the_whole_catalog_and_prints_the_matrix() {
+    let out = racelab(&[]);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
+    let header = text.lines().position(|l| l.starts_with("race  design")).expect("matrix header");
+    for race in races::catalog::CATALOG {
+        for (design, _) in race.designs {
+            let row = text.lines().skip(header).find(|l| {
+                let mut w = l.split_whitespace();
+                w.next() == Some(race.id) && w.next() == Some(design.name())
+            });
+            let row =
+                row.unwrap_or_else(|| panic!("no row for {} {}\n{text}", race.id, design.name()));
+            assert!(row.ends_with("yes"), "{row}");
+        }
+    }
+    // The legend explains the timeline's columns, `2/2` included.
+    assert!(text.contains("pid/tid inside the replay's own PID namespace"), "{text}");
+}
+
+#[test]
+fn replay_json_is_the_documented_versioned_document() {
+    let out = racelab(&["replay", "Z2", "Q1", "--repeat", "2", "--format", "json"]);
+    assert_eq!(out.status.code(), Some(0));
+    let doc: races::schema::ReplayDocument =
+        serde_json::from_slice(&out.stdout).expect("the JSON parses as the schema");
+    assert_eq!((doc.schema.as_str(), doc.version), ("racelab.replay", races::schema::VERSION));
+    assert!(doc.all_as_expected);
+    let cells: Vec<(&str, &str)> =
+        doc.cells.iter().map(|c| (c.race.as_str(), c.design.as_str())).collect();
+    // In the order the races were named, each race's designs in catalog order.
+    assert_eq!(
+        cells,
+        [
+            ("Z2", "greedy_reaper"),
+            ("Z2", "reference"),
+            ("Q1", "global_atomics"),
+            ("Q1", "reference")
+        ]
+    );
+    let q1 = &doc.cells[2];
+    assert_eq!((q1.replays, q1.counts.reproduced, q1.actual.as_str()), (2, 2, "reproduced"));
+    assert_eq!(q1.expected.invariants, ["I1"]);
+    assert_eq!(q1.violations[0].invariant, "I1");
+    assert!(q1.violations[0].evidence.contains("killed by signal 9"), "{:?}", q1.violations);
+    assert_eq!(q1.replay_command, "racelab replay Q1 --design global_atomics");
+    assert!(q1.median_us > 0);
+    // Unknown fields would mean the document drifted from its schema types.
+    let raw: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(serde_json::to_value(&doc).unwrap(), raw);
+}
+
+#[test]
+fn list_and_doctor_print_json_documents() {
+    let list: races::schema::ListDocument =
+        serde_json::from_slice(&racelab(&["list", "--format", "json"]).stdout).expect("list");
+    assert_eq!(list.schema, "racelab.list");
+    assert_eq!(list.races.len(), races::catalog::CATALOG.len());
+    let out = racelab(&["doctor", "--format", "json"]);
+    assert_eq!(out.status.code(), Some(0));
+    let doctor: races::schema::DoctorDocument =
+        serde_json::from_slice(&out.stdout).expect("doctor");
+    assert!(doctor.capabilities.iter().any(|c| c.key == "pidfd" && c.available));
+}
+
+#[test]
+fn junit_report_has_one_test_case_per_cell() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("racelab.xml");
+    let out = racelab(&["replay", "Z2", "--format", "junit", "--output", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.stdout.is_empty(), "the report goes to the file, not stdout");
+    let xml = std::fs::read_to_string(&path).unwrap();
+    let doc = roxmltree::Document::parse(&xml).expect("well-formed XML");
+    let root = doc.root_element();
+    assert_eq!(root.tag_name().name(), "testsuites");
+    let suites: Vec<_> = root.children().filter(|n| n.has_tag_name("testsuite")).collect();
+    assert_eq!(suites.len(), 1);
+    let cases: Vec<_> = suites[0].children().filter(|n| n.has_tag_name("testcase")).collect();
+    assert_eq!(cases.len(), 2);
+    assert_eq!(suites[0].attribute("tests"), Some("2"));
+    assert_eq!(suites[0].attribute("failures"), Some("0"));
+    for case in cases {
+        assert_eq!(case.attribute("classname"), Some("racelab.Z2"));
+        assert!(case.attribute("time").and_then(|t| t.parse::<f64>().ok()).is_some());
+        assert!(!case.children().any(|n| n.has_tag_name("failure") || n.has_tag_name("error")));
+    }
+    // Nothing else was left in the directory (the report was renamed into place).
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+}
+
+#[test]
+fn a_cell_not_as_expected_is_a_junit_failure_and_exit_1() {
+    // The empty schedule stops the lab forcing Z2: the legacy design no longer reproduces.
+    let out = racelab(&[
+        "replay",
+        "Z2",
+        "--design",
+        "greedy_reaper",
+        "--schedule",
+        "",
+        "--format",
+        "junit",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let xml = stdout(&out);
+    let doc = roxmltree::Document::parse(&xml).expect("well-formed XML");
+    let failure = doc.descendants().find(|n| n.has_tag_name("failure")).expect("a failure");
+    assert!(failure.attribute("message").is_some_and(|m| m.contains("expected reproduce I7")));
+    assert!(failure.text().is_some_and(|t| t.contains("replay it: racelab replay Z2")));
+}
+
+#[test]
+fn usage_errors_exit_2_and_name_what_was_wrong() {
+    for (args, says) in [
+        (&["replay", "Q9"][..], "unknown race \"Q9\"; known races: Q1"),
+        (&["replay", "--design", "nope"][..], "unknown design \"nope\"; known designs:"),
+        (&["replay", "--schedule", "main.reaepd < main.spawned"][..], "malformed --schedule"),
+        (&["--repeat", "0"][..], "--repeat"),
+        (&["replay", "Z1", "--design", "global_atomics"][..], "no race of"),
+    ] {
+        let out = racelab(args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(says), "{args:?}: {err}");
+        assert!(out.stdout.is_empty(), "{args:?} wrote to stdout");
+    }
+}
