@@ -6,6 +6,7 @@
 //! racelab-seccomp-probe block                  exit 0 at end of stdin
 //! racelab-seccomp-probe spawn std|posix_spawn|fork|thread
 //! racelab-seccomp-probe fork-child             fork B, then "kill" / "reap" B on stdin lines
+//! racelab-seccomp-probe getppid N              N raw getppid calls, prints "ns <per call>"
 //! ```
 //! Not part of the lab: tests only.
 
@@ -147,6 +148,16 @@ fn main() {
         }
         Some("spawn") => spawn(&args[1]),
         Some("fork-child") => fork_child(),
+        Some("getppid") => {
+            let n: u32 = args[1].parse().unwrap();
+            let start = std::time::Instant::now();
+            for _ in 0..n {
+                // SAFETY: getppid(2) has no arguments.
+                unsafe { libc::syscall(libc::SYS_getppid) };
+            }
+            say(&format!("ns {}", start.elapsed().as_nanos() / u128::from(n)));
+            0
+        }
         _ => {
             eprintln!("usage: see the source of racelab-seccomp-probe");
             2

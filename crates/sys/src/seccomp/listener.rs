@@ -149,8 +149,8 @@ pub enum NotifyError {
 pub enum ListenerEvent {
     /// `POLLIN`: a notification waits for [`Listener::recv`].
     Pending,
-    /// `POLLHUP`: no task uses the filter any more (the last one was REAPED, not just exited);
-    /// no notification can come.
+    /// `POLLHUP`: no task uses the filter any more, no notification can come: the last one
+    /// has exited (Linux 6.11+; before, it had to be reaped).
     AllTargetsGone,
     /// Nothing happened before the timeout.
     TimedOut,
@@ -158,7 +158,7 @@ pub enum ListenerEvent {
 
 /// The listener fd of a seccomp filter (`anon_inode:seccomp notify`). Pollable through
 /// [`AsFd`]: `POLLIN` while a notification is pending, `POLLHUP` once every task that runs the
-/// filter has been reaped. Dropping it closes the fd: every parked syscall then fails with
+/// filter has exited. Dropping it closes the fd: every parked syscall then fails with
 /// `ENOSYS`, and so does every later call that the filter would notify.
 #[derive(Debug)]
 pub struct Listener {

@@ -100,7 +100,7 @@ pub struct Target {
     pub child: Child,
     pub pid: i32,
     pub pidfd: OwnedFd,
-    pub listener: Listener,
+    listener: Option<Listener>,
     pub out: Lines,
     pub stdin: Option<ChildStdin>,
 }
@@ -141,21 +141,31 @@ pub fn launch_with(
     .unwrap();
     let out = Lines::new(child.stdout.take().unwrap());
     let stdin = child.stdin.take();
-    Target { child, pid, pidfd, listener, out, stdin }
+    Target { child, pid, pidfd, listener: Some(listener), out, stdin }
 }
 
 impl Target {
+    /// The listener the launcher sent.
+    pub fn listener(&self) -> &Listener {
+        self.listener.as_ref().expect("the listener was closed")
+    }
+
+    /// Closes the listener, as a lab that exits would.
+    pub fn close_listener(&mut self) {
+        self.listener = None;
+    }
+
     /// The next notification, which must come within [`DEADLINE`].
     pub fn next_notification(&self) -> Notification {
-        match self.listener.wait(DEADLINE).unwrap() {
-            ListenerEvent::Pending => self.listener.recv().expect("recv"),
+        match self.listener().wait(DEADLINE).unwrap() {
+            ListenerEvent::Pending => self.listener().recv().expect("recv"),
             other => panic!("expected a notification, got {other:?}"),
         }
     }
 
     /// Asserts that no notification becomes pending for `timeout`.
     pub fn expect_no_notification(&self, timeout: Duration, why: &str) {
-        let ev = self.listener.wait(timeout).unwrap();
+        let ev = self.listener().wait(timeout).unwrap();
         assert_ne!(ev, ListenerEvent::Pending, "{why}");
     }
 
