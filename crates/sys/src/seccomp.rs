@@ -78,12 +78,15 @@
 //!   wait at once: the notification is withdrawn (its id becomes invalid, answering it is
 //!   [`NotifyError::Gone`]), the handler runs, and with `SA_RESTART` the syscall restarts and
 //!   notifies AGAIN with a new id and the same tid; without `SA_RESTART` it fails with `EINTR`
-//!   (even `kill`, which never does otherwise). So a signal the lab delivers to a parked target
-//!   runs its handler before the parked syscall, and the lab sees the point twice.
+//!   (even `kill`, which never does otherwise). `SIGSTOP` withdraws the notification too and
+//!   stops the thread (`T`); `SIGCONT` restarts the syscall, which notifies again. So a signal
+//!   the lab delivers to a parked target runs its handler before the parked syscall, and the
+//!   lab sees the point twice.
 //! - [`ParkedSignals::DeferUntilAnswered`] (`SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV`): once
 //!   the lab has RECEIVED the notification, a non-fatal signal stays pending (`ShdPnd` in
 //!   `/proc/<pid>/status`, thread state `D`), the id stays valid, no handler runs; when the
 //!   lab answers, the syscall completes and the handler runs on the way back to user space.
+//!   `SIGSTOP` waits as well: the thread stops right after the answer, the syscall done.
 //!   Before [`Listener::recv`] the wait is still interruptible, exactly as above. A fatal
 //!   signal (SIGKILL, or one whose default action kills, such as an unhandled SIGTERM) ends
 //!   the wait in both modes.

@@ -297,6 +297,44 @@ fn by_default_without_sa_restart_an_interrupted_parked_syscall_fails_with_eintr(
     assert_eq!(t.exit_code(), 0);
 }
 
+#[test]
+fn by_default_sigstop_withdraws_the_notification_and_sigcont_makes_it_notify_again() {
+    if !common::seccomp_or_skip() {
+        return;
+    }
+    let (mut t, first) = parked_kill_self(ParkedSignals::Interrupt, "");
+    pidfd_send_signal(&t.pidfd, Signal::STOP).unwrap();
+    t.expect_no_notification(QUIET, "a stopped thread notified again");
+    assert_eq!(proc_state(first.tid), 'T', "SIGSTOP did not stop the parked thread");
+    assert!(!t.listener().id_valid(first.id), "a stopped thread's notification stayed valid");
+    pidfd_send_signal(&t.pidfd, Signal::CONT).unwrap();
+    let again = t.next_notification();
+    assert_is_kill(&again, t.pid, 0);
+    assert_ne!(again.id, first.id);
+    t.listener().continue_syscall(again.id).unwrap();
+    assert_eq!(t.out.expect("kill "), format!("kill {} 0 -> 0 0", t.pid));
+    assert_eq!(t.exit_code(), 0);
+}
+
+#[test]
+fn with_defer_until_answered_sigstop_waits_for_the_answer_too() {
+    if !common::seccomp_or_skip() {
+        return;
+    }
+    let (mut t, n) = parked_kill_self(ParkedSignals::DeferUntilAnswered, "");
+    pidfd_send_signal(&t.pidfd, Signal::STOP).unwrap();
+    t.out.expect_silence("the parked call returned before it was answered");
+    assert_eq!(proc_state(n.tid), 'D', "the received notification's wait was interrupted");
+    assert!(t.listener().id_valid(n.id));
+    t.listener().continue_syscall(n.id).unwrap();
+    // The syscall completes, then the thread stops on its way back to user space.
+    t.out.expect_silence("a stopped thread printed");
+    assert_eq!(proc_state(n.tid), 'T');
+    pidfd_send_signal(&t.pidfd, Signal::CONT).unwrap();
+    assert_eq!(t.out.expect("kill "), format!("kill {} 0 -> 0 0", t.pid));
+    assert_eq!(t.exit_code(), 0);
+}
+
 /// Runs `probe spawn <how>` under `filter`, continues every notification, and returns the
 /// notified syscalls (with their first argument) and the probe's report.
 fn spawn_syscalls(filter: &Filter, how: &str) -> (Vec<(Sysno, u64)>, String) {

@@ -15,15 +15,16 @@ use super::filter::{Filter, FilterError, Program};
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum ParkedSignals {
     /// The kernel default: a signal interrupts the wait (the notification disappears, its id
-    /// becomes invalid), the handler runs, and with `SA_RESTART` (or for a signal with no
-    /// handler) the syscall restarts and notifies again with a NEW id, same tid; without
-    /// `SA_RESTART` the syscall fails with `EINTR`.
+    /// becomes invalid), the handler runs, and with `SA_RESTART` the syscall restarts and
+    /// notifies again with a NEW id, same tid; without `SA_RESTART` the syscall fails with
+    /// `EINTR`. `SIGSTOP` stops the thread and `SIGCONT` restarts the syscall the same way.
     #[default]
     Interrupt,
     /// `SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV` (Linux 5.19+): once the listener has received
     /// the notification, the thread waits killable only: non-fatal signals stay pending (no
     /// handler runs) until the syscall is answered. Before it is received, a signal still
-    /// interrupts it as with [`ParkedSignals::Interrupt`]. A fatal signal always ends the wait.
+    /// interrupts it as with [`ParkedSignals::Interrupt`]. `SIGSTOP` waits too (the thread
+    /// stops after the answer). A fatal signal always ends the wait.
     DeferUntilAnswered,
 }
 
