@@ -64,8 +64,8 @@
 //! called [`Listener::recv`] (0 if the target is invisible from there), whatever namespace the
 //! target runs in. `/proc/<tid>/syscall` then shows the syscall and its arguments and
 //! `/proc/<tid>/wchan` shows `seccomp_do_user_notification` (with a compiler suffix such as
-//! `.isra.0`); the thread's state is `S`
-//! (`D` once received under [`ParkedSignals::DeferUntilAnswered`]). A parked thread cannot be
+//! `.isra.0`); the thread's state is `S` (`D` once received under
+//! [`ParkedSignals::DeferUntilAnswered`]). A parked thread cannot be
 //! reaped, so the tid names it for as long as [`Listener::id_valid`] holds: to get a pidfd for
 //! it, `pidfd_open(tid)` first, then check `id_valid(id)`; if still valid, the pidfd names the
 //! parked thread (the usual seccomp TOCTOU pattern). A tid that is not its process's pid needs
@@ -112,7 +112,8 @@
 //! # Which syscall creates a process (Debian 12: glibc 2.36, Rust 1.95, x86-64)
 //!
 //! The lab's `spawn` points must match reality. Observed through a filter on `clone`,
-//! `clone3`, `fork` and `vfork` (tests/seccomp.rs pins the first four rows) and with strace:
+//! `clone3`, `fork` and `vfork` (tests/seccomp.rs pins std's spawn, `posix_spawn`, `fork()`
+//! and threads) and with strace (the rest):
 //!
 //! | caller | syscall |
 //! | --- | --- |

@@ -166,7 +166,7 @@ pub struct Listener {
     fd: OwnedFd,
 }
 
-/// `SECCOMP_IOCTL_NOTIF_*` on `fd` with `arg`, `EINTR` retried. Returns the raw result.
+/// `SECCOMP_IOCTL_NOTIF_*` on `fd` with `arg`, `EINTR` retried; the errno on failure.
 fn notif_ioctl<T>(fd: BorrowedFd<'_>, request: libc::Ioctl, arg: *mut T) -> Result<(), Errno> {
     loop {
         // SAFETY: `request` is one of the seccomp notification ioctls and `arg` points to the
