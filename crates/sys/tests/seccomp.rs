@@ -2,6 +2,9 @@
 //! launcher (a forked child of this multi-threaded test process), the listener comes back over
 //! a Unix socket, and the test plays the lab. Every wait has a deadline (poll on the listener,
 //! the probe's stdout or a pidfd); the only timed waits are for things that must NOT happen.
+//! x86-64 only: the facts pinned here (syscall numbers, `fork`/`vfork`, glibc's spawn path)
+//! are this machine's; the module itself also builds for aarch64 (unverified here).
+#![cfg(target_arch = "x86_64")]
 
 mod common;
 
