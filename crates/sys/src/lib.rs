@@ -11,7 +11,10 @@
 pub mod bench;
 pub mod clone3;
 pub mod env;
+pub mod fdpass;
 pub mod mem;
 pub mod ns;
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+pub mod seccomp;
 pub mod sigaction;
 pub mod spawn;
