@@ -98,9 +98,7 @@ fn stuck_report(run: &Run, s: &StuckSnap, trace: &Trace) -> StuckReport {
             actor: points::ALL[point].actor().to_string(),
             point: at_text(point, occurrence),
             waiting_for: mask_edges(run, s.unmet_mask)
-                .filter(|(_, e)| {
-                    usize::from(e.after.point.index) == point && e.after.occurrence == occurrence
-                })
+                .filter(|(_, e)| e.after.hook_index() == point && e.after.occurrence == occurrence)
                 .map(|(_, e)| e.to_string())
                 .collect(),
         })
@@ -129,9 +127,11 @@ pub(crate) fn report(run: &Run, snap: Snapshot) -> RunReport {
             EDGE_MET => continue,
             EDGE_UNREALIZABLE => UnmetReason::Unrealizable,
             EDGE_ABANDONED => UnmetReason::Abandoned,
-            _ if snap.arrivals[usize::from(edge.after.point.index)] < edge.after.occurrence => {
+            _ if snap.arrivals.get(edge.after.hook_index()).copied().unwrap_or(0)
+                < edge.after.occurrence =>
+            {
                 UnmetReason::AfterNeverReached {
-                    before_passes: snap.passes[usize::from(edge.before.point.index)],
+                    before_passes: snap.passes.get(edge.before.hook_index()).copied().unwrap_or(0),
                 }
             }
             _ => UnmetReason::Abandoned,

@@ -112,7 +112,7 @@ fn run_actions(st: &State, point: &'static Point, occurrence: u32, tid: u32) {
     let Some(plan) = run_lock().as_ref().map(|r| Arc::clone(&r.plan)) else { return };
     let i = usize::from(point.index);
     for (k, (at, action)) in plan.actions.iter().enumerate() {
-        if at.point.index != point.index || at.occurrence != occurrence {
+        if at.hook_index() != usize::from(point.index) || at.occurrence != occurrence {
             continue;
         }
         st.record(Kind::Action, i, occurrence, tid, k as u64);
@@ -137,6 +137,9 @@ pub fn arm(
     options: ArmOptions,
 ) -> Result<Armed, HookError> {
     schedule.validate()?;
+    if let Some(p) = schedule.points().find(|p| p.syscall().is_some()) {
+        return Err(HookError::SyscallPointInHookSchedule { point: p.to_string() });
+    }
     if options.trace_capacity > MAX_TRACE {
         return Err(HookError::Capacity {
             what: "trace capacity",
@@ -158,10 +161,10 @@ pub fn arm(
     let st = state();
     let edges: Vec<Edge> = schedule.edges().copied().collect();
     let acts: Vec<(At, Action)> = schedule.actions().map(|(at, a)| (*at, a.clone())).collect();
-    let at = |a: &At| (usize::from(a.point.index), a.occurrence);
+    let at = |a: &At| (a.hook_index(), a.occurrence);
     let compiled = Compiled {
         edges: edges.iter().map(|e| (at(&e.before), at(&e.after))).collect(),
-        action_points: acts.iter().map(|(a, _)| usize::from(a.point.index)).collect(),
+        action_points: acts.iter().map(|(a, _)| a.hook_index()).collect(),
         deadline_ns: u64::try_from(options.deadline.as_nanos()).unwrap_or(u64::MAX),
         trace_capacity: options.trace_capacity,
     };
@@ -193,8 +196,7 @@ impl Armed {
     /// Waits until `at` has been passed (`at.occurrence` passes), at most `timeout`.
     pub fn wait_passed(&self, at: impl Into<At>, timeout: Duration) -> bool {
         let at = at.into();
-        state()
-            .wait_until(nanos(timeout), |s| s.passes(usize::from(at.point.index)) >= at.occurrence)
+        state().wait_until(nanos(timeout), |s| s.passes(at.hook_index()) >= at.occurrence)
     }
 
     /// Disarms (releasing any parked thread) and reports the run. Threads still parked now make

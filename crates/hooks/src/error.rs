@@ -14,6 +14,33 @@ pub enum HookError {
         /// Every point of the catalog, in declaration order.
         known: Vec<&'static str>,
     },
+    /// A schedule names a syscall point whose syscall this architecture does not have.
+    #[error(
+        "unknown syscall `{syscall}` in point `{point}` (a syscall point is `program.syscall`, named as the kernel names it: clone, wait4, kill, rt_sigaction, ...)"
+    )]
+    UnknownSyscall {
+        /// The point as written.
+        point: String,
+        /// The syscall name as written.
+        syscall: String,
+    },
+    /// A syscall point's arguments do not fit its syscall.
+    #[error("point `{point}`: {reason}")]
+    BadSyscallArgs {
+        /// The point as written.
+        point: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The in-process controller was armed with a syscall point: those are enforced by the
+    /// black-box runner (seccomp user notification), not by `point!`.
+    #[error(
+        "`{point}` is a syscall point of a black-box program; the hook controller only enforces hook points (run it with --program)"
+    )]
+    SyscallPointInHookSchedule {
+        /// The point.
+        point: String,
+    },
     /// The schedule text is not well formed.
     #[error(transparent)]
     Parse(#[from] ParseError),

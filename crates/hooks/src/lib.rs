@@ -164,13 +164,17 @@ mod error;
 mod parse;
 mod report;
 mod schedule;
+pub mod syscall_point;
 mod trace;
 
 pub use error::{HookError, ParseError};
 pub use report::{
     ActionError, ParkedThread, RunReport, StuckReason, StuckReport, UnmetEdge, UnmetReason,
 };
-pub use schedule::{Action, Actions, Arg, At, Edge, MAX_EDGES, NoActions, Schedule, Step};
+pub use schedule::{
+    Action, Actions, Arg, At, Edge, MAX_EDGES, NoActions, PointRef, Schedule, Step,
+};
+pub use syscall_point::{ArgMatch, SyscallPoint, Sysno};
 pub use trace::{Event, EventKind, Trace};
 
 #[cfg(feature = "hooks")]

@@ -6,7 +6,10 @@
 //! schedule := item? ((';' | '\n') item?)*
 //! item     := at ('<' at)+                      # a chain: a < b < c is a < b; b < c
 //!           | 'on' at ':' action (',' action)*  # actions run in the written order
-//! at       := ident '.' ident ('#' digits)?     # occurrence, default #1
+//! at       := point ('#' digits)?                # occurrence, default #1
+//! point    := actor '.' ident                    # a hook point of the catalog
+//!           | program '.' syscall ('(' sarg (',' sarg)* ')')? ('.' 'returned')?
+//! sarg     := '_' | '-'? digits | SIGNAL          # see crate::syscall_point
 //! action   := ident ('(' (arg (',' arg)*)? ')')?
 //! arg      := ident | '-'? digits | digits ('ns' | 'us' | 'ms' | 's')
 //! ```
@@ -15,7 +18,8 @@ use std::time::Duration;
 
 use crate::error::{HookError, ParseError};
 use crate::points;
-use crate::schedule::{Action, Arg, At, Edge, Schedule, Step};
+use crate::schedule::{Action, Arg, At, Edge, PointRef, Schedule, Step};
+use crate::syscall_point::{self, ArgMatch, MAX_ARGS, SyscallPoint, Sysno};
 
 /// Parses the schedule text form.
 pub(crate) fn parse(text: &str) -> Result<Schedule, HookError> {
@@ -189,17 +193,22 @@ impl<'a> Parser<'a> {
 
     fn at(&mut self) -> Result<At, HookError> {
         let start = self.pos;
-        self.ident("a point name `actor.window`")?;
+        let actor = self.ident("a point name `actor.window` or `program.syscall`")?;
         if !self.eat('.') {
             return Err(self.expected("`.` in a point name `actor.window`").into());
         }
-        self.ident("the window part of a point name `actor.window`")?;
-        let src = self.src;
-        let name = &src[start..self.pos];
-        let point = points::by_name(name).ok_or_else(|| HookError::UnknownPoint {
-            name: name.to_string(),
-            known: points::ALL.iter().map(|p| p.name).collect(),
-        })?;
+        let window = self.ident("the window part of a point name `actor.window`")?;
+        let point = if points::ALL.iter().any(|p| p.actor() == actor) {
+            // An actor of the catalog: a hook point, which must exist.
+            let src = self.src;
+            let name = &src[start..self.pos];
+            PointRef::Hook(points::by_name(name).ok_or_else(|| HookError::UnknownPoint {
+                name: name.to_string(),
+                known: points::ALL.iter().map(|p| p.name).collect(),
+            })?)
+        } else {
+            PointRef::Syscall(self.syscall_point(start, actor, window)?)
+        };
         let mut occurrence = 1;
         if self.eat('#') {
             let at = self.pos;
@@ -213,6 +222,93 @@ impl<'a> Parser<'a> {
             };
         }
         Ok(At { point, occurrence })
+    }
+
+    /// The rest of `program.syscall`: argument matches and `.returned`.
+    fn syscall_point(
+        &mut self,
+        start: usize,
+        program: &str,
+        syscall: &str,
+    ) -> Result<SyscallPoint, HookError> {
+        let Ok(sysno) = syscall.parse::<Sysno>() else {
+            return Err(HookError::UnknownSyscall {
+                point: self.src[start..self.pos].to_string(),
+                syscall: syscall.to_string(),
+            });
+        };
+        let mut point = SyscallPoint::new(program, sysno);
+        if self.eat('(') {
+            let mut position = 0;
+            loop {
+                self.skip_blank();
+                let arg_start = self.pos;
+                let m = self.syscall_arg()?;
+                let index = match m {
+                    ArgMatch::Signal(_) => syscall_point::signal_arg(sysno).ok_or_else(|| {
+                        HookError::BadSyscallArgs {
+                            point: self.src[start..self.pos].to_string(),
+                            reason: format!("{syscall} takes no signal argument"),
+                        }
+                    })?,
+                    _ => position,
+                };
+                if index >= MAX_ARGS || (m != ArgMatch::Any && point.args[index] != ArgMatch::Any) {
+                    self.pos = arg_start;
+                    return Err(HookError::BadSyscallArgs {
+                        point: self.src[start..self.pos].to_string(),
+                        reason: format!("argument {} given twice or out of range", index + 1),
+                    });
+                }
+                if m != ArgMatch::Any {
+                    point.args[index] = m;
+                }
+                position += 1;
+                self.skip_blank();
+                if self.eat(')') {
+                    break;
+                }
+                if !self.eat(',') {
+                    return Err(self.expected("`,` or `)` in a syscall point's arguments").into());
+                }
+            }
+        }
+        if self.rest().starts_with(".returned") {
+            self.pos += ".returned".len();
+            point.returned = true;
+        }
+        Ok(point)
+    }
+
+    fn syscall_arg(&mut self) -> Result<ArgMatch, ParseError> {
+        const WHAT: &str = "`_`, an integer or a signal name like SIGKILL";
+        match self.peek() {
+            Some(c) if is_ident_start(c) => {
+                let at = self.pos;
+                let word = self.ident(WHAT)?;
+                if word == "_" {
+                    return Ok(ArgMatch::Any);
+                }
+                match syscall_point::signal_number(word) {
+                    Some(n) => Ok(ArgMatch::Signal(n)),
+                    None => {
+                        self.pos = at;
+                        Err(self.expected(WHAT))
+                    }
+                }
+            }
+            Some(c) if c.is_ascii_digit() || c == '-' => {
+                let at = self.pos;
+                let negative = self.eat('-');
+                let digits = self.digits("digits")?;
+                let text = if negative { format!("-{digits}") } else { digits.to_string() };
+                text.parse::<i64>().map(ArgMatch::Value).map_err(|_| {
+                    self.pos = at;
+                    self.expected("an integer that fits in 64 bits")
+                })
+            }
+            _ => Err(self.expected(WHAT)),
+        }
     }
 
     fn action(&mut self) -> Result<Action, ParseError> {
@@ -376,14 +472,76 @@ mod tests {
     }
 
     #[test]
+    fn syscall_points_parse_with_arguments_returned_and_occurrences() {
+        let s = Schedule::parse(
+            "on piano.kill(SIGKILL): exit(child); piano.kill(SIGKILL).returned < piano.exit_group\n\
+             on tini.setpgid: interrupt(target); dumb_init.kill(-3, SIGTERM)#2 < tini.clone",
+        )
+        .unwrap();
+        assert_eq!(
+            s.to_string(),
+            "on piano.kill(_, SIGKILL): exit(child); \
+             piano.kill(_, SIGKILL).returned < piano.exit_group; \
+             on tini.setpgid: interrupt(target); dumb_init.kill(-3, SIGTERM)#2 < tini.clone"
+        );
+        assert!(s.has_syscall_points());
+        let first = s.points().next().unwrap();
+        assert_eq!(first.actor(), "piano");
+        let sp = first.syscall().unwrap();
+        assert!(sp.args_match(&[7, 9, 0, 0, 0, 0]) && !sp.args_match(&[7, 15, 0, 0, 0, 0]));
+        assert!(!Schedule::parse("main.spawned < main.reaped").unwrap().has_syscall_points());
+    }
+
+    #[test]
+    fn bad_syscall_points_are_errors_naming_the_point() {
+        let err = Schedule::parse("tini.setpgdi < tini.execve").unwrap_err();
+        assert!(matches!(&err, HookError::UnknownSyscall { syscall, .. } if syscall == "setpgdi"));
+        let err = Schedule::parse("tini.wait4(SIGKILL) < tini.execve").unwrap_err();
+        assert!(err.to_string().contains("wait4 takes no signal argument"), "{err}");
+        let err = Schedule::parse("tini.kill(9, 9, 9, 9, 9, 9, 9) < tini.execve").unwrap_err();
+        assert!(matches!(err, HookError::BadSyscallArgs { .. }), "{err}");
+        assert!(matches!(
+            Schedule::parse("tini.kill(SIGBOGUS) < tini.execve"),
+            Err(HookError::Parse(_))
+        ));
+    }
+
+    #[test]
     fn empty_text_and_comments_are_the_empty_schedule() {
         assert_eq!(Schedule::parse("").unwrap(), Schedule::new());
         assert_eq!(Schedule::parse(" ;\n# nothing\n;;").unwrap(), Schedule::new());
     }
 
+    fn syscall_point() -> impl Strategy<Value = crate::SyscallPoint> {
+        let names = ["kill", "tgkill", "clone", "wait4", "setpgid", "rt_sigaction", "exit_group"];
+        let arg =
+            prop_oneof![Just(crate::ArgMatch::Any), any::<i64>().prop_map(crate::ArgMatch::Value),];
+        (
+            prop_oneof![Just("tini"), Just("dumb_init"), Just("piano")],
+            proptest::sample::select(names.to_vec()),
+            proptest::collection::vec(arg, 6),
+            any::<bool>(),
+            1i32..32,
+        )
+            .prop_map(|(program, name, args, returned, sig)| {
+                let sysno: crate::Sysno = name.parse().unwrap();
+                let mut p = crate::SyscallPoint::new(program, sysno);
+                p.args.copy_from_slice(&args);
+                if let Some(i) = crate::syscall_point::signal_arg(sysno) {
+                    p.args[i] = crate::ArgMatch::Signal(sig);
+                }
+                p.returned = returned;
+                p
+            })
+    }
+
     fn at() -> impl Strategy<Value = At> {
-        (0..points::ALL.len(), prop_oneof![Just(1u32), 1u32..5, Just(u32::MAX)])
-            .prop_map(|(i, occurrence)| At { point: points::ALL[i], occurrence })
+        let point = prop_oneof![
+            (0..points::ALL.len()).prop_map(|i| crate::PointRef::Hook(points::ALL[i])),
+            syscall_point().prop_map(crate::PointRef::Syscall),
+        ];
+        (point, prop_oneof![Just(1u32), 1u32..5, Just(u32::MAX)])
+            .prop_map(|(point, occurrence)| At { point, occurrence })
     }
 
     fn arg() -> impl Strategy<Value = Arg> {

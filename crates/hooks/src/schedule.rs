@@ -11,28 +11,92 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::HookError;
 use crate::points::Point;
+use crate::syscall_point::SyscallPoint;
 
 /// Most edges one schedule may carry (the controller keeps them in a fixed table).
 pub const MAX_EDGES: usize = 64;
+
+/// A point a schedule names: a hook point compiled into a design, or a syscall of an unmodified
+/// program ([`SyscallPoint`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PointRef {
+    /// A point of the catalog, marked in code with `point!`.
+    Hook(&'static Point),
+    /// The entry (or return) of a syscall of a black-box program.
+    Syscall(SyscallPoint),
+}
+
+impl PointRef {
+    /// The hook point, if this is one.
+    pub fn hook(&self) -> Option<&'static Point> {
+        match self {
+            PointRef::Hook(p) => Some(p),
+            PointRef::Syscall(_) => None,
+        }
+    }
+
+    /// The syscall point, if this is one.
+    pub fn syscall(&self) -> Option<&SyscallPoint> {
+        match self {
+            PointRef::Hook(_) => None,
+            PointRef::Syscall(s) => Some(s),
+        }
+    }
+
+    /// Who reaches it: the actor of a hook point, the program of a syscall point.
+    pub fn actor(&self) -> &'static str {
+        match self {
+            PointRef::Hook(p) => p.actor(),
+            PointRef::Syscall(s) => s.program,
+        }
+    }
+}
+
+impl From<&'static Point> for PointRef {
+    fn from(p: &'static Point) -> PointRef {
+        PointRef::Hook(p)
+    }
+}
+
+impl From<SyscallPoint> for PointRef {
+    fn from(s: SyscallPoint) -> PointRef {
+        PointRef::Syscall(s)
+    }
+}
+
+impl fmt::Display for PointRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PointRef::Hook(p) => f.write_str(p.name),
+            PointRef::Syscall(s) => write!(f, "{s}"),
+        }
+    }
+}
 
 /// One occurrence of a point: `escalation.pid_loaded#2` is the second arrival there.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct At {
     /// The point.
-    pub point: &'static Point,
+    pub point: PointRef,
     /// 1-based occurrence: `#1` is the first arrival (the default when none is written).
     pub occurrence: u32,
 }
 
 impl At {
     /// The first occurrence of `point`.
-    pub fn first(point: &'static Point) -> At {
-        At { point, occurrence: 1 }
+    pub fn first(point: impl Into<PointRef>) -> At {
+        At { point: point.into(), occurrence: 1 }
     }
 
     /// The `n`th (1-based) occurrence of `point`.
-    pub fn nth(point: &'static Point, n: u32) -> At {
-        At { point, occurrence: n }
+    pub fn nth(point: impl Into<PointRef>, n: u32) -> At {
+        At { point: point.into(), occurrence: n }
+    }
+
+    /// The hook point's index in [`crate::points::ALL`]; `usize::MAX` for a syscall point
+    /// (the controller refuses those when it is armed, so it never looks one up).
+    pub(crate) fn hook_index(&self) -> usize {
+        self.point.hook().map_or(usize::MAX, |p| usize::from(p.index))
     }
 }
 
@@ -42,9 +106,15 @@ impl From<&'static Point> for At {
     }
 }
 
+impl From<SyscallPoint> for At {
+    fn from(point: SyscallPoint) -> At {
+        At::first(point)
+    }
+}
+
 impl fmt::Display for At {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.point.name)?;
+        write!(f, "{}", self.point)?;
         if self.occurrence != 1 {
             write!(f, "#{}", self.occurrence)?;
         }
@@ -191,6 +261,19 @@ impl Schedule {
         self.steps.iter().filter_map(|s| match s {
             Step::Edge(e) => Some(e),
             Step::On { .. } => None,
+        })
+    }
+
+    /// Whether any point of the schedule is a syscall point (a black-box schedule).
+    pub fn has_syscall_points(&self) -> bool {
+        self.points().any(|p| p.syscall().is_some())
+    }
+
+    /// Every point the schedule names, in order of appearance (with repeats).
+    pub fn points(&self) -> impl Iterator<Item = PointRef> + '_ {
+        self.steps.iter().flat_map(|s| match s {
+            Step::Edge(e) => vec![e.before.point, e.after.point],
+            Step::On { at, .. } => vec![at.point],
         })
     }
 
