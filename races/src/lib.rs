@@ -42,13 +42,16 @@
 //! their one thread, and an edge they could only satisfy by waiting for themselves is recorded
 //! as unrealizable instead of deadlocking.
 
+pub mod blackbox;
 pub mod catalog;
+pub mod conformance;
 pub mod design;
 pub mod docs;
 pub mod junit;
 pub mod link;
 pub mod matrix;
 pub mod oracle;
+pub mod programs;
 pub mod runner;
 pub mod scenario;
 pub mod schema;
@@ -80,6 +83,8 @@ pub struct ReplayPlan {
     pub schedule: Option<Schedule>,
     /// Replays per race and design (at least 1).
     pub repeat: u32,
+    /// Black-box programs to replay the races against (instead of the designs).
+    pub programs: Vec<&'static programs::Program>,
 }
 
 /// Who the runner runs as.
@@ -133,14 +138,26 @@ impl Replayer {
         Replayer { runner: runner.to_path_buf(), user, server: None }
     }
 
-    /// Replays `race` against `design` once (see [`replay_once`]).
-    pub fn replay(
+    /// Replays case `case` against the black-box program `program` once (see
+    /// [`replay_program`]).
+    pub fn replay_program(
         &mut self,
-        race: &Race,
-        design: DesignId,
+        case: &conformance::Case,
+        program: &programs::Program,
         schedule: Option<&str>,
     ) -> ReplayOutput {
-        let (input, spec) = request(race, design, schedule);
+        let (input, spec) = program_request(case, program, schedule);
+        self.run(blackbox::SCENARIO, input, spec, case.race(), schedule)
+    }
+
+    fn run(
+        &mut self,
+        scenario: &str,
+        input: serde_json::Value,
+        spec: racelab_sandbox::Spec,
+        race: &Race,
+        schedule: Option<&str>,
+    ) -> ReplayOutput {
         let mut server = match self.server.take() {
             Some(s) => s,
             None => {
@@ -151,11 +168,22 @@ impl Replayer {
                 }
             }
         };
-        let result = server.run(scenario::SCENARIO, &input, &spec);
+        let result = server.run(scenario, &input, &spec);
         if result.is_ok() {
             self.server = Some(server);
         }
         answer(result, race, schedule)
+    }
+
+    /// Replays `race` against `design` once (see [`replay_once`]).
+    pub fn replay(
+        &mut self,
+        race: &Race,
+        design: DesignId,
+        schedule: Option<&str>,
+    ) -> ReplayOutput {
+        let (input, spec) = request(race, design, schedule);
+        self.run(scenario::SCENARIO, input, spec, race, schedule)
     }
 }
 
@@ -175,6 +203,37 @@ fn request(
         ..racelab_sandbox::Spec::default()
     };
     (serde_json::to_value(&input).unwrap_or_default(), spec)
+}
+
+/// The input and sandbox spec of one black-box replay.
+fn program_request(
+    case: &conformance::Case,
+    program: &programs::Program,
+    schedule: Option<&str>,
+) -> (serde_json::Value, racelab_sandbox::Spec) {
+    let input = blackbox::ProgramInput {
+        case: case.race.to_string(),
+        program: program.name.to_string(),
+        schedule: schedule.map(str::to_string),
+    };
+    let spec = racelab_sandbox::Spec {
+        deadline: blackbox::REPLAY_DEADLINE + Duration::from_secs(3),
+        ..racelab_sandbox::Spec::default()
+    };
+    (serde_json::to_value(&input).unwrap_or_default(), spec)
+}
+
+/// Replays `case` against the black-box `program` once, through an exec of the runner.
+pub fn replay_program(
+    runner: &Path,
+    case: &conformance::Case,
+    program: &programs::Program,
+    schedule: Option<&str>,
+    user: RunAs,
+) -> ReplayOutput {
+    let (input, spec) = program_request(case, program, schedule);
+    let cmd = as_user(racelab_sandbox::command(runner, blackbox::SCENARIO, &input, &spec), user);
+    answer(racelab_sandbox::run_command(cmd, &spec), case.race(), schedule)
 }
 
 /// `cmd` as `user`: wrapped in `setpriv` for [`RunAs::Nobody`].
@@ -219,8 +278,32 @@ fn answer(
     }
 }
 
+/// The black-box cells a plan runs: (case, cell), cases in matrix order (or as named), each
+/// case's programs in the order of the program list.
+pub fn program_cells(
+    plan: &ReplayPlan,
+) -> Vec<(&'static conformance::Case, &'static conformance::Cell)> {
+    let cases: Vec<&'static conformance::Case> = if plan.races.is_empty() {
+        conformance::CASES.iter().collect()
+    } else {
+        plan.races.iter().filter_map(|r| conformance::find_case(r.id)).collect()
+    };
+    let mut out = Vec::new();
+    for case in cases {
+        for program in &plan.programs {
+            if let Some(cell) = conformance::cell(case.race, program.name) {
+                out.push((case, cell));
+            }
+        }
+    }
+    out
+}
+
 /// The cells a plan runs, in catalog order: (race, design, what the race expects of it).
 pub fn plan_cells(plan: &ReplayPlan) -> Vec<(&'static Race, DesignId, verdict::Expect)> {
+    if !plan.programs.is_empty() {
+        return Vec::new();
+    }
     let races: Vec<&'static Race> =
         if plan.races.is_empty() { catalog::CATALOG.iter().collect() } else { plan.races.clone() };
     let mut cells = Vec::new();
@@ -248,6 +331,28 @@ pub fn run_plan_with(
     let schedule = plan.schedule.as_ref().map(|s| s.to_string());
     let mut replayer = Replayer::new(runner, RunAs::Caller);
     let mut report = PlanReport::default();
+    for (case, cell) in program_cells(plan) {
+        let program = cell.program();
+        let (expect, na) = match cell.expect {
+            conformance::CellExpect::Run(e) => (e, None),
+            conformance::CellExpect::NotApplicable(why) => (verdict::Expect::Prevent, Some(why)),
+        };
+        let mut out = matrix::Cell::new(
+            case.race(),
+            matrix::Subject::Program(program),
+            expect,
+            schedule.clone(),
+        );
+        out.not_applicable = na;
+        if na.is_none() {
+            for _ in 0..plan.repeat.max(1) {
+                let r = replayer.replay_program(case, program, schedule.as_deref());
+                progress(&out, &r);
+                out.add(r);
+            }
+        }
+        report.cells.push(out);
+    }
     for (race, design, expect) in plan_cells(plan) {
         let mut cell = matrix::Cell::new(race, design, expect, schedule.clone());
         for _ in 0..plan.repeat.max(1) {

@@ -20,30 +20,73 @@ pub enum Format {
     Mermaid,
 }
 
-/// All replays of one race against one design.
+/// What a cell replays against: an instrumented design, or a black-box program.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Subject {
+    /// A design of the lab, compiled with its points.
+    Design(DesignId),
+    /// An unmodified program, parked at its syscalls.
+    Program(&'static crate::programs::Program),
+}
+
+impl Subject {
+    /// Its name: `global_atomics`, `tini-static`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Subject::Design(d) => d.name(),
+            Subject::Program(p) => p.name,
+        }
+    }
+
+    /// The option that selects it on the command line: `--design global_atomics`.
+    pub fn option(&self) -> String {
+        match self {
+            Subject::Design(d) => format!("--design {}", d.name()),
+            Subject::Program(p) => format!("--program {}", p.name),
+        }
+    }
+}
+
+impl From<DesignId> for Subject {
+    fn from(d: DesignId) -> Subject {
+        Subject::Design(d)
+    }
+}
+
+/// All replays of one race against one design or program.
 #[derive(Debug)]
 pub struct Cell {
     /// The race.
     pub race: &'static Race,
-    /// The design.
-    pub design: DesignId,
+    /// The design or program.
+    pub design: Subject,
     /// What the race expects of it.
     pub expect: Expect,
     /// The schedule override, if any.
     pub schedule: Option<String>,
     /// Every replay's output.
     pub runs: Vec<ReplayOutput>,
+    /// Why the case does not apply to this program (then nothing runs and the cell is as
+    /// expected).
+    pub not_applicable: Option<&'static str>,
 }
 
 impl Cell {
     /// An empty cell.
     pub fn new(
         race: &'static Race,
-        design: DesignId,
+        design: impl Into<Subject>,
         expect: Expect,
         schedule: Option<String>,
     ) -> Cell {
-        Cell { race, design, expect, schedule, runs: Vec::new() }
+        Cell {
+            race,
+            design: design.into(),
+            expect,
+            schedule,
+            runs: Vec::new(),
+            not_applicable: None,
+        }
     }
 
     /// Adds one replay.
@@ -59,9 +102,9 @@ impl Cell {
             .filter_map(|(i, r)| self.expect.check(&r.verdict).err().map(|e| (i, r, e)))
     }
 
-    /// Every replay met the expectation.
+    /// Every replay met the expectation (or the case does not apply).
     pub fn as_expected(&self) -> bool {
-        !self.runs.is_empty() && self.failures().next().is_none()
+        self.not_applicable.is_some() || (!self.runs.is_empty() && self.failures().next().is_none())
     }
 
     /// Counts per verdict label.
@@ -75,7 +118,7 @@ impl Cell {
 
     /// The command that replays this cell.
     pub fn replay_command(&self) -> String {
-        let mut cmd = format!("racelab replay {} --design {}", self.race.id, self.design.name());
+        let mut cmd = format!("racelab replay {} {}", self.race.id, self.design.option());
         if let Some(s) = &self.schedule {
             write!(cmd, " --schedule '{}'", s.replace('\n', "; ")).ok();
         }
@@ -151,24 +194,32 @@ impl PlanReport {
                 .iter()
                 .map(|i| i.id())
                 .collect();
-            let result = if inv.is_empty() {
+            let result = if c.not_applicable.is_some() {
+                "n/a".to_string()
+            } else if inv.is_empty() {
                 counts.join(", ")
             } else {
                 format!("{} [{}]", counts.join(", "), inv.join(","))
             };
+            let expected = if c.not_applicable.is_some() { "n/a".into() } else { c.expect.label() };
             writeln!(
                 s,
                 "{:5} {:16} {:22} {:32} {:>7}us  {}",
                 c.race.id,
                 c.design.name(),
-                c.expect.label(),
+                expected,
                 result,
                 c.median_us(),
                 if c.as_expected() { "yes" } else { "NO" }
             )
             .ok();
         }
-        for c in &self.cells {
+        let grid = self.grid();
+        if !grid.is_empty() {
+            s.push('\n');
+            s.push_str(&grid);
+        }
+        for c in self.cells.iter().filter(|c| c.not_applicable.is_none()) {
             writeln!(
                 s,
                 "\n== {} {} against {}: {}",
@@ -202,6 +253,48 @@ impl PlanReport {
                 }
                 writeln!(s, "  replay it: {}", c.replay_command()).ok();
             }
+        }
+        s
+    }
+
+    /// The conformance grid of the black-box cells: one row per program, one column per case,
+    /// `reproduced` / `prevented` / `n/a` (`NO` marks a cell not as expected).
+    pub fn grid(&self) -> String {
+        let programs: Vec<&str> = crate::programs::PROGRAMS
+            .iter()
+            .map(|p| p.name)
+            .filter(|p| self.cells.iter().any(|c| c.design.name() == *p))
+            .collect();
+        if programs.is_empty() {
+            return String::new();
+        }
+        let mut cases: Vec<&str> = Vec::new();
+        for c in &self.cells {
+            if matches!(c.design, Subject::Program(_)) && !cases.contains(&c.race.id) {
+                cases.push(c.race.id);
+            }
+        }
+        let mut s = String::new();
+        write!(s, "{:14}", "program").ok();
+        for case in &cases {
+            write!(s, " {case:>12}").ok();
+        }
+        s.push('\n');
+        for p in programs {
+            write!(s, "{p:14}").ok();
+            for case in &cases {
+                let cell = self.cells.iter().find(|c| c.race.id == *case && c.design.name() == p);
+                let text = match cell {
+                    None => "-".to_string(),
+                    Some(c) if c.not_applicable.is_some() => "n/a".to_string(),
+                    Some(c) => {
+                        let label = c.runs.first().map_or("none", |r| r.verdict.label());
+                        if c.as_expected() { label.to_string() } else { format!("{label} NO") }
+                    }
+                };
+                write!(s, " {text:>12}").ok();
+            }
+            s.push('\n');
         }
         s
     }

@@ -2,7 +2,7 @@
 //! the signals the child reported, /proc after the stop, the trace of points passed), and
 //! compares it with the design's own report. It never takes the design's word for what happened.
 
-use crate::catalog::{DesignId, Race, Stop};
+use crate::catalog::{Race, Stop};
 use crate::design::{DesignReport, Reason, Status};
 use crate::scenario::Workload;
 use crate::verdict::{Invariant, Verdict, Violation};
@@ -35,6 +35,12 @@ pub struct Truth {
     pub zombies: Option<Result<usize, String>>,
     /// Things that went wrong in the lab itself.
     pub lab_errors: Vec<String>,
+    /// Whether the supervisor sent SIGKILL, when the lab saw it at the syscall (black-box
+    /// programs); `None`: read it from the design's escalation points in the trace.
+    pub sigkill_seen: Option<bool>,
+    /// Signals delivered one by one to the supervisor once the child was ready (F1): each must
+    /// reach the child. (time, signal).
+    pub forwarded: Vec<(u64, i32)>,
 }
 
 /// The capability a race needs that this machine lacks, if any.
@@ -155,6 +161,24 @@ fn all_threads_sleeping(pid: i32) -> bool {
     })
 }
 
+/// Whether `pid` has exited (or was already reaped).
+pub fn exited(pid: i32) -> bool {
+    exited_within(pid, Instant::now())
+}
+
+/// Whether `reaper` is quiet now: no SIGCHLD pending and all its threads asleep.
+pub fn quiet(reaper: i32) -> bool {
+    !sigchld_pending(reaper) && all_threads_sleeping(reaper)
+}
+
+/// The zombies whose parent is `reaper`, now.
+pub fn zombies_of(reaper: i32) -> usize {
+    ns_pids()
+        .into_iter()
+        .filter(|&p| stat(p).is_some_and(|(s, pp, _)| s == 'Z' && pp == reaper))
+        .count()
+}
+
 /// Counts zombies whose parent is `reaper` once the burst is over: every orphan has exited,
 /// no SIGCHLD is pending for the reaper, and all its threads sleep (it has done what it will do
 /// about the notifications it got). The kernel offers no event for "a process went idle", so
@@ -208,7 +232,7 @@ mod libc_sig {
 /// The verdict for one replay.
 pub fn judge(
     race: &Race,
-    design: DesignId,
+    needs_warning: bool,
     truth: &Truth,
     w: &Workload,
     report: Option<&DesignReport>,
@@ -237,9 +261,8 @@ pub fn judge(
     }
     // I2: a SIGKILL sent means the report says so (and the warning is printed), and vice versa.
     if let Some(r) = report {
-        let killed = kill_was_sent(trace);
+        let killed = truth.sigkill_seen.unwrap_or_else(|| kill_was_sent(trace));
         let says_forced = matches!(r.reason, Reason::ForcedKill | Reason::Unkillable);
-        let needs_warning = matches!(design, DesignId::GlobalAtomics | DesignId::PollingFix);
         if killed && !says_forced {
             add(
                 Invariant::I2TrueStopReason,
@@ -260,8 +283,11 @@ pub fn judge(
             );
         }
     }
-    // I3: an interrupt that reached the supervisor while the child lived reaches the child.
-    if let Some(&(at, true)) = truth.interrupts.first() {
+    // I3: an interrupt that reached the supervisor while the child lived reaches the child. A
+    // child that never started never lived (a supervisor that died of the signal first).
+    if let Some(&(at, true)) = truth.interrupts.first()
+        && w.ready_line.is_some()
+    {
         let got = w.signals.iter().any(|&(t, s)| t >= at && is_stop_signal(s));
         if !got {
             add(
@@ -272,6 +298,23 @@ pub fn judge(
                 ),
             );
         }
+    }
+    // I3 for signals forwarded one by one: each reaches the child as itself.
+    let lost: Vec<String> = truth
+        .forwarded
+        .iter()
+        .filter(|&&(at, sig)| !w.signals.iter().any(|&(t, s)| t >= at && s == sig))
+        .map(|&(_, sig)| racelab_hooks::syscall_point::signal_name(sig).unwrap_or("?").to_string())
+        .collect();
+    if !lost.is_empty() {
+        add(
+            Invariant::I3InterruptDelivered,
+            format!(
+                "the child never saw {} sent to the supervisor (it saw {:?})",
+                lost.join(", "),
+                w.signals.iter().map(|(_, s)| *s).collect::<Vec<_>>()
+            ),
+        );
     }
     // I4: bounded stop.
     if let Some(over) = truth.overran_bound {

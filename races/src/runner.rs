@@ -15,7 +15,12 @@ fn scenarios(name: &str, input: Value, init: &mut Init) -> Result<Value, String>
                 .map_err(|e| e.to_string())?;
             crate::scenario::run(input, init)
         }
-        other => Err(format!("unknown scenario {other:?} (known: {})", crate::scenario::SCENARIO)),
+        crate::blackbox::SCENARIO => crate::blackbox::run(input, init),
+        other => Err(format!(
+            "unknown scenario {other:?} (known: {}, {})",
+            crate::scenario::SCENARIO,
+            crate::blackbox::SCENARIO
+        )),
     }
 }
 

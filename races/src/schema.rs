@@ -286,6 +286,63 @@ impl ListDocument {
     }
 }
 
+/// `racelab list --programs --format json`: the black-box programs and where each is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProgramsDocument {
+    /// Always `"racelab.programs"`.
+    pub schema: String,
+    /// [`VERSION`].
+    pub version: u32,
+    /// Every program, in matrix order.
+    pub programs: Vec<ProgramEntry>,
+}
+
+/// One black-box program.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProgramEntry {
+    /// Its name (`--program NAME`).
+    pub name: String,
+    /// The image label of its syscall points (`dumb_init.setsid`).
+    pub label: String,
+    /// What it is.
+    pub about: String,
+    /// Its binary here, when installed.
+    pub binary: Option<String>,
+    /// When it is not installed: what is missing and how to install it.
+    pub missing: String,
+    /// The cases of the conformance matrix it has a cell in.
+    pub cases: Vec<String>,
+}
+
+impl ProgramsDocument {
+    /// Every program, with where its binary is on this machine (`runner` locates the target
+    /// directory for the crates.io programs and for `supervise`).
+    pub fn probe(runner: &std::path::Path) -> ProgramsDocument {
+        ProgramsDocument {
+            schema: "racelab.programs".into(),
+            version: VERSION,
+            programs: crate::programs::PROGRAMS
+                .iter()
+                .map(|p| {
+                    let found = p.binary(runner);
+                    ProgramEntry {
+                        name: p.name.into(),
+                        label: p.label.into(),
+                        about: p.about.into(),
+                        binary: found.as_ref().ok().map(|b| b.display().to_string()),
+                        missing: found.err().unwrap_or_default(),
+                        cases: crate::conformance::CELLS
+                            .iter()
+                            .filter(|c| c.program == p.name)
+                            .map(|c| c.case.to_string())
+                            .collect(),
+                    }
+                })
+                .collect(),
+        }
+    }
+}
+
 /// `racelab doctor --format json`: what this machine allows.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DoctorDocument {

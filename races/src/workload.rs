@@ -101,6 +101,20 @@ fn run(ignore_term: bool) -> Result<i32, String> {
     }
 }
 
+/// The pid of the process behind `pidfd` as the lab sees it: the `Pid:` line of the pidfd's
+/// fdinfo is in the PID namespace of the /proc it is read from (the lab's), whereas fork's
+/// return value is in ours, which differs when we run under a PID 1 of a namespace of its own.
+fn lab_pid(pidfd: &std::os::fd::OwnedFd, ours: i32) -> i32 {
+    use std::os::fd::AsRawFd;
+    std::fs::read_to_string(format!("/proc/self/fdinfo/{}", pidfd.as_raw_fd()))
+        .ok()
+        .and_then(|t| {
+            t.lines().find_map(|l| l.strip_prefix("Pid:")).and_then(|v| v.trim().parse().ok())
+        })
+        .filter(|p: &i32| *p > 0)
+        .unwrap_or(ours)
+}
+
 fn number(arg: Option<&str>, what: &str) -> Result<i32, String> {
     arg.and_then(|a| a.parse().ok()).ok_or_else(|| format!("{what} needs a number"))
 }
@@ -114,7 +128,7 @@ fn command(cmd: &str) -> Result<Option<i32>, String> {
             for _ in 0..number(words.next(), "fork-orphans")? {
                 let middle = racelab_sys::ns::fork_run(|| match racelab_sys::ns::fork_run(|| 0) {
                     Ok(grandchild) => {
-                        say(&format!("orphan {}", grandchild.pid));
+                        say(&format!("orphan {}", lab_pid(&grandchild.pidfd, grandchild.pid)));
                         0
                     }
                     Err(_) => 1,
@@ -139,7 +153,7 @@ fn command(cmd: &str) -> Result<Option<i32>, String> {
                     }
                 })
                 .map_err(|e| format!("fork: {e}"))?;
-                pids.push(child.pid.to_string());
+                pids.push(lab_pid(&child.pidfd, child.pid).to_string());
             }
             say(&format!("tree {}", pids.join(" ")));
             Ok(None)

@@ -52,6 +52,9 @@ enum Command {
         /// Output format.
         #[arg(long, value_enum, default_value_t = InfoFormat::Text)]
         format: InfoFormat,
+        /// List the black-box programs instead (and whether each is installed here).
+        #[arg(long)]
+        programs: bool,
     },
     /// Replay races against designs and print the verdict matrix (the default command).
     Replay(ReplayArgs),
@@ -83,6 +86,13 @@ struct ReplayArgs {
     /// Designs to replay against (default: every design the race applies to).
     #[arg(long = "design", value_name = "DESIGN")]
     designs: Vec<String>,
+    /// Replay against this unmodified program instead, parked at its syscalls (see
+    /// `racelab list --programs`).
+    #[arg(long = "program", value_name = "PROGRAM", conflicts_with = "designs")]
+    programs: Vec<String>,
+    /// Replay the whole conformance matrix: every case against every program.
+    #[arg(long = "programs", conflicts_with_all = ["designs", "programs"])]
+    all_programs: bool,
     /// Replace the race's schedule (hooks text form: `a < b; on c: action(arg)`).
     #[arg(long)]
     schedule: Option<String>,
@@ -143,7 +153,22 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Some(Command::List { format }) => {
+        Some(Command::List { format, programs: true }) => {
+            let runner = std::env::current_exe().context("cannot find this executable")?;
+            let doc = races::schema::ProgramsDocument::probe(&runner);
+            match format {
+                InfoFormat::Text => {
+                    for p in &doc.programs {
+                        let state = p.binary.as_deref().unwrap_or(&p.missing);
+                        println!("{:14} {}", p.name, p.about);
+                        println!("               points as `{}.<syscall>`; {state}", p.label);
+                    }
+                }
+                InfoFormat::Json => println!("{}", to_json(&doc)?),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(Command::List { format, programs: false }) => {
             match format {
                 InfoFormat::Text => list_text(),
                 InfoFormat::Json => {
@@ -211,9 +236,28 @@ fn docs(out: &Path) -> anyhow::Result<ExitCode> {
 /// The plan of `args`, or a usage error naming what was wrong.
 fn plan(args: &ReplayArgs) -> anyhow::Result<ReplayPlan> {
     let mut plan = ReplayPlan { repeat: args.repeat, ..ReplayPlan::default() };
+    for name in &args.programs {
+        let program = races::programs::find(name).with_context(|| {
+            format!("unknown program {name:?}; known programs: {}", races::programs::known_names())
+        })?;
+        plan.programs.push(program);
+    }
+    if args.all_programs {
+        plan.programs = races::programs::PROGRAMS.iter().collect();
+    }
     for name in &args.races {
-        let race = catalog::find(name).with_context(|| {
-            format!("unknown race {name:?}; known races: {}", catalog::known_names())
+        let race = if plan.programs.is_empty() {
+            catalog::find(name)
+        } else {
+            races::conformance::find_race(name)
+        };
+        let race = race.with_context(|| {
+            let cases: Vec<&str> = races::conformance::CASES.iter().map(|c| c.race).collect();
+            format!(
+                "unknown race {name:?}; known races: {}; black-box cases (with --program): {}",
+                catalog::known_names(),
+                cases.join(", ")
+            )
         })?;
         plan.races.push(race);
     }
@@ -228,10 +272,11 @@ fn plan(args: &ReplayArgs) -> anyhow::Result<ReplayPlan> {
         plan.schedule = Some(races::parse_schedule(text).context("malformed --schedule")?);
     }
     anyhow::ensure!(
-        !races::plan_cells(&plan).is_empty(),
-        "no race of {:?} runs against the designs {:?}",
+        !races::plan_cells(&plan).is_empty() || !races::program_cells(&plan).is_empty(),
+        "no race of {:?} runs against {:?}{:?} (the conformance matrix has no such cell)",
         args.races,
-        args.designs
+        args.designs,
+        args.programs
     );
     if let Some(path) = &args.output {
         let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
@@ -250,7 +295,11 @@ fn progress_bar(plan: &ReplayPlan) -> Option<indicatif::ProgressBar> {
     if !std::io::stdout().is_terminal() || !std::io::stderr().is_terminal() {
         return None;
     }
-    let total = races::plan_cells(plan).len() as u64 * u64::from(plan.repeat);
+    let runnable = races::program_cells(plan)
+        .iter()
+        .filter(|(_, c)| matches!(c.expect, races::conformance::CellExpect::Run(_)))
+        .count();
+    let total = (races::plan_cells(plan).len() + runnable) as u64 * u64::from(plan.repeat);
     let bar = indicatif::ProgressBar::new(total);
     bar.set_style(
         indicatif::ProgressStyle::with_template(

@@ -11,7 +11,7 @@
 //!           | program '.' syscall ('(' sarg (',' sarg)* ')')? ('.' 'returned')?
 //! sarg     := '_' | '-'? digits | SIGNAL          # see crate::syscall_point
 //! action   := ident ('(' (arg (',' arg)*)? ')')?
-//! arg      := ident | '-'? digits | digits ('ns' | 'us' | 'ms' | 's')
+//! arg      := ident | '-'? digits | digits ('ns' | 'us' | 'ms' | 's') | at
 //! ```
 
 use std::time::Duration;
@@ -311,7 +311,7 @@ impl<'a> Parser<'a> {
         }
     }
 
-    fn action(&mut self) -> Result<Action, ParseError> {
+    fn action(&mut self) -> Result<Action, HookError> {
         let name = self.ident("an action name")?.to_string();
         let mut args = Vec::new();
         self.skip_blank();
@@ -326,7 +326,7 @@ impl<'a> Parser<'a> {
                         break;
                     }
                     if !self.eat(',') {
-                        return Err(self.expected("`,` or `)` in an action's arguments"));
+                        return Err(self.expected("`,` or `)` in an action's arguments").into());
                     }
                 }
             }
@@ -334,10 +334,19 @@ impl<'a> Parser<'a> {
         Ok(Action { name, args })
     }
 
-    fn arg(&mut self) -> Result<Arg, ParseError> {
-        const WHAT: &str = "an argument (identifier, integer or duration like 10ms)";
+    fn arg(&mut self) -> Result<Arg, HookError> {
+        const WHAT: &str = "an argument (identifier, integer, duration like 10ms, or point)";
         match self.peek() {
-            Some(c) if is_ident_start(c) => Ok(Arg::Ident(self.ident(WHAT)?.to_string())),
+            Some(c) if is_ident_start(c) => {
+                let start = self.pos;
+                let word = self.ident(WHAT)?;
+                if self.peek() == Some('.') {
+                    // `actor.window` or `program.syscall...`: a point argument.
+                    self.pos = start;
+                    return Ok(Arg::Point(self.at()?));
+                }
+                Ok(Arg::Ident(word.to_string()))
+            }
             Some(c) if c.is_ascii_digit() || c == '-' => {
                 let start = self.pos;
                 let negative = self.eat('-');
@@ -352,7 +361,7 @@ impl<'a> Parser<'a> {
                 if unit.is_empty() {
                     return number.parse::<i64>().map(Arg::Int).map_err(|_| {
                         self.pos = start;
-                        self.expected("an integer that fits in 64 bits")
+                        self.expected("an integer that fits in 64 bits").into()
                     });
                 }
                 let scale: u64 = match unit {
@@ -362,7 +371,7 @@ impl<'a> Parser<'a> {
                     "s" => 1_000_000_000,
                     _ => {
                         self.pos = unit_start;
-                        return Err(self.expected("a duration unit: ns, us, ms or s"));
+                        return Err(self.expected("a duration unit: ns, us, ms or s").into());
                     }
                 };
                 let nanos = digits.parse::<u64>().ok().and_then(|n| n.checked_mul(scale));
@@ -371,11 +380,12 @@ impl<'a> Parser<'a> {
                     _ => {
                         self.pos = start;
                         Err(self
-                            .expected("a non-negative duration that fits in 64-bit nanoseconds"))
+                            .expected("a non-negative duration that fits in 64-bit nanoseconds")
+                            .into())
                     }
                 }
             }
-            _ => Err(self.expected(WHAT)),
+            _ => Err(self.expected(WHAT).into()),
         }
     }
 }
@@ -475,14 +485,17 @@ mod tests {
     fn syscall_points_parse_with_arguments_returned_and_occurrences() {
         let s = Schedule::parse(
             "on piano.kill(SIGKILL): exit(child); piano.kill(SIGKILL).returned < piano.exit_group\n\
-             on tini.setpgid: interrupt(target); dumb_init.kill(-3, SIGTERM)#2 < tini.clone",
+             on tini.setpgid: interrupt(target), await(tini.kill(SIGTERM).returned)\n\
+             dumb_init.kill(-3, SIGTERM)#2 < tini.clone",
         )
         .unwrap();
         assert_eq!(
             s.to_string(),
             "on piano.kill(_, SIGKILL): exit(child); \
              piano.kill(_, SIGKILL).returned < piano.exit_group; \
-             on tini.setpgid: interrupt(target); dumb_init.kill(-3, SIGTERM)#2 < tini.clone"
+             on tini.setpgid: interrupt(target); \
+             on tini.setpgid: await(tini.kill(_, SIGTERM).returned); \
+             dumb_init.kill(-3, SIGTERM)#2 < tini.clone"
         );
         assert!(s.has_syscall_points());
         let first = s.points().next().unwrap();
@@ -546,6 +559,7 @@ mod tests {
 
     fn arg() -> impl Strategy<Value = Arg> {
         prop_oneof![
+            at().prop_map(Arg::Point),
             "[a-zA-Z_][a-zA-Z0-9_]{0,6}".prop_map(Arg::Ident),
             any::<i64>().prop_map(Arg::Int),
             any::<u64>().prop_map(|n| Arg::Duration(Duration::from_nanos(n))),

@@ -95,6 +95,7 @@ impl At {
 
     /// The hook point's index in [`crate::points::ALL`]; `usize::MAX` for a syscall point
     /// (the controller refuses those when it is armed, so it never looks one up).
+    #[cfg_attr(not(feature = "hooks"), allow(dead_code))]
     pub(crate) fn hook_index(&self) -> usize {
         self.point.hook().map_or(usize::MAX, |p| usize::from(p.index))
     }
@@ -146,6 +147,8 @@ pub enum Arg {
     Int(i64),
     /// A duration written `10ms`, `2s`, `500us` or `7ns`.
     Duration(Duration),
+    /// A point occurrence, such as the argument of `await(tini.kill(SIGTERM).returned)`.
+    Point(At),
 }
 
 impl fmt::Display for Arg {
@@ -165,6 +168,7 @@ impl fmt::Display for Arg {
                     write!(f, "{ns}ns")
                 }
             }
+            Arg::Point(at) => write!(f, "{at}"),
         }
     }
 }

@@ -1,0 +1,325 @@
+//! The I/O side of one black-box replay: receives the target's notifications from the seccomp
+//! listener, names the program image of each calling thread from /proc, feeds the [`Engine`]
+//! and answers the kernel. Lab actions come out as [`ActionRequest`]s: the caller (the lab's
+//! init, which owns the workload, the victims and the clock) carries them out and reports back.
+
+use std::collections::{HashMap, VecDeque};
+use std::os::fd::{AsFd, BorrowedFd};
+
+use racelab_hooks::{Action, At, Event, EventKind, RunReport};
+use racelab_sys::seccomp::{self, Listener, ListenerEvent, NotifyError};
+
+use crate::engine::{Arrival, Decision, Engine, NotifId};
+
+/// A lab action the engine wants run now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActionRequest {
+    /// The notification whose point carries it (pass it back to [`Session::action_done`]).
+    pub id: NotifId,
+    /// The action.
+    pub action: Action,
+    /// Where.
+    pub at: At,
+}
+
+/// A signal a target sent that the oracle wants to know about (every SIGKILL): ground truth
+/// seen at the syscall, whatever the target says afterwards.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SentSignal {
+    /// When it was let go (CLOCK_MONOTONIC ns).
+    pub time_ns: u64,
+    /// The sending process and its image.
+    pub by_pid: i32,
+    /// Its program image.
+    pub by_program: String,
+    /// The syscall (`kill`, `tgkill`, `pidfd_send_signal`).
+    pub syscall: String,
+    /// Its first argument: the pid (negative: a process group), or the pidfd.
+    pub target: i64,
+    /// The signal.
+    pub signal: i32,
+}
+
+/// The program image a thread runs, as syscall points name it: the executable's file name with
+/// `-` written `_` (`/usr/bin/dumb-init` is `dumb_init`). `None` when the thread is gone.
+pub fn program_label(tid: i32) -> Option<String> {
+    let exe = std::fs::read_link(format!("/proc/{tid}/exe")).ok()?;
+    let name = exe.file_name()?.to_string_lossy().into_owned();
+    // A binary replaced on disk while running reads as "name (deleted)".
+    let name = name.strip_suffix(" (deleted)").unwrap_or(&name).to_string();
+    Some(name.replace('-', "_"))
+}
+
+fn tgid(tid: i32) -> Option<i32> {
+    let status = std::fs::read_to_string(format!("/proc/{tid}/status")).ok()?;
+    status.lines().find_map(|l| l.strip_prefix("Tgid:")).and_then(|v| v.trim().parse().ok())
+}
+
+/// One replay's session over the target's listener.
+#[derive(Debug)]
+pub struct Session {
+    listener: Listener,
+    engine: Engine,
+    requests: VecDeque<ActionRequest>,
+    /// Notifications the kernel holds for us: id -> (tid, pid, program, observed signal).
+    held: HashMap<NotifId, (i32, i32, String, Option<SentSignal>)>,
+    /// Threads that may owe a `.returned`: tid -> (pid, program).
+    threads: HashMap<i32, (i32, String)>,
+    sent: Vec<SentSignal>,
+    notes: Vec<Event>,
+    targets_gone: bool,
+}
+
+impl Session {
+    /// A session answering `listener` with `engine`'s decisions.
+    pub fn new(listener: Listener, engine: Engine) -> Session {
+        Session {
+            listener,
+            engine,
+            requests: VecDeque::new(),
+            held: HashMap::new(),
+            threads: HashMap::new(),
+            sent: Vec::new(),
+            notes: Vec::new(),
+            targets_gone: false,
+        }
+    }
+
+    /// Every task running the filter has exited (the listener reported POLLHUP).
+    pub fn targets_gone(&self) -> bool {
+        self.targets_gone
+    }
+
+    /// Receives every notification pending now (without blocking) and answers what can go.
+    pub fn receive(&mut self, now_ns: u64) {
+        loop {
+            match self.listener.wait(std::time::Duration::ZERO) {
+                Ok(ListenerEvent::Pending) => {}
+                Ok(ListenerEvent::AllTargetsGone) => {
+                    self.targets_gone = true;
+                    return;
+                }
+                Ok(ListenerEvent::TimedOut) | Err(_) => return,
+            }
+            let n = match self.listener.recv() {
+                Ok(n) => n,
+                // Withdrawn between poll and recv (the thread died): nothing to answer.
+                Err(NotifyError::Gone) => continue,
+                Err(NotifyError::Io(_)) => return,
+            };
+            let Some(syscall) = n.sysno() else {
+                let _ = self.listener.continue_syscall(n.id);
+                continue;
+            };
+            let program = program_label(n.tid).unwrap_or_else(|| "?".into());
+            let pid = tgid(n.tid).unwrap_or(n.tid);
+            let signal = observed_signal(syscall, &n.args).map(|(target, signal)| SentSignal {
+                time_ns: 0,
+                by_pid: pid,
+                by_program: program.clone(),
+                syscall: syscall.name().to_string(),
+                target,
+                signal,
+            });
+            self.held.insert(n.id.0, (n.tid, pid, program.clone(), signal));
+            self.threads.insert(n.tid, (pid, program.clone()));
+            let decisions = self.engine.arrive(Arrival {
+                id: n.id.0,
+                tid: n.tid,
+                pid,
+                program,
+                syscall,
+                args: n.args,
+                time_ns: now_ns,
+            });
+            self.apply(decisions, now_ns);
+        }
+    }
+
+    fn apply(&mut self, decisions: Vec<Decision>, now_ns: u64) {
+        let mut queue: VecDeque<Decision> = decisions.into();
+        while let Some(d) = queue.pop_front() {
+            match d {
+                Decision::Run { id, action, at } => {
+                    self.requests.push_back(ActionRequest { id, action, at })
+                }
+                Decision::Continue(id) => {
+                    let info = self.held.remove(&id);
+                    match self.listener.continue_syscall(seccomp::NotifId(id)) {
+                        Ok(()) => {
+                            if let Some((_, _, _, Some(mut s))) = info {
+                                s.time_ns = now_ns;
+                                self.sent.push(s);
+                            }
+                        }
+                        Err(_) => {
+                            if let Some((tid, pid, program, _)) = info {
+                                self.notes.push(Event {
+                                    time_ns: now_ns,
+                                    pid: pid as u32,
+                                    tid: tid as u32,
+                                    actor: program,
+                                    kind: EventKind::Note,
+                                    subject: "gone".into(),
+                                    detail: "the thread died while parked".into(),
+                                    peer: None,
+                                });
+                            }
+                            queue.extend(self.engine.gone(id, now_ns));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// The next lab action to carry out, if any.
+    pub fn next_action(&mut self) -> Option<ActionRequest> {
+        self.requests.pop_front()
+    }
+
+    /// The action of notification `id` ended.
+    pub fn action_done(&mut self, id: NotifId, result: Result<(), String>, now_ns: u64) {
+        let decisions = self.engine.action_done(id, result, now_ns);
+        self.apply(decisions, now_ns);
+    }
+
+    /// Deadlines, parked threads that died, threads that ended while owing a return.
+    pub fn tick(&mut self, now_ns: u64) {
+        let dead: Vec<NotifId> = self
+            .held
+            .keys()
+            .copied()
+            .filter(|id| !self.listener.id_valid(seccomp::NotifId(*id)))
+            .collect();
+        for id in dead {
+            self.held.remove(&id);
+            let decisions = self.engine.gone(id, now_ns);
+            self.apply(decisions, now_ns);
+        }
+        for tid in self.engine.returning_threads() {
+            let Some((pid, program)) = self.threads.get(&tid).cloned() else { continue };
+            if !std::path::Path::new(&format!("/proc/{pid}/task/{tid}")).exists() {
+                let decisions = self.engine.thread_ended(tid, pid, &program, now_ns);
+                self.apply(decisions, now_ns);
+            }
+        }
+        for (id, program) in self.engine.blocked_awaits() {
+            if self.stalled(program) {
+                let decisions = self.engine.skip_await(id, now_ns);
+                self.apply(decisions, now_ns);
+            }
+        }
+        let decisions = self.engine.tick(now_ns);
+        self.apply(decisions, now_ns);
+    }
+
+    /// Whether no thread running `program` can make progress: each is parked here, or waits in
+    /// `vfork` for a child that is (its wait channel says `wait_for_vfork_done`). A thread
+    /// running in user space, or blocked anywhere else, is never called stalled.
+    fn stalled(&self, program: &str) -> bool {
+        let held: Vec<i32> = self.held.values().map(|(tid, ..)| *tid).collect();
+        let mut any = false;
+        let Ok(procs) = std::fs::read_dir("/proc") else { return false };
+        for p in procs.flatten() {
+            let Some(pid) = p.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+                continue;
+            };
+            if program_label(pid).as_deref() != Some(program) {
+                continue;
+            }
+            let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { continue };
+            for t in tasks.flatten() {
+                let Some(tid) = t.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+                    continue;
+                };
+                any = true;
+                if held.contains(&tid) {
+                    continue;
+                }
+                if !in_vfork_wait(pid, tid) {
+                    return false;
+                }
+            }
+        }
+        any
+    }
+
+    /// Whether some thread owes a `.returned` (the caller should tick again soon: a thread's
+    /// end shows only in /proc).
+    pub fn awaits_returns(&self) -> bool {
+        !self.engine.returning_threads().is_empty()
+    }
+
+    /// Whether some thread of process `pid` is parked here now.
+    pub fn holds_any_of(&self, pid: i32) -> bool {
+        self.held.values().any(|(_, p, ..)| *p == pid)
+    }
+
+    /// Whether every thread of process `pid` is parked here now: then nothing in that process
+    /// can make progress (it cannot reap, signal or exit) until the lab lets one go.
+    pub fn all_threads_held(&self, pid: i32) -> bool {
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return false };
+        let held: Vec<i32> = self.held.values().map(|(tid, ..)| *tid).collect();
+        let mut any = false;
+        for t in tasks.flatten() {
+            let Some(tid) = t.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+                continue;
+            };
+            any = true;
+            if !held.contains(&tid) {
+                return false;
+            }
+        }
+        any
+    }
+
+    /// Ends the session: lets every held thread go and returns the run's report (trace, stuck
+    /// report, unmet edges, failed actions) and the signals the targets sent.
+    pub fn finish(mut self, now_ns: u64) -> (RunReport, Vec<SentSignal>) {
+        let (decisions, mut report) = self.engine.finish(now_ns);
+        self.apply(decisions, now_ns);
+        // Anything still held (an action never reported back) goes too.
+        for id in self.held.keys().copied().collect::<Vec<_>>() {
+            let _ = self.listener.continue_syscall(seccomp::NotifId(id));
+        }
+        report.trace.events.append(&mut self.notes);
+        report.trace.sort();
+        (report, self.sent)
+    }
+}
+
+impl AsFd for Session {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.listener.as_fd()
+    }
+}
+
+/// Whether thread `tid` of `pid` waits for a vfork child: blocked (state D) in `clone`,
+/// `clone3` or `vfork`, in the kernel's vfork wait (the wait channel reads
+/// `wait_for_vfork_done`, or `kernel_clone` where that function is inlined).
+fn in_vfork_wait(pid: i32, tid: i32) -> bool {
+    let task = format!("/proc/{pid}/task/{tid}");
+    let wchan = std::fs::read_to_string(format!("{task}/wchan")).unwrap_or_default();
+    let nr = std::fs::read_to_string(format!("{task}/syscall"))
+        .ok()
+        .and_then(|s| s.split_whitespace().next().and_then(|n| n.parse::<i32>().ok()));
+    let state = std::fs::read_to_string(format!("{task}/stat")).ok().and_then(|s| {
+        s.rsplit_once(')').and_then(|(_, r)| r.split_whitespace().next().map(str::to_string))
+    });
+    let clone_family = ["clone", "clone3", "vfork"]
+        .iter()
+        .filter_map(|n| n.parse::<racelab_hooks::Sysno>().ok())
+        .any(|s| Some(s.id()) == nr);
+    clone_family
+        && state.as_deref() == Some("D")
+        && (wchan.contains("vfork") || wchan.contains("kernel_clone"))
+}
+
+/// (target, signal) of a signal-sending syscall, for the signals the oracle watches (SIGKILL).
+fn observed_signal(syscall: racelab_hooks::Sysno, args: &[u64; 6]) -> Option<(i64, i32)> {
+    let index = racelab_hooks::syscall_point::signal_arg(syscall)?;
+    let signal = args[index] as u32 as i32;
+    let target = args[0] as u32 as i32;
+    (signal == 9 && syscall.name() != "rt_sigaction").then_some((i64::from(target), signal))
+}

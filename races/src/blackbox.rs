@@ -1,0 +1,833 @@
+//! One replay against an unmodified program, as the lab's init (PID 1 of a fresh namespace)
+//! runs it.
+//!
+//! Topology: init forks a launcher L. L sets up the workload's pipes as its stdin/stdout and a
+//! pipe as its stderr, installs the case's seccomp filter (with a listener) and sends the
+//! listener to init over a socket pair, then execs the program P (for a PID 1 case, L first
+//! unshares a PID namespace and forks: its child is PID 1 there and does the rest, L mirrors its
+//! exit). P's child is the lab's workload W. Init answers P's notifications through a
+//! [`racelab_blackbox::Session`]: the schedule's points park P's threads, its lab actions (make
+//! W exit, recycle W's PID, signal P) run meanwhile. The oracle judges from what init saw: W's
+//! signal log, the victims' fates, /proc, P's exit and stderr, every SIGKILL P sent (seen at the
+//! syscall).
+
+use crate::catalog::Race;
+use crate::conformance::{self, Case, Cell, CellExpect};
+use crate::design::{DesignReport, Reason, Status};
+use crate::oracle::{self, Truth};
+use crate::programs::{self, Kind, Program, RunOptions};
+use crate::scenario::{Lines, ReplayOutput, Workload, readable};
+use crate::verdict::{Invariant, Verdict};
+use nix::sys::signal::Signal;
+use racelab_blackbox::{ActionRequest, Engine, Session};
+use racelab_hooks::{Action, Arg, Event, EventKind, Schedule, Trace};
+use racelab_sandbox::{Child, Fate, Init, Mechanism, Victim};
+use serde::{Deserialize, Serialize};
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The scenario's name in the runner.
+pub const SCENARIO: &str = "program";
+
+/// How long one black-box replay may take inside the namespace.
+pub const REPLAY_DEADLINE: Duration = Duration::from_millis(2500);
+
+/// How long a parked syscall may wait for its schedule.
+const HOLD_DEADLINE: Duration = Duration::from_millis(1000);
+
+/// What the caller asks for.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ProgramInput {
+    /// Race (case) id.
+    pub case: String,
+    /// Program name.
+    pub program: String,
+    /// A schedule replacing the cell's own; `Some("")` replays with none.
+    pub schedule: Option<String>,
+}
+
+/// Runs one black-box replay as init and returns its output as JSON.
+pub fn run(input: serde_json::Value, init: &mut Init) -> Result<serde_json::Value, String> {
+    let input: ProgramInput =
+        serde_json::from_value(input).map_err(|e| format!("bad input: {e}"))?;
+    let case = conformance::find_case(&input.case)
+        .ok_or_else(|| format!("no black-box case {}", input.case))?;
+    let program = programs::find(&input.program)
+        .ok_or_else(|| format!("unknown program {}", input.program))?;
+    let cell = conformance::cell(case.race, program.name)
+        .ok_or_else(|| format!("{} has no cell for {}", case.race, program.name))?;
+    let text = input.schedule.unwrap_or_else(|| cell.schedule_for(program));
+    let schedule = Schedule::parse(&text).map_err(|e| format!("malformed schedule: {e}"))?;
+    let out = replay(case, cell, program, schedule, init);
+    serde_json::to_value(out).map_err(|e| e.to_string())
+}
+
+fn now() -> u64 {
+    racelab_sandbox::now_ns()
+}
+
+fn pipe() -> Result<(OwnedFd, OwnedFd), String> {
+    rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).map_err(|e| format!("pipe: {e}"))
+}
+
+fn replay(
+    case: &'static Case,
+    cell: &'static Cell,
+    program: &'static Program,
+    schedule: Schedule,
+    init: &mut Init,
+) -> ReplayOutput {
+    let t0 = now();
+    let text = schedule.to_string();
+    let output = |verdict, trace, report| ReplayOutput {
+        verdict,
+        trace,
+        design_report: report,
+        schedule: text.clone(),
+        wall_ns: now() - t0,
+    };
+    if let CellExpect::NotApplicable(why) = cell.expect {
+        return output(
+            Verdict::Skipped { reason: format!("not applicable: {why}") },
+            Trace::default(),
+            None,
+        );
+    }
+    let runner = match std::env::current_exe() {
+        Ok(r) => r,
+        Err(e) => {
+            return output(
+                Verdict::LabError { message: format!("current_exe: {e}") },
+                Trace::default(),
+                None,
+            );
+        }
+    };
+    let binary = match program.binary(&runner) {
+        Ok(b) => b,
+        Err(reason) => return output(Verdict::Skipped { reason }, Trace::default(), None),
+    };
+    let engine = match Engine::new(&schedule, HOLD_DEADLINE.as_nanos() as u64) {
+        Ok(e) => e,
+        Err(e) => {
+            return output(
+                Verdict::LabError { message: format!("schedule: {e}") },
+                Trace::default(),
+                None,
+            );
+        }
+    };
+    match Bb::start(case, cell, program, &binary, &runner, engine, init, t0) {
+        Ok(mut bb) => {
+            bb.drive();
+            let (verdict, trace, report) = bb.judge();
+            output(verdict, trace, Some(report))
+        }
+        Err(message) => output(Verdict::LabError { message }, Trace::default(), None),
+    }
+}
+
+/// The launched program: init's child, and the process the schedule is about.
+struct Launched {
+    /// Init's child: the program itself, or for a PID 1 case the launcher that mirrors it.
+    child: Child,
+    /// A pidfd for the program (signals go through it: never a PID that may be recycled).
+    target: OwnedFd,
+    /// The program's pid in the lab's namespace.
+    target_pid: i32,
+    session: Session,
+    w_in: OwnedFd,
+    w_out: OwnedFd,
+    err: OwnedFd,
+}
+
+#[allow(clippy::too_many_arguments)]
+fn launch(
+    init: &mut Init,
+    program: &Program,
+    binary: &Path,
+    args: Vec<String>,
+    cwd: Option<PathBuf>,
+    pid1: bool,
+    engine: Engine,
+) -> Result<Launched, String> {
+    let filter = racelab_blackbox::filter_for(engine.points(), engine.needs_returns());
+    let compiled = filter.compile().map_err(|e| format!("seccomp filter: {e}"))?;
+    let (w_stdin_r, w_stdin_w) = pipe()?;
+    let (w_stdout_r, w_stdout_w) = pipe()?;
+    let (err_r, err_w) = pipe()?;
+    let (pid_r, pid_w) = pipe()?;
+    let (lab_sock, child_sock) = rustix::net::socketpair(
+        rustix::net::AddressFamily::UNIX,
+        rustix::net::SocketType::STREAM,
+        rustix::net::SocketFlags::CLOEXEC,
+        None,
+    )
+    .map_err(|e| format!("socketpair: {e}"))?;
+    let binary = binary.to_path_buf();
+    let label = program.label;
+    // The body of the process that becomes the program: filter, listener to the lab, exec.
+    let exec_target = move || -> i32 {
+        let listener = match racelab_sys::seccomp::install_program(
+            &compiled,
+            racelab_sys::seccomp::ParkedSignals::DeferUntilAnswered,
+        ) {
+            Ok(l) => l,
+            Err(_) => return 120,
+        };
+        if racelab_sys::fdpass::send_fd(&child_sock, listener.as_fd()).is_err() {
+            return 121;
+        }
+        drop(listener);
+        use std::os::unix::process::CommandExt;
+        let mut cmd = std::process::Command::new(&binary);
+        cmd.args(&args).env_remove("PIANO_WRAPPER_CONFIG");
+        if let Some(dir) = &cwd {
+            cmd.current_dir(dir);
+        }
+        let e = cmd.exec();
+        let _ = rustix::io::write(
+            std::io::stderr(),
+            format!("racelab: exec {label}: {e}\n").as_bytes(),
+        );
+        127
+    };
+    let child = init
+        .fork(move || {
+            if nix::unistd::dup2_stdin(&w_stdin_r).is_err()
+                || nix::unistd::dup2_stdout(&w_stdout_w).is_err()
+                || nix::unistd::dup2_stderr(&err_w).is_err()
+            {
+                return 122;
+            }
+            if !pid1 {
+                return exec_target();
+            }
+            // PID 1 of a namespace of its own: the next child this process forks.
+            if nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWPID).is_err() {
+                return 123;
+            }
+            let inner = match racelab_sys::ns::fork_run(exec_target) {
+                Ok(f) => f,
+                Err(_) => return 124,
+            };
+            let _ = rustix::io::write(&pid_w, format!("{}\n", inner.pid).as_bytes());
+            // Mirror the program's end (the lab reads the program's own status from its
+            // report; this process only stands between init and the namespace).
+            match rustix::process::waitid(
+                rustix::process::WaitId::PidFd(inner.pidfd.as_fd()),
+                rustix::process::WaitIdOptions::EXITED,
+            ) {
+                Ok(Some(st)) => match (st.exit_status(), st.terminating_signal()) {
+                    (Some(code), _) => code,
+                    (None, Some(sig)) => 128 + sig,
+                    _ => 125,
+                },
+                _ => 125,
+            }
+        })
+        .map_err(|e| format!("fork launcher: {e}"))?;
+    // The closure (and the child's ends of the pipes it moved in) was dropped in this process
+    // by `fork`: the launcher holds the only copies now, so its death shows as end-of-file.
+    // The listener, or the launcher's end: bounded.
+    if !readable(lab_sock.as_fd(), Duration::from_secs(2)) {
+        return Err("the launcher sent no seccomp listener within 2 s".into());
+    }
+    let listener = racelab_sys::fdpass::recv_fd(&lab_sock).map_err(|e| {
+        format!(
+            "no seccomp listener from the launcher ({e}); it ended {:?}",
+            child.fate(Duration::from_millis(200))
+        )
+    })?;
+    let target_pid = if pid1 {
+        let mut lines = Lines::new(pid_r);
+        let until = now() + 2_000_000_000;
+        loop {
+            if let Some(l) = lines.next_line() {
+                break l.trim().parse::<i32>().map_err(|e| format!("PID 1's pid: {e}"))?;
+            }
+            if lines.eof || now() > until {
+                return Err("the launcher did not report PID 1's pid".into());
+            }
+            readable(lines.fd.as_fd(), Duration::from_millis(100));
+            lines.fill();
+        }
+    } else {
+        child.pid()
+    };
+    let target = rustix::process::Pid::from_raw(target_pid)
+        .and_then(|p| rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty()).ok())
+        .ok_or_else(|| format!("pidfd_open({target_pid}): the program is gone"))?;
+    let session = Session::new(racelab_sys::seccomp::Listener::from_fd(listener), engine);
+    Ok(Launched {
+        child,
+        target,
+        target_pid,
+        session,
+        w_in: w_stdin_w,
+        w_out: w_stdout_r,
+        err: err_r,
+    })
+}
+
+struct Bb<'a> {
+    init: &'a mut Init,
+    race: &'static Race,
+    case: &'static Case,
+    program: &'static Program,
+    t0: u64,
+    events: Vec<Event>,
+    w: Workload,
+    w_in: OwnedFd,
+    w_out: Lines,
+    err: Lines,
+    stderr: String,
+    child: Child,
+    target: OwnedFd,
+    target_pid: i32,
+    session: Option<Session>,
+    victims: Vec<Victim>,
+    truth: Truth,
+    started: bool,
+    bound_checked: bool,
+    zombies_counted: bool,
+    /// Z1: consecutive looks at the reaper that found it quiet, and when the looking started.
+    quiet: (u32, Option<u64>),
+    /// F1: how many of the case's signals were sent.
+    sent: usize,
+    project: Option<PathBuf>,
+    report: Option<racelab_hooks::RunReport>,
+}
+
+impl<'a> Bb<'a> {
+    #[allow(clippy::too_many_arguments)]
+    fn start(
+        case: &'static Case,
+        cell: &'static Cell,
+        program: &'static Program,
+        binary: &Path,
+        runner: &Path,
+        engine: Engine,
+        init: &'a mut Init,
+        t0: u64,
+    ) -> Result<Bb<'a>, String> {
+        let race = case.race();
+        let setup = race.setup;
+        let mut wargs = vec![crate::workload::MODE.to_string()];
+        if setup.child_ignores_term {
+            wargs.push("--ignore-term".into());
+        }
+        let opts = RunOptions {
+            duration: setup.duration,
+            grace: setup.grace,
+            flags: cell.flags.iter().map(|f| f.to_string()).collect(),
+            pid1: case.pid1,
+        };
+        let (cwd, project) = if program.kind == Kind::Piano {
+            let dir = PathBuf::from(format!("/tmp/racelab-{}-piano", init.host_pid()));
+            programs::piano_project(&dir, runner).map_err(|e| format!("piano project: {e}"))?;
+            (Some(dir.clone()), Some(dir))
+        } else {
+            (None, None)
+        };
+        let args = program.args(&opts, runner, &wargs);
+        let l = launch(init, program, binary, args, cwd, case.pid1, engine)?;
+        Ok(Bb {
+            init,
+            race,
+            case,
+            program,
+            t0,
+            events: Vec::new(),
+            w: Workload::default(),
+            w_in: l.w_in,
+            w_out: Lines::new(l.w_out),
+            err: Lines::new(l.err),
+            stderr: String::new(),
+            child: l.child,
+            target: l.target,
+            target_pid: l.target_pid,
+            session: Some(l.session),
+            victims: Vec::new(),
+            truth: Truth { sigkill_seen: Some(false), ..Truth::default() },
+            started: false,
+            bound_checked: false,
+            zombies_counted: false,
+            quiet: (0, None),
+            sent: 0,
+            project,
+            report: None,
+        })
+    }
+
+    fn note(&mut self, actor: &str, subject: &str, detail: String) {
+        self.events.push(Event {
+            time_ns: now(),
+            pid: 1,
+            tid: 1,
+            actor: actor.to_string(),
+            kind: EventKind::Note,
+            subject: subject.to_string(),
+            detail,
+            peer: None,
+        });
+    }
+
+    fn deadline(&self) -> u64 {
+        self.t0 + REPLAY_DEADLINE.as_nanos() as u64
+    }
+
+    fn program_done(&self) -> bool {
+        readable(self.child.pidfd(), Duration::ZERO)
+    }
+
+    /// Reads what arrived: the workload's lines, the program's stderr, the notifications.
+    fn absorb(&mut self) {
+        self.w_out.fill();
+        while let Some(line) = self.w_out.next_line() {
+            self.w.absorb(&line, now());
+            self.note("child", "says", line);
+        }
+        self.err.fill();
+        while let Some(line) = self.err.next_line() {
+            self.stderr.push_str(&line);
+            self.stderr.push('\n');
+            self.note(self.program.label, "stderr", line);
+        }
+        if let Some(s) = self.session.as_mut() {
+            s.receive(now());
+            s.tick(now());
+        }
+    }
+
+    /// Sleeps until something may have changed, at most until `until`.
+    fn wait(&self, until: u64) {
+        let mut wake = until;
+        if let Some(at) = self.bound_deadline()
+            && !self.bound_checked
+        {
+            wake = wake.min(at);
+        }
+        // A thread's end, a stalled await and a quiet reaper show only in /proc.
+        if self.session.as_ref().is_some_and(Session::awaits_returns) {
+            wake = wake.min(now() + 2_000_000);
+        }
+        if self.w.orphans_done && !self.zombies_counted {
+            wake = wake.min(now() + 1_000_000);
+        }
+        let timeout = Duration::from_nanos(wake.saturating_sub(now()).min(50_000_000));
+        let child_fd = self.child.pidfd();
+        let mut fds = vec![
+            rustix::event::PollFd::new(&child_fd, rustix::event::PollFlags::IN),
+            rustix::event::PollFd::new(&self.target, rustix::event::PollFlags::IN),
+        ];
+        if !self.w_out.eof {
+            fds.push(rustix::event::PollFd::new(&self.w_out.fd, rustix::event::PollFlags::IN));
+        }
+        if !self.err.eof {
+            fds.push(rustix::event::PollFd::new(&self.err.fd, rustix::event::PollFlags::IN));
+        }
+        if let Some(s) = &self.session
+            && !s.targets_gone()
+        {
+            fds.push(rustix::event::PollFd::new(s, rustix::event::PollFlags::IN));
+        }
+        if let Some(fd) = &self.w.pidfd {
+            fds.push(rustix::event::PollFd::new(fd, rustix::event::PollFlags::empty()));
+        }
+        let ts = rustix::time::Timespec::try_from(timeout).ok();
+        let _ = rustix::event::poll(&mut fds, ts.as_ref());
+    }
+
+    /// Serves events and the case's own steps (not actions) until `until` holds or
+    /// `deadline` passes.
+    fn pump(&mut self, until: &dyn Fn(&Bb<'_>) -> bool, deadline: u64) -> bool {
+        loop {
+            self.absorb();
+            self.tick();
+            if until(self) {
+                return true;
+            }
+            if now() >= deadline {
+                return false;
+            }
+            self.wait(deadline);
+        }
+    }
+
+    fn write_child(&mut self, line: &str) -> Result<(), String> {
+        rustix::io::write(&self.w_in, format!("{line}\n").as_bytes())
+            .map(|_| ())
+            .map_err(|e| format!("writing to the child: {e}"))
+    }
+
+    fn wait_ready(&mut self) -> Result<i32, String> {
+        let deadline = (now() + 1_000_000_000).min(self.deadline());
+        if !self.pump(&|b| b.w.pid.is_some(), deadline) {
+            return Err("the child never said ready".into());
+        }
+        self.w.pid.ok_or_else(|| "no child pid".into())
+    }
+
+    /// Sends `sig` to the program through its pidfd.
+    fn signal_program(&mut self, sig: Signal) {
+        let alive = self.w.alive() || self.w.pid.is_none();
+        let rsig = rustix::process::Signal::from_named_raw(sig as i32);
+        let sent = rsig.map(|s| rustix::process::pidfd_send_signal(&self.target, s));
+        let at = now();
+        if matches!(sig, Signal::SIGINT | Signal::SIGTERM | Signal::SIGHUP)
+            && self.case.signals.is_empty()
+        {
+            self.truth.interrupts.push((at, alive));
+            if self.truth.stop_requested_at.is_none() {
+                self.truth.stop_requested_at = Some(at);
+            }
+        }
+        self.note(
+            "lab",
+            "signal",
+            format!("{} to the program ({sent:?}; child alive: {alive})", sig.as_str()),
+        );
+    }
+
+    fn ppid(pid: i32) -> Option<i32> {
+        let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        s.rsplit_once(')')?.1.split_whitespace().nth(1)?.parse().ok()
+    }
+
+    /// The child's PID is free: it was reaped (its pidfd says POLLHUP).
+    fn child_reaped(&self) -> bool {
+        let Some(fd) = &self.w.pidfd else { return false };
+        let mut fds = [rustix::event::PollFd::new(fd, rustix::event::PollFlags::empty())];
+        matches!(rustix::event::poll(&mut fds, Some(&rustix::time::Timespec { tv_sec: 0, tv_nsec: 0 })), Ok(n) if n > 0)
+            && fds[0].revents().contains(rustix::event::PollFlags::HUP)
+    }
+
+    /// Carries out one lab action requested at a point.
+    fn act(&mut self, action: &Action) -> Result<(), String> {
+        let word = |i: usize| match action.args.get(i) {
+            Some(Arg::Ident(s)) => Some(s.as_str()),
+            _ => None,
+        };
+        self.note("lab", &action.name, format!("requested: {action}"));
+        match action.name.as_str() {
+            "ready" => self.wait_ready().map(|_| ()),
+            "exit" => {
+                let code = match action.args.get(1) {
+                    Some(Arg::Int(c)) => *c,
+                    _ => 0,
+                };
+                self.wait_ready()?;
+                self.write_child(&format!("exit {code}"))?;
+                let deadline = (now() + 1_000_000_000).min(self.deadline());
+                if !self.pump(&|b| !b.w.alive(), deadline) {
+                    return Err("the child did not exit within 1 s".into());
+                }
+                self.note("lab", "exit", format!("child exited with {code}"));
+                Ok(())
+            }
+            "recycle" => {
+                let pid = self.wait_ready()?;
+                let parent = Self::ppid(pid);
+                let deadline = (now() + 1_000_000_000).min(self.deadline());
+                // Wait for the reap, unless no thread of the parent can reap it now: then the
+                // PID stays pinned by design (a zombie is never recycled) and there is no
+                // window to open.
+                let reaped = self.pump(
+                    &|b| {
+                        b.child_reaped()
+                            || parent.is_some_and(|p| {
+                                b.session.as_ref().is_some_and(|s| s.all_threads_held(p))
+                            })
+                    },
+                    deadline,
+                );
+                if !reaped {
+                    return Err(format!("PID {pid} was not reaped within 1 s"));
+                }
+                if !self.child_reaped() {
+                    self.note("lab", "recycle", format!("PID {pid} is pinned: the child is an unreaped zombie and every thread of its parent is parked"));
+                    return Ok(());
+                }
+                let victim =
+                    self.init.recycle(pid, Mechanism::NsLastPid).map_err(|e| e.to_string())?;
+                self.note("lab", "recycle", format!("victim took PID {pid}"));
+                self.victims.push(victim);
+                Ok(())
+            }
+            "interrupt" | "terminate" | "signal" => {
+                let who = word(0).unwrap_or("target");
+                if !["target", "design", self.program.label].contains(&who) {
+                    return Err(format!(
+                        "{}: only the program (target) can be signalled here",
+                        action.name
+                    ));
+                }
+                let sig = match action.name.as_str() {
+                    "interrupt" => Signal::SIGINT,
+                    "terminate" => Signal::SIGTERM,
+                    _ => word(1).and_then(|n| n.parse::<Signal>().ok()).ok_or_else(|| {
+                        format!("{action}: name a signal, signal(target, SIGHUP)")
+                    })?,
+                };
+                self.signal_program(sig);
+                Ok(())
+            }
+            "orphans" => {
+                let deadline = (now() + 1_000_000_000).min(self.deadline());
+                if !self.pump(&|b| b.w.orphans_done, deadline) {
+                    return Err("the child never finished its orphans".into());
+                }
+                oracle::wait_exited(&self.w.orphans, Duration::from_secs(1))?;
+                self.note("lab", "orphans", format!("{} orphans exited", self.w.orphans.len()));
+                Ok(())
+            }
+            other => Err(format!(
+                "unknown lab action {other:?} (known: ready, exit, recycle, interrupt, terminate, signal, orphans, await)"
+            )),
+        }
+    }
+
+    fn bound_deadline(&self) -> Option<u64> {
+        self.truth.stop_requested_at.map(|t| t + self.race.setup.bound.as_nanos() as u64)
+    }
+
+    /// State- and time-driven steps of the case.
+    fn tick(&mut self) {
+        if !self.started && self.w.pid.is_some() {
+            self.started = true;
+            if let Some(cmd) = self.race.setup.child_start {
+                let _ = self.write_child(cmd);
+            }
+            if self.case.interrupt_when_ready {
+                self.signal_program(Signal::SIGINT);
+            }
+        }
+        // F1: the case's signals one by one, each once the child saw the previous one.
+        if self.started && self.sent < self.case.signals.len() {
+            let prev_seen = self.sent == 0 || {
+                let (at, sig) = self.truth.forwarded[self.sent - 1];
+                self.w.signals.iter().any(|&(t, s)| t >= at && s == sig)
+                    || now() >= at + self.race.setup.bound.as_nanos() as u64
+            };
+            if prev_seen {
+                let sig = self.case.signals[self.sent];
+                let at = now();
+                self.truth.forwarded.push((at, sig));
+                if let Ok(s) = Signal::try_from(sig) {
+                    self.signal_program(s);
+                }
+                self.sent += 1;
+            }
+        } else if self.started
+            && !self.case.signals.is_empty()
+            && self.sent == self.case.signals.len()
+        {
+            let (at, sig) = self.truth.forwarded[self.sent - 1];
+            let seen = self.w.signals.iter().any(|&(t, s)| t >= at && s == sig);
+            if seen || now() >= at + self.race.setup.bound.as_nanos() as u64 {
+                self.sent += 1;
+                let _ = self.write_child("exit 0");
+            }
+        }
+        if self.w.orphans_done && !self.zombies_counted {
+            self.count_zombies_when_quiet();
+        }
+        if let Some(at) = self.bound_deadline()
+            && !self.bound_checked
+            && now() >= at
+        {
+            self.bound_checked = true;
+            if !self.program_done() {
+                self.truth.overran_bound = Some(now() - self.truth.stop_requested_at.unwrap_or(at));
+                self.note("lab", "bound", "the program did not return within its bound".into());
+                if self.race.setup.second_interrupt {
+                    self.signal_program(Signal::SIGINT);
+                }
+            }
+        }
+    }
+
+    /// Z1: counts the zombies of the program once the burst is over and the program is quiet
+    /// (every orphan exited, no SIGCHLD pending for it, all its threads asleep and none of them
+    /// parked here: it has done what it will do about the notifications it got), two looks in
+    /// a row. Looks are taken as the loop comes by (it wakes every millisecond meanwhile),
+    /// never by sleeping: the program's wait calls are parked syscalls the loop must answer.
+    fn count_zombies_when_quiet(&mut self) {
+        let started = *self.quiet.1.get_or_insert_with(now);
+        let reaper = self.target_pid;
+        let exited = self.w.orphans.iter().all(|&p| oracle::exited(p));
+        let held = self.session.as_ref().is_some_and(|s| s.holds_any_of(reaper));
+        if exited && !held && oracle::quiet(reaper) {
+            self.quiet.0 += 1;
+        } else {
+            self.quiet.0 = 0;
+        }
+        let result = if self.quiet.0 >= 2 {
+            Ok(oracle::zombies_of(reaper))
+        } else if now() > started + 1_000_000_000 {
+            Err(format!("the reaper {reaper} never went quiet within 1 s"))
+        } else {
+            return;
+        };
+        self.zombies_counted = true;
+        self.note("lab", "zombies", format!("{result:?}"));
+        self.truth.zombies = Some(result);
+        let _ = self.write_child("exit 0");
+    }
+
+    /// Runs until the program ends (or overran its bound with nothing more to do), then
+    /// collects ground truth.
+    fn drive(&mut self) {
+        let deadline = self.deadline();
+        loop {
+            self.absorb();
+            while let Some(ActionRequest { id, action, .. }) =
+                self.session.as_mut().and_then(Session::next_action)
+            {
+                let result = self.act(&action);
+                if let Some(s) = self.session.as_mut() {
+                    s.action_done(id, result, now());
+                }
+                self.absorb();
+            }
+            self.tick();
+            let overran_and_done =
+                self.truth.overran_bound.is_some() && !self.race.setup.second_interrupt;
+            if self.program_done() || overran_and_done {
+                break;
+            }
+            if now() >= deadline {
+                self.truth.hung = true;
+                self.note(
+                    "lab",
+                    "deadline",
+                    format!("the program did not finish within {REPLAY_DEADLINE:?}"),
+                );
+                break;
+            }
+            self.wait(deadline);
+        }
+        // What the program wrote on its way out.
+        if self.program_done() {
+            let until = now() + 200_000_000;
+            while !self.err.eof && now() < until {
+                readable(self.err.fd.as_fd(), Duration::from_millis(20));
+                self.absorb();
+            }
+        }
+        self.absorb();
+        self.truth.design_exit = self.child.fate(Duration::ZERO).ok();
+        if self.race.invariants.contains(&Invariant::I5NoSurvivors) && self.program_done() {
+            self.truth.survivors =
+                oracle::survivors(self.init, &self.victims, Duration::from_millis(200));
+        }
+        let mut fates = Vec::new();
+        for v in &self.victims {
+            let wait = if oracle::signal_pending(v.pid()) {
+                Duration::from_secs(1)
+            } else {
+                Duration::ZERO
+            };
+            fates.push((v.pid(), v.fate(wait).ok()));
+        }
+        for (pid, fate) in fates {
+            self.note(
+                "lab",
+                "victim",
+                format!("the process that took PID {pid} ended as {fate:?}"),
+            );
+            self.truth.victims.push((pid, fate));
+        }
+        self.cleanup();
+    }
+
+    fn cleanup(&mut self) {
+        // The tree first (with SIGKILL nothing held can do anything), then the session: its
+        // held syscalls are let go into dead threads.
+        let _ = self.child.kill(Duration::from_millis(500));
+        for pid in self.init.ns_pids() {
+            if pid != 1 && !self.victims.iter().any(|v| v.pid() == pid) {
+                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL);
+            }
+        }
+        if let Some(s) = self.session.take() {
+            let (report, sent) = s.finish(now());
+            self.truth.sigkill_seen = Some(!sent.is_empty());
+            for s in &sent {
+                self.note(&s.by_program, "sent", format!("{}({}, SIGKILL)", s.syscall, s.target));
+            }
+            self.report = Some(report);
+        }
+        for v in &self.victims {
+            let _ = v.exit(0);
+        }
+        let _ = self.init.reap_all_nonblocking();
+        if let Some(dir) = self.project.take() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+
+    fn design_report(&self) -> DesignReport {
+        let (status, exit_code) = match self.truth.design_exit {
+            Some(Fate::Exited { code }) => (Some(Status::Code(code)), code),
+            Some(Fate::Killed { signal }) => (Some(Status::Signal(signal)), 128 + signal),
+            _ => (None, -1),
+        };
+        let warnings = self.program.force_kill_warnings(&self.stderr);
+        let reason = if !warnings.is_empty() {
+            Reason::ForcedKill
+        } else {
+            match (self.program.kind, exit_code) {
+                (Kind::Piano | Kind::Supervise, 130) => Reason::Interrupted,
+                (Kind::Piano, 0) if self.race.setup.duration.is_some() => Reason::Duration,
+                (Kind::Piano | Kind::Supervise, _) => Reason::Exited,
+                _ => Reason::Unreported,
+            }
+        };
+        let raw: String = self.stderr.chars().take(2000).collect();
+        DesignReport { reason, status, exit_code, warnings, raw }
+    }
+
+    fn judge(self) -> (Verdict, Trace, DesignReport) {
+        let report = self.design_report();
+        let hooks = self.report.clone().unwrap_or_default();
+        let mut trace =
+            Trace::merge([Trace { events: self.events.clone(), dropped: 0 }, hooks.trace.clone()]);
+        // The program's own status, not the launcher's, is what a black-box report is about;
+        // a program that never ended reports nothing.
+        let own = (self.program_done()).then_some(&report);
+        let verdict = oracle::judge(
+            self.race,
+            self.program.kind == Kind::Piano,
+            &self.truth,
+            &self.w,
+            own,
+            Some(&hooks),
+            &trace,
+        );
+        let detail = match &verdict {
+            Verdict::Reproduced { violations } => violations
+                .iter()
+                .map(|v| format!("{}: {}", v.invariant.id(), v.evidence))
+                .collect::<Vec<_>>()
+                .join("; "),
+            Verdict::NotForced { why } => why.lines().next().unwrap_or_default().to_string(),
+            Verdict::LabError { message } => message.clone(),
+            Verdict::Skipped { reason } => reason.clone(),
+            Verdict::Prevented => "every invariant held".to_string(),
+        };
+        trace.events.push(Event {
+            time_ns: now(),
+            pid: 1,
+            tid: 1,
+            actor: "oracle".into(),
+            kind: EventKind::Note,
+            subject: verdict.label().into(),
+            detail,
+            peer: None,
+        });
+        (verdict, trace, report)
+    }
+}

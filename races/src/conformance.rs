@@ -1,0 +1,496 @@
+//! The conformance matrix: catalogued races, and the cases every supervisor meets (a signal
+//! right after start, a burst of orphans under PID 1, forwarding), replayed against black-box
+//! programs at their syscall boundaries.
+//!
+//! A case is a [`Race`] (the catalogued one, Q1 or Z1, or one of [`CASE_RACES`]) plus what a
+//! black-box run adds: whether the program runs as PID 1 of a namespace of its own, and which
+//! signals the lab delivers once the child is ready. A [`Cell`] says, for one program, the
+//! schedule that forces the case at its syscalls (`{p}` stands for the program's image label),
+//! the flags it runs with, and what it must show, or why the case does not apply.
+
+use crate::catalog::{self, Race, Setup};
+use crate::programs::{self, Program};
+use crate::verdict::{Expect, Invariant};
+use std::time::Duration;
+
+use Invariant::*;
+
+/// One case of the matrix.
+#[derive(Debug, Clone, Copy)]
+pub struct Case {
+    /// The race id (`Q1`, `E1`).
+    pub race: &'static str,
+    /// The program runs as PID 1 of a PID namespace of its own.
+    pub pid1: bool,
+    /// Signals the lab delivers to the program one by one once the child is ready, each after
+    /// the child reported the previous one (or its bound passed).
+    pub signals: &'static [i32],
+    /// Once the child is ready, the lab interrupts the program (SIGINT).
+    pub interrupt_when_ready: bool,
+}
+
+impl Case {
+    /// The race this case replays.
+    pub fn race(&self) -> &'static Race {
+        find_race(self.race).expect("every case names a race of the catalog or of CASE_RACES")
+    }
+}
+
+/// What one program must show in one case.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CellExpect {
+    /// Replayed, with this expectation.
+    Run(Expect),
+    /// Not replayed: why the case does not apply to this program, or cannot be forced at its
+    /// syscall boundaries.
+    NotApplicable(&'static str),
+}
+
+/// One cell: a program in a case.
+#[derive(Debug, Clone, Copy)]
+pub struct Cell {
+    /// The case's race id.
+    pub case: &'static str,
+    /// The program's name.
+    pub program: &'static str,
+    /// The schedule over the program's syscall points; `{p}` is its image label.
+    pub schedule: &'static str,
+    /// Flags the case runs the program with (`-g`).
+    pub flags: &'static [&'static str],
+    /// What it must show.
+    pub expect: CellExpect,
+    /// One line for the matrix: what the cell shows.
+    pub note: &'static str,
+}
+
+impl Cell {
+    /// The schedule with the program's label filled in.
+    pub fn schedule_for(&self, program: &Program) -> String {
+        self.schedule.replace("{p}", program.label)
+    }
+
+    /// The program.
+    pub fn program(&self) -> &'static Program {
+        programs::find(self.program).expect("every cell names a known program")
+    }
+}
+
+const BASE: Setup = Setup {
+    duration: None,
+    grace: Duration::ZERO,
+    child_ignores_term: false,
+    child_start: None,
+    stop: catalog::Stop::None,
+    bound: Duration::from_millis(300),
+    subreaper: false,
+    second_interrupt: false,
+    outer_pdeathsig: false,
+    under_lock: false,
+};
+
+const SIGHUP: i32 = 1;
+const SIGINT: i32 = 2;
+const SIGQUIT: i32 = 3;
+const SIGUSR1: i32 = 10;
+const SIGUSR2: i32 = 12;
+const SIGTERM: i32 = 15;
+const SIGWINCH: i32 = 28;
+
+/// The races that exist only as black-box cases (no instrumented design has them).
+pub static CASE_RACES: &[Race] = &[
+    Race {
+        id: "E1",
+        slug: "early-signal-lost",
+        title: "a SIGTERM during spawn is forwarded to a process group that does not exist yet",
+        origin: "tini -g, dumb-init, catatonit -g: forward with kill(-pid) before the child's setpgid/setsid (ESRCH is ignored)",
+        root_cause: "The supervisor forks, then starts forwarding signals at once; the child makes itself a group (setpgid/setsid) a moment later. A signal in between is forwarded with kill(-pid, sig) to a group that does not exist: ESRCH, the signal is dropped, the child runs on and the supervisor waits for it forever.",
+        fix: "Block the forwarded signals before the fork and create the group before the supervisor can forward (in the child before exec while the parent waits, or with posix_spawn's POSIX_SPAWN_SETPGROUP); forward to the child's pidfd when the group is not there yet.",
+        schedule: "",
+        setup: BASE,
+        invariants: &[I3InterruptDelivered, I4BoundedStop],
+        designs: &[],
+        optional: &[],
+    },
+    Race {
+        id: "E2",
+        slug: "pid1-early-signal-dropped",
+        title: "a SIGTERM to a PID 1 that has not blocked it yet is dropped by the kernel",
+        origin: "every PID 1 (tini, dumb-init, catatonit): a namespace init ignores signals it has no handler for",
+        root_cause: "The kernel discards a signal sent to a PID namespace's init when its disposition is SIG_DFL and it is not blocked (SIGNAL_UNKILLABLE), from any sender. Between exec and the supervisor's first sigprocmask the signal is gone without a trace; the supervisor then starts its child and waits forever.",
+        fix: "Nothing inside the supervisor can catch a signal that arrives before its first instruction: the launcher (the container runtime) must start PID 1 with the forwarded signals blocked (the mask survives execve), so an early signal is queued and read once the supervisor reads its signalfd.",
+        schedule: "",
+        setup: BASE,
+        invariants: &[I3InterruptDelivered, I4BoundedStop],
+        designs: &[],
+        optional: &[],
+    },
+    Race {
+        id: "F1",
+        slug: "forward-common-signals",
+        title: "HUP, INT, QUIT, USR1, USR2, WINCH and TERM sent to the supervisor reach the child",
+        origin: "what tini, dumb-init and catatonit promise as an init; GNU timeout forwards a subset",
+        root_cause: "A supervisor that handles some signals itself (or dies of them) does not forward them: the child never learns of a reload (HUP), a resize (WINCH) or a user signal.",
+        fix: "Block every forwarded signal before spawn and forward each one read from the signalfd to the child (or its group).",
+        schedule: "",
+        setup: Setup { child_ignores_term: true, ..BASE },
+        invariants: &[I3InterruptDelivered],
+        designs: &[],
+        optional: &[],
+    },
+    Race {
+        id: "R1",
+        slug: "no-grace-term-ignoring-child",
+        title: "with no kill timeout, a child that ignores SIGTERM keeps the supervisor waiting after Ctrl-C",
+        origin: "rocketman-code/piano after ecca3b9 (the residual the fix kept: --kill-timeout 0 waits in a blocking wait)",
+        root_cause: "After forwarding SIGTERM the fixed piano waits for the child with no deadline when --kill-timeout is 0; a child that ignores SIGTERM keeps it there, and a second Ctrl-C (SIG_DFL after SA_RESETHAND) kills piano and orphans the child.",
+        fix: "Always bound the grace: after it, SIGKILL the child (the reference has no unbounded mode).",
+        schedule: "",
+        setup: Setup { child_ignores_term: true, second_interrupt: true, ..BASE },
+        invariants: &[I4BoundedStop, I5NoSurvivors],
+        designs: &[],
+        optional: &[],
+    },
+];
+
+/// A race of the catalog or of [`CASE_RACES`], by id or slug.
+pub fn find_race(name: &str) -> Option<&'static Race> {
+    catalog::find(name).or_else(|| {
+        CASE_RACES
+            .iter()
+            .find(|r| r.id.eq_ignore_ascii_case(name) || r.slug.eq_ignore_ascii_case(name))
+    })
+}
+
+/// The cases, in matrix order.
+pub static CASES: &[Case] = &[
+    Case { race: "Q1", pid1: false, signals: &[], interrupt_when_ready: false },
+    Case { race: "Q3", pid1: false, signals: &[], interrupt_when_ready: false },
+    Case { race: "Q4", pid1: false, signals: &[], interrupt_when_ready: false },
+    Case { race: "Q4b", pid1: false, signals: &[], interrupt_when_ready: false },
+    Case { race: "R1", pid1: false, signals: &[], interrupt_when_ready: true },
+    Case { race: "E1", pid1: false, signals: &[], interrupt_when_ready: false },
+    Case { race: "E2", pid1: true, signals: &[], interrupt_when_ready: false },
+    Case { race: "Z1", pid1: true, signals: &[], interrupt_when_ready: false },
+    Case {
+        race: "F1",
+        pid1: false,
+        signals: &[SIGHUP, SIGINT, SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH, SIGTERM],
+        interrupt_when_ready: false,
+    },
+];
+
+/// A case by race id or slug.
+pub fn find_case(name: &str) -> Option<&'static Case> {
+    let race = find_race(name)?;
+    CASES.iter().find(|c| c.race == race.id)
+}
+
+const Q1_PIANO: &str = "on {p}.kill(SIGKILL): exit(child), recycle(child)\n\
+                        {p}.kill(SIGKILL).returned < {p}.rt_sigaction(SIGINT)#4";
+const Q3_NO_SYSCALL: &str = "no syscall between the escalation thread's CHILD_PID load and its FORCE_KILLED store, nor between main's flag load and its CHILD_PID clear: the window needs an instruction breakpoint (ptrace); seccomp sees syscall entries only";
+const Q4_PIANO: &str = "on {p}.clone3: interrupt(target)";
+const E1_GROUP: &str = "on {p}.setpgid: terminate(target), await({p}.kill(SIGTERM).returned)";
+const E1_SESSION: &str = "on {p}.setsid: terminate(target), await({p}.kill(SIGTERM).returned)";
+const E2_PID1: &str = "on {p}.rt_sigprocmask: terminate(target)";
+const Z1_PID1: &str = "on {p}.wait4: orphans(child)";
+const NOT_AN_INIT: &str = "piano handles SIGINT only and reaps only its child: it is not an init";
+
+use CellExpect::{NotApplicable as Na, Run};
+
+const fn reproduce(list: &'static [Invariant]) -> CellExpect {
+    Run(Expect::Reproduce(list))
+}
+
+const PREVENT: CellExpect = Run(Expect::Prevent);
+
+macro_rules! cell {
+    ($case:literal, $program:literal, $schedule:expr, $flags:expr, $expect:expr, $note:literal) => {
+        Cell {
+            case: $case,
+            program: $program,
+            schedule: $schedule,
+            flags: $flags,
+            expect: $expect,
+            note: $note,
+        }
+    };
+}
+
+/// Every cell of the matrix.
+pub static CELLS: &[Cell] = &[
+    // Q1: the escalation's SIGKILL held at its syscall while the child exits, is reaped and its
+    // PID recycled; main held at its restoring sigaction so that exit_group does not end the
+    // held thread first.
+    cell!(
+        "Q1",
+        "piano-0.14.0",
+        Q1_PIANO,
+        &[],
+        Run(Expect::Reproduce(&[I1NoStraySignal])),
+        "the victim that took the PID is SIGKILLed"
+    ),
+    cell!(
+        "Q1",
+        "piano-0.15.1",
+        Q1_PIANO,
+        &[],
+        PREVENT,
+        "the SIGKILL comes from the thread that reaps: the PID is pinned"
+    ),
+    cell!(
+        "Q1",
+        "timeout",
+        "on {p}.kill(SIGKILL): exit(child), recycle(child)",
+        &[],
+        PREVENT,
+        "one thread signals and reaps: the PID is pinned"
+    ),
+    cell!(
+        "Q1",
+        "supervise",
+        "on {p}.pidfd_send_signal(SIGKILL): exit(child), recycle(child)",
+        &[],
+        PREVENT,
+        "SIGKILL through a pidfd, by the thread that reaps"
+    ),
+    cell!("Q3", "piano-0.14.0", "", &[], Na(Q3_NO_SYSCALL), ""),
+    cell!("Q3", "piano-0.15.1", "", &[], Na(Q3_NO_SYSCALL), ""),
+    // Q4: SIGINT while main is inside posix_spawn (all signals blocked there): the handler
+    // runs as spawn returns, before CHILD_PID is stored.
+    cell!(
+        "Q4",
+        "piano-0.14.0",
+        Q4_PIANO,
+        &[],
+        Run(Expect::Reproduce(&[I3InterruptDelivered])),
+        "the handler sees PID 0; the child is SIGKILLed untold"
+    ),
+    cell!(
+        "Q4",
+        "piano-0.15.1",
+        Q4_PIANO,
+        &[],
+        PREVENT,
+        "the flag is read by the loop, which forwards SIGTERM"
+    ),
+    cell!(
+        "Q4b",
+        "piano-0.14.0",
+        Q4_PIANO,
+        &[],
+        Run(Expect::Reproduce(&[I3InterruptDelivered, I4BoundedStop, I5NoSurvivors])),
+        "hangs in wait; the second SIGINT kills piano and orphans the child"
+    ),
+    cell!("Q4b", "piano-0.15.1", Q4_PIANO, &[], PREVENT, "forwarded by the loop; the child exits"),
+    cell!(
+        "R1",
+        "piano-0.14.0",
+        "",
+        &[],
+        Run(Expect::Reproduce(&[I4BoundedStop, I5NoSurvivors])),
+        "waits forever, orphans the child on the second SIGINT"
+    ),
+    cell!(
+        "R1",
+        "piano-0.15.1",
+        "",
+        &[],
+        Run(Expect::Reproduce(&[I4BoundedStop, I5NoSurvivors])),
+        "the fix's residual is real: a blocking wait with no deadline"
+    ),
+    cell!("R1", "supervise", "", &[], PREVENT, "the grace is always bounded: SIGKILL, then return"),
+    cell!(
+        "R1",
+        "tini",
+        "",
+        &[],
+        Na("an init forwards and waits: it has no grace period to bound"),
+        ""
+    ),
+    cell!("R1", "timeout", "", &[], Na("without --kill-after GNU timeout waits by design"), ""),
+    cell!(
+        "E1",
+        "tini",
+        E1_GROUP,
+        &["-g"],
+        reproduce(&[I3InterruptDelivered, I4BoundedStop]),
+        "tini -g: kill(-pid) gives ESRCH, tini waits forever"
+    ),
+    cell!(
+        "E1",
+        "tini-static",
+        E1_GROUP,
+        &["-g"],
+        reproduce(&[I3InterruptDelivered, I4BoundedStop]),
+        "tini-static -g: the same"
+    ),
+    cell!(
+        "E1",
+        "dumb-init",
+        E1_SESSION,
+        &[],
+        reproduce(&[I3InterruptDelivered, I4BoundedStop]),
+        "kill(-pid) before setsid: ESRCH ignored, hangs"
+    ),
+    cell!(
+        "E1",
+        "catatonit",
+        E1_GROUP,
+        &["-g"],
+        reproduce(&[I3InterruptDelivered, I4BoundedStop]),
+        "catatonit -g: the forward fails silently, hangs"
+    ),
+    cell!(
+        "E1",
+        "timeout",
+        "",
+        &[],
+        Na(
+            "the window is between fork's return and the store of the child's PID in the parent (timeout.c:536): no syscall inside; it needs a syscall-exit stop (ptrace)"
+        ),
+        ""
+    ),
+    cell!(
+        "E1",
+        "supervise",
+        E1_GROUP,
+        &[],
+        PREVENT,
+        "signals blocked before spawn; the parent waits for the child's exec, then forwards"
+    ),
+    cell!("E1", "piano-0.14.0", "", &[], Na(NOT_AN_INIT), ""),
+    cell!(
+        "E2",
+        "tini",
+        E2_PID1,
+        &[],
+        reproduce(&[I3InterruptDelivered, I4BoundedStop]),
+        "the kernel drops it; tini waits forever"
+    ),
+    cell!(
+        "E2",
+        "tini-static",
+        E2_PID1,
+        &[],
+        reproduce(&[I3InterruptDelivered, I4BoundedStop]),
+        "the same"
+    ),
+    cell!(
+        "E2",
+        "dumb-init",
+        E2_PID1,
+        &[],
+        reproduce(&[I3InterruptDelivered, I4BoundedStop]),
+        "the same"
+    ),
+    cell!(
+        "E2",
+        "catatonit",
+        E2_PID1,
+        &[],
+        reproduce(&[I3InterruptDelivered, I4BoundedStop]),
+        "the same"
+    ),
+    cell!(
+        "E2",
+        "supervise",
+        E2_PID1,
+        &[],
+        reproduce(&[I3InterruptDelivered, I4BoundedStop]),
+        "kernel semantics: only the launcher can block it before exec"
+    ),
+    cell!(
+        "E2",
+        "timeout",
+        "",
+        &[],
+        Na(
+            "timeout installs its handlers before it blocks anything: a signal then is handled, not dropped"
+        ),
+        ""
+    ),
+    cell!("E2", "piano-0.14.0", "", &[], Na(NOT_AN_INIT), ""),
+    cell!("Z1", "tini", Z1_PID1, &[], PREVENT, "drains with waitpid(-1, WNOHANG)"),
+    cell!("Z1", "tini-static", Z1_PID1, &[], PREVENT, "the same"),
+    cell!("Z1", "dumb-init", Z1_PID1, &[], PREVENT, "the same"),
+    cell!("Z1", "catatonit", Z1_PID1, &[], PREVENT, "the same"),
+    cell!("Z1", "timeout", Z1_PID1, &[], reproduce(&[I6NoZombies]), "waits for its child only"),
+    cell!(
+        "Z1",
+        "piano-0.14.0",
+        Z1_PID1,
+        &[],
+        reproduce(&[I6NoZombies]),
+        "waits for its child only"
+    ),
+    cell!(
+        "Z1",
+        "piano-0.15.1",
+        Z1_PID1,
+        &[],
+        reproduce(&[I6NoZombies]),
+        "waits for its child only"
+    ),
+    cell!("Z1", "supervise", Z1_PID1, &[], PREVENT, "reaps every orphan as PID 1"),
+    cell!("F1", "tini", "", &[], PREVENT, "all seven forwarded"),
+    cell!("F1", "tini-static", "", &[], PREVENT, "all seven forwarded"),
+    cell!("F1", "dumb-init", "", &[], PREVENT, "all seven forwarded"),
+    cell!("F1", "catatonit", "", &[], PREVENT, "all seven forwarded"),
+    cell!(
+        "F1",
+        "timeout",
+        "",
+        &[],
+        reproduce(&[I3InterruptDelivered]),
+        "by design: forwards HUP, INT, QUIT, TERM only; USR1 ends timeout"
+    ),
+    cell!("F1", "supervise", "", &[], PREVENT, "all seven forwarded"),
+    cell!("F1", "piano-0.14.0", "", &[], Na(NOT_AN_INIT), ""),
+];
+
+/// The cell of `program` in `case`, if the matrix has one.
+pub fn cell(case: &str, program: &str) -> Option<&'static Cell> {
+    let race = find_race(case)?;
+    CELLS.iter().find(|c| c.case == race.id && c.program == program)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_cell_names_a_case_and_a_program_and_parses() {
+        for c in CELLS {
+            assert!(find_case(c.case).is_some(), "{}", c.case);
+            let program = programs::find(c.program).unwrap_or_else(|| panic!("{}", c.program));
+            let schedule = c.schedule_for(program);
+            let parsed = racelab_hooks::Schedule::parse(&schedule)
+                .unwrap_or_else(|e| panic!("{} {}: {e}", c.case, c.program));
+            assert!(!parsed.points().any(|p| p.hook().is_some()), "{} {}", c.case, c.program);
+            if let CellExpect::Run(Expect::Reproduce(list)) = c.expect {
+                let race = find_race(c.case).unwrap();
+                assert!(
+                    list.iter().all(|i| race.invariants.contains(i)),
+                    "{} {}",
+                    c.case,
+                    c.program
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn cells_are_unique_and_case_ids_do_not_clash_with_the_catalog() {
+        for (i, c) in CELLS.iter().enumerate() {
+            assert!(
+                !CELLS[..i].iter().any(|d| d.case == c.case && d.program == c.program),
+                "{} {}",
+                c.case,
+                c.program
+            );
+        }
+        for r in CASE_RACES {
+            assert!(catalog::find(r.id).is_none(), "{} is also a catalog race", r.id);
+        }
+    }
+}
