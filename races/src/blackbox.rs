@@ -45,6 +45,10 @@ pub struct ProgramInput {
     pub program: String,
     /// A schedule replacing the cell's own; `Some("")` replays with none.
     pub schedule: Option<String>,
+    /// The control of a race test: nothing parks; the schedule's actions run once the child
+    /// is ready instead of at their points.
+    #[serde(default)]
+    pub unforced: bool,
 }
 
 /// Runs one black-box replay as init and returns its output as JSON.
@@ -59,7 +63,7 @@ pub fn run(input: serde_json::Value, init: &mut Init) -> Result<serde_json::Valu
         .ok_or_else(|| format!("{} has no cell for {}", case.race, program.name))?;
     let text = input.schedule.unwrap_or_else(|| cell.schedule_for(program));
     let schedule = Schedule::parse(&text).map_err(|e| format!("malformed schedule: {e}"))?;
-    let out = replay(case, cell, program, schedule, init);
+    let out = replay(case, cell, program, schedule, input.unforced, init);
     serde_json::to_value(out).map_err(|e| e.to_string())
 }
 
@@ -76,6 +80,7 @@ fn replay(
     cell: &'static Cell,
     program: &'static Program,
     schedule: Schedule,
+    unforced: bool,
     init: &mut Init,
 ) -> ReplayOutput {
     let t0 = now();
@@ -108,6 +113,14 @@ fn replay(
         Ok(b) => b,
         Err(reason) => return output(Verdict::Skipped { reason }, Trace::default(), None),
     };
+    // Unforced: the same actions, at a moment no point chooses (the child's start), and no
+    // thread parked anywhere.
+    let late: Vec<Action> = if unforced {
+        schedule.actions().map(|(_, a)| a.clone()).filter(|a| a.name != "await").collect()
+    } else {
+        Vec::new()
+    };
+    let schedule = if unforced { Schedule::new() } else { schedule };
     let engine = match Engine::new(&schedule, HOLD_DEADLINE.as_nanos() as u64) {
         Ok(e) => e,
         Err(e) => {
@@ -120,6 +133,7 @@ fn replay(
     };
     match Bb::start(case, cell, program, &binary, &runner, engine, init, t0) {
         Ok(mut bb) => {
+            bb.late = late;
             bb.drive();
             let (verdict, trace, report) = bb.judge();
             output(verdict, trace, Some(report))
@@ -298,6 +312,8 @@ struct Bb<'a> {
     sent: usize,
     project: Option<PathBuf>,
     report: Option<racelab_hooks::RunReport>,
+    /// Unforced control: actions to run once the child is ready.
+    late: Vec<Action>,
 }
 
 impl<'a> Bb<'a> {
@@ -358,6 +374,7 @@ impl<'a> Bb<'a> {
             sent: 0,
             project,
             report: None,
+            late: Vec::new(),
         })
     }
 
@@ -602,6 +619,11 @@ impl<'a> Bb<'a> {
             }
             if self.case.interrupt_when_ready {
                 self.signal_program(Signal::SIGINT);
+            }
+            for action in std::mem::take(&mut self.late) {
+                if let Err(e) = self.act(&action) {
+                    self.note("lab", &action.name, format!("failed: {e}"));
+                }
             }
         }
         // F1: the case's signals one by one, each once the child saw the previous one.

@@ -146,8 +146,20 @@ impl Replayer {
         program: &programs::Program,
         schedule: Option<&str>,
     ) -> ReplayOutput {
-        let (input, spec) = program_request(case, program, schedule);
+        let (input, spec) = program_request(case, program, schedule, false);
         self.run(blackbox::SCENARIO, input, spec, case.race(), schedule)
+    }
+
+    /// The control of a black-box race test: nothing parks, and the cell's actions run once
+    /// the child is ready instead of at their points. A legacy cell must not reproduce every
+    /// time this way, or the lab is not what forces it.
+    pub fn replay_program_unforced(
+        &mut self,
+        case: &conformance::Case,
+        program: &programs::Program,
+    ) -> ReplayOutput {
+        let (input, spec) = program_request(case, program, None, true);
+        self.run(blackbox::SCENARIO, input, spec, case.race(), None)
     }
 
     fn run(
@@ -210,11 +222,13 @@ fn program_request(
     case: &conformance::Case,
     program: &programs::Program,
     schedule: Option<&str>,
+    unforced: bool,
 ) -> (serde_json::Value, racelab_sandbox::Spec) {
     let input = blackbox::ProgramInput {
         case: case.race.to_string(),
         program: program.name.to_string(),
         schedule: schedule.map(str::to_string),
+        unforced,
     };
     let spec = racelab_sandbox::Spec {
         deadline: blackbox::REPLAY_DEADLINE + Duration::from_secs(3),
@@ -231,7 +245,7 @@ pub fn replay_program(
     schedule: Option<&str>,
     user: RunAs,
 ) -> ReplayOutput {
-    let (input, spec) = program_request(case, program, schedule);
+    let (input, spec) = program_request(case, program, schedule, false);
     let cmd = as_user(racelab_sandbox::command(runner, blackbox::SCENARIO, &input, &spec), user);
     answer(racelab_sandbox::run_command(cmd, &spec), case.race(), schedule)
 }

@@ -344,6 +344,7 @@ impl Engine {
     }
 
     /// Counts the passes of a thread that goes, and remembers the points whose return matters.
+    /// Returns the notification to answer.
     fn pass(&mut self, h: Held, time_ns: u64) -> NotifId {
         for at in &h.ats {
             let Some(p) = at.point.syscall().copied() else { continue };
@@ -640,8 +641,7 @@ impl Engine {
                 let blocked = *blocked;
                 let Some((action, at)) = queue.front().cloned() else {
                     let h = self.held.remove(i);
-                    let id = self.pass(h, time_ns);
-                    out.push(Decision::Continue(id));
+                    out.push(Decision::Continue(self.pass(h, time_ns)));
                     return Step1::Removed;
                 };
                 if action.name == "await" {

@@ -35,4 +35,4 @@ pub mod session;
 
 pub use engine::{Arrival, Decision, Engine, EngineError, NotifId};
 pub use filter::{PROBES, filter_for};
-pub use session::{ActionRequest, SentSignal, Session, program_label};
+pub use session::{ActionRequest, PARKED, SentSignal, Session, program_label};

@@ -11,6 +11,9 @@ use racelab_sys::seccomp::{self, Listener, ListenerEvent, NotifyError};
 
 use crate::engine::{Arrival, Decision, Engine, NotifId};
 
+/// How the trace says that a thread was verified parked in the kernel while an action ran.
+pub const PARKED: &str = "parked in the kernel";
+
 /// A lab action the engine wants run now.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ActionRequest {
@@ -141,6 +144,25 @@ impl Session {
         while let Some(d) = queue.pop_front() {
             match d {
                 Decision::Run { id, action, at } => {
+                    // Ground truth that the point holds its thread while the action runs: the
+                    // kernel says the thread waits in seccomp's notification.
+                    if let Some((tid, pid, program, _)) = self.held.get(&id) {
+                        let (parked, wchan) = parked_in_kernel(*pid, *tid);
+                        self.notes.push(Event {
+                            time_ns: now_ns,
+                            pid: *pid as u32,
+                            tid: *tid as u32,
+                            actor: program.clone(),
+                            kind: EventKind::Note,
+                            subject: at.to_string(),
+                            detail: if parked {
+                                format!("{PARKED} ({wchan}) while {action} runs")
+                            } else {
+                                format!("NOT parked in the kernel (wait channel {wchan:?}) while {action} runs")
+                            },
+                            peer: None,
+                        });
+                    }
                     self.requests.push_back(ActionRequest { id, action, at })
                 }
                 Decision::Continue(id) => {
@@ -293,6 +315,23 @@ impl AsFd for Session {
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.listener.as_fd()
     }
+}
+
+/// Whether thread `tid` of `pid` sleeps in seccomp's notification wait, and its wait channel.
+/// Right after the lab received a notification the thread may still be on its way to sleep:
+/// the kernel has no event for "went to sleep", so this looks again for up to 100 ms.
+fn parked_in_kernel(pid: i32, tid: i32) -> (bool, String) {
+    let path = format!("/proc/{pid}/task/{tid}/wchan");
+    let until = std::time::Instant::now() + std::time::Duration::from_millis(100);
+    let mut wchan = String::new();
+    while std::time::Instant::now() < until {
+        wchan = std::fs::read_to_string(&path).unwrap_or_default();
+        if wchan.contains("seccomp") {
+            return (true, wchan);
+        }
+        std::thread::yield_now();
+    }
+    (false, wchan)
 }
 
 /// Whether thread `tid` of `pid` waits for a vfork child: blocked (state D) in `clone`,
