@@ -185,8 +185,15 @@ pub fn find_case(name: &str) -> Option<&'static Case> {
     CASES.iter().find(|c| c.race == race.id)
 }
 
-const Q1_PIANO: &str = "on {p}.kill(SIGKILL): exit(child), recycle(child)\n\
+// The duration's SIGTERM waits for the child to be ready (it ignores SIGTERM from then on: a
+// SIGTERM before that would kill it and end the run before any escalation).
+const Q1_PIANO: &str = "on {p}.kill(SIGTERM): ready(child)\n\
+                        on {p}.kill(SIGKILL): exit(child), recycle(child)\n\
                         {p}.kill(SIGKILL).returned < {p}.rt_sigaction(SIGINT)#4";
+const Q1_TIMEOUT: &str = "on {p}.kill(SIGTERM): ready(child)\n\
+                          on {p}.kill(SIGKILL): exit(child), recycle(child)";
+const Q1_SUPERVISE: &str = "on {p}.pidfd_send_signal(SIGTERM): ready(child)\n\
+                            on {p}.pidfd_send_signal(SIGKILL): exit(child), recycle(child)";
 const Q3_NO_SYSCALL: &str = "no syscall between the escalation thread's CHILD_PID load and its FORCE_KILLED store, nor between main's flag load and its CHILD_PID clear: the window needs an instruction breakpoint (ptrace); seccomp sees syscall entries only";
 const Q4_PIANO: &str = "on {p}.clone3: interrupt(target)";
 const E1_GROUP: &str = "on {p}.setpgid: terminate(target), await({p}.kill(SIGTERM).returned)";
@@ -240,7 +247,7 @@ pub static CELLS: &[Cell] = &[
     cell!(
         "Q1",
         "timeout",
-        "on {p}.kill(SIGKILL): exit(child), recycle(child)",
+        Q1_TIMEOUT,
         &[],
         PREVENT,
         "one thread signals and reaps: the PID is pinned"
@@ -248,7 +255,7 @@ pub static CELLS: &[Cell] = &[
     cell!(
         "Q1",
         "supervise",
-        "on {p}.pidfd_send_signal(SIGKILL): exit(child), recycle(child)",
+        Q1_SUPERVISE,
         &[],
         PREVENT,
         "SIGKILL through a pidfd, by the thread that reaps"

@@ -71,11 +71,21 @@ enum Command {
         #[arg(long, default_value = "docs/benchmarks.svg")]
         svg: PathBuf,
     },
-    /// Regenerate docs/races: one page per race, with timelines from real replays.
+    /// Regenerate docs/races: one page per race, with timelines from real replays. With
+    /// --peers, docs/peers.md instead: the conformance matrix of the black-box programs.
     Docs {
-        /// The directory to write the pages to.
+        /// The directory to write the race pages to.
         #[arg(long, default_value = "docs/races")]
         out: PathBuf,
+        /// Write docs/peers.md (the black-box conformance matrix) instead of the race pages.
+        #[arg(long)]
+        peers: bool,
+        /// With --peers: replays per cell.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+        repeat: u32,
+        /// With --peers: the page to write.
+        #[arg(long, default_value = "docs/peers.md")]
+        peers_out: PathBuf,
     },
 }
 
@@ -177,7 +187,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Some(Command::Docs { out }) => docs(&out),
+        Some(Command::Docs { peers: true, repeat, peers_out, .. }) => peers(&peers_out, repeat),
+        Some(Command::Docs { out, .. }) => docs(&out),
         Some(Command::Report { criterion, out, svg }) => {
             report::write_report(&criterion, &out, &svg)
                 .with_context(|| format!("cannot write the report from {}", criterion.display()))?;
@@ -231,6 +242,41 @@ fn docs(out: &Path) -> anyhow::Result<ExitCode> {
         println!("wrote {}", path.display());
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn peers(out: &Path, repeat: u32) -> anyhow::Result<ExitCode> {
+    let runner = std::env::current_exe().context("cannot find this executable to run replays")?;
+    let programs = ReplayPlan {
+        repeat,
+        programs: races::programs::PROGRAMS.iter().collect(),
+        ..ReplayPlan::default()
+    };
+    let replica = ReplayPlan {
+        repeat,
+        races: ["Q1", "Q3", "Q4", "Q4b"].iter().filter_map(|r| catalog::find(r)).collect(),
+        designs: vec![DesignId::GlobalAtomics],
+        ..ReplayPlan::default()
+    };
+    let bar = progress_bar(&programs);
+    let mut tick = |_: &races::matrix::Cell, _: &races::scenario::ReplayOutput| {
+        if let Some(b) = &bar {
+            b.inc(1);
+        }
+    };
+    let a = races::run_plan_with(&runner, &programs, &mut tick);
+    let b = races::run_plan_with(&runner, &replica, &mut tick);
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    let command = if repeat == 1 {
+        "racelab docs --peers".to_string()
+    } else {
+        format!("racelab docs --peers --repeat {repeat}")
+    };
+    write_atomically(out, &races::docs::peers_page(&a, &b, &command))?;
+    println!("wrote {}", out.display());
+    let ok = a.all_as_expected() && b.all_as_expected();
+    Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
 /// The plan of `args`, or a usage error naming what was wrong.
