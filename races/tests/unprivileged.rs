@@ -45,3 +45,37 @@ fn every_race_gives_the_same_verdicts_to_an_unprivileged_user() {
         }
     }
 }
+
+/// Syscall points need no privilege either: a seccomp filter with a listener is installed after
+/// PR_SET_NO_NEW_PRIVS, inside the replay's user namespace.
+#[test]
+fn black_box_cells_give_the_same_verdicts_to_an_unprivileged_user() {
+    let root = rustix::process::geteuid().is_root();
+    if racelab_sandbox::skip_unless(
+        root,
+        "root",
+        "dropping to uid 65534 needs root; as a normal user every test already runs unprivileged",
+    ) {
+        return;
+    }
+    let runner = PathBuf::from(env!("CARGO_BIN_EXE_races-runner"));
+    for (case, program) in [("E1", "tini"), ("Q4", "piano-0.14.0"), ("Z1", "dumb-init")] {
+        let program = races::programs::find(program).expect("program");
+        if let Err(reason) = program.binary(&runner) {
+            racelab_sandbox::skip_unless(false, program.name, &reason);
+            continue;
+        }
+        let cell = races::conformance::cell(case, program.name).expect("cell");
+        let races::conformance::CellExpect::Run(expect) = cell.expect else { continue };
+        let case = races::conformance::find_case(case).expect("case");
+        let out = races::replay_program(&runner, case, program, None, RunAs::Nobody);
+        if let Err(why) = expect.check(&out.verdict) {
+            panic!(
+                "{} against {} as uid 65534: {why}\n{}",
+                case.race,
+                program.name,
+                out.trace.to_text()
+            );
+        }
+    }
+}
