@@ -8,6 +8,12 @@
 //! the runner per replay, `races::replay_once`). The floor in the same run: exec of the runner
 //! binary that does nothing but print its usage.
 //!
+//! Black-box rows: the same pipeline around an unmodified program parked at its syscalls
+//! (the launcher installs a seccomp filter, init answers its notifications): F1 against tini
+//! (seven signals forwarded one by one) and Q1 against the published piano 0.14.0 (its 5 ms
+//! duration and kill-timeout included). A program that is not installed is skipped with a
+//! message (`scripts/install-programs`).
+//!
 //! `cargo bench -p races --bench replay`; `RACELAB_BENCH_QUICK=1` for a smoke run.
 
 use criterion::{Criterion, criterion_group, criterion_main};
@@ -49,6 +55,22 @@ fn bench(c: &mut Criterion) {
         let r = catalog::find(race).expect("race");
         g.bench_function(format!("{race} {} (server)", design.name()), |b| {
             b.iter(|| check(r, design, &replayer.replay(r, design, None)))
+        });
+    }
+    for (case, program) in [("F1", "tini"), ("Q1", "piano-0.14.0")] {
+        let p = races::programs::find(program).expect("program");
+        if let Err(why) = p.binary(&runner) {
+            eprintln!("skipped {case} {program} (black box): {why}");
+            continue;
+        }
+        let cell = races::conformance::cell(case, program).expect("cell");
+        let races::conformance::CellExpect::Run(expect) = cell.expect else { continue };
+        let case = races::conformance::find_case(case).expect("case");
+        g.bench_function(format!("{} {program} (server, black box)", case.race), |b| {
+            b.iter(|| {
+                let out = replayer.replay_program(case, p, None);
+                assert!(expect.check(&out.verdict).is_ok(), "{}: {:?}", p.name, out.verdict);
+            })
         });
     }
     let z2 = catalog::find("Z2").expect("race");
