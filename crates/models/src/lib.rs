@@ -6,6 +6,7 @@
 pub mod invariants;
 pub mod kernel;
 pub mod old;
+pub mod record;
 pub mod reference;
 mod sync;
 
@@ -15,7 +16,18 @@ mod loom_tests;
 mod tests;
 
 pub use invariants::{Invariant, Violation, check};
-pub use kernel::{ChildBehaviour, Outcome};
+pub use record::Outcome;
+
+/// How the child reacts to the world.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChildBehaviour {
+    /// Exits as soon as it gets SIGTERM (a profiled program that flushes fast); never on its
+    /// own. Only a signal ends it, so a lost interrupt is visible.
+    Cooperative,
+    /// Exits on its own at any moment (it finishes its work, or the flush after SIGTERM takes
+    /// a while); SIGTERM is only recorded. One more loom thread.
+    Late,
+}
 
 /// Why the supervisor says the child stopped (piano's `StopReason`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -48,22 +60,23 @@ pub struct Scenario {
 }
 
 impl Scenario {
-    /// The duration expires and escalates to SIGKILL while an innocent process forks: the
-    /// old protocol's SIGKILL can hit the innocent (Q1).
+    /// The duration expires and escalates to SIGKILL while the child ends on its own around
+    /// the deadline and an innocent process forks: the old protocol's SIGKILL can hit the
+    /// innocent (Q1).
     pub const ESCALATION_AND_FORK: Scenario = Scenario {
         name: "escalation-and-fork",
-        child: ChildBehaviour::Cooperative,
+        child: ChildBehaviour::Late,
         duration: true,
         interrupt: false,
         kill_timeout: true,
         innocent: true,
     };
 
-    /// The duration expires and escalates to SIGKILL: the old protocol can report Duration
-    /// and send SIGKILL anyway (Q3).
+    /// The duration expires and escalates to SIGKILL while the child ends on its own around
+    /// the deadline: the old protocol can report Duration and send SIGKILL anyway (Q3).
     pub const ESCALATION: Scenario = Scenario {
         name: "escalation",
-        child: ChildBehaviour::Cooperative,
+        child: ChildBehaviour::Late,
         duration: true,
         interrupt: false,
         kill_timeout: true,
@@ -92,18 +105,7 @@ impl Scenario {
         innocent: false,
     };
 
-    /// The duration expires and escalates while the child exits on its own at any moment:
-    /// SIGTERM and SIGKILL may find it running, a zombie, or gone.
-    pub const LATE_CHILD_ESCALATION: Scenario = Scenario {
-        name: "late-child-escalation",
-        child: ChildBehaviour::Late,
-        duration: true,
-        interrupt: false,
-        kill_timeout: true,
-        innocent: false,
-    };
-
-    /// Ctrl-C at any moment, with a kill timeout, while the child exits on its own at any
+    /// Ctrl-C at any moment, with a kill timeout, while the child ends on its own at any
     /// moment.
     pub const LATE_CHILD_INTERRUPT: Scenario = Scenario {
         name: "late-child-interrupt",
@@ -114,10 +116,10 @@ impl Scenario {
         innocent: false,
     };
 
-    /// Everything at once with a child that exits on its own at any moment: duration,
-    /// Ctrl-C and the kill timeout (five threads: loom checks it under a preemption bound).
-    pub const EVERYTHING_LATE_CHILD: Scenario = Scenario {
-        name: "everything-late-child",
+    /// Duration, Ctrl-C and the kill timeout at once, while the child ends on its own at any
+    /// moment.
+    pub const EVERYTHING: Scenario = Scenario {
+        name: "everything",
         child: ChildBehaviour::Late,
         duration: true,
         interrupt: true,
@@ -131,8 +133,25 @@ impl Scenario {
         Scenario::ESCALATION,
         Scenario::INTERRUPT,
         Scenario::INTERRUPT_NO_KILL_TIMEOUT,
-        Scenario::LATE_CHILD_ESCALATION,
         Scenario::LATE_CHILD_INTERRUPT,
-        Scenario::EVERYTHING_LATE_CHILD,
+        Scenario::EVERYTHING,
     ];
+
+    /// How many loom threads a protocol runs in this scenario, the main one included (loom
+    /// allows at most 5). `reference`: the reference protocol, else the old one.
+    pub fn threads(&self, reference: bool) -> usize {
+        let late = self.child == ChildBehaviour::Late;
+        let helpers = if reference {
+            // user, duration timer, grace timer (armed after the first SIGTERM)
+            usize::from(self.interrupt)
+                + usize::from(self.duration)
+                + usize::from(self.kill_timeout && (self.interrupt || self.duration))
+        } else {
+            // handler, duration thread, SIGINT-escalation thread
+            usize::from(self.interrupt)
+                + usize::from(self.duration)
+                + usize::from(self.interrupt && self.kill_timeout)
+        };
+        1 + helpers + usize::from(late) + usize::from(self.innocent)
+    }
 }

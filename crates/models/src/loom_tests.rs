@@ -1,34 +1,58 @@
-//! Loom runs: each old-protocol race must be found, the reference protocol must pass every
-//! scenario exhaustively.
+//! Loom runs: each race of the old protocol must be found, and the reference protocol must
+//! pass every scenario, at the same bounds.
 //!
 //! Run: `RUSTFLAGS="--cfg loom" cargo test -p racelab-models --release`
-//! (add `-- --nocapture --test-threads=1` to see the executions and times).
+//! (add `-- --nocapture --test-threads=1` to see executions, times and the interleavings).
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Once;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
-use crate::{Invariant, Outcome, Scenario, check, old, reference};
+use crate::record::{Actor, Event, Global, Role, Signal, Trace};
+use crate::{Invariant, Outcome, Scenario, Violation, check, old, reference};
 
-/// Loom's bound on preemptions per execution; `LOOM_MAX_PREEMPTIONS` overrides it.
-const PREEMPTION_BOUND: Option<usize> = None;
+/// Loom's bound on preemptions per execution where a protocol runs at most four threads:
+/// none, the exploration is exhaustive. `LOOM_MAX_PREEMPTIONS` overrides every bound.
+const EXHAUSTIVE: Option<usize> = None;
+
+/// The bound where the reference protocol runs five threads: exhaustive would take minutes.
+const FIVE_THREADS: Option<usize> = Some(3);
+
+/// How a loom run ended.
+enum Failure {
+    /// An execution broke the verdict.
+    Violation(Box<Violation>),
+    /// Something else panicked (a model error, loom itself).
+    Panic(String),
+}
 
 /// What one loom run did.
 struct Exploration {
     executions: usize,
     elapsed: Duration,
-    /// The panic message of the first failing execution.
-    failure: Option<String>,
+    failure: Option<Failure>,
 }
 
+type Protocol = (&'static str, fn(&Scenario) -> Outcome);
+const OLD: Protocol = ("old", old::run);
+const REFERENCE: Protocol = ("reference", reference::run);
+
+/// Decides one execution: `Err` stops loom there.
+type Verdict = fn(&Outcome) -> Result<(), Violation>;
+
+/// Runs loom on `protocol` in `scenario`, stopping at the first execution the verdict
+/// rejects, and reports what it did.
 fn explore(
-    protocol: (&'static str, fn(&Scenario) -> Outcome),
+    protocol: Protocol,
     scenario: Scenario,
-    which: &'static [Invariant],
+    bound: Option<usize>,
+    verdict: Verdict,
 ) -> Exploration {
+    quiet_violations();
     let mut builder = loom::model::Builder::new();
     if builder.preemption_bound.is_none() {
-        builder.preemption_bound = PREEMPTION_BOUND;
+        builder.preemption_bound = bound;
     }
     let executions = std::sync::Arc::new(AtomicUsize::new(0));
     let counter = std::sync::Arc::clone(&executions);
@@ -37,111 +61,164 @@ fn explore(
     let result = catch_unwind(AssertUnwindSafe(|| {
         builder.check(move || {
             counter.fetch_add(1, Relaxed);
-            if let Err(violation) = check(&run(&scenario), which) {
-                panic!("{violation}");
+            if let Err(violation) = verdict(&run(&scenario)) {
+                std::panic::panic_any(violation);
             }
         })
     }));
-    let e = Exploration {
-        executions: executions.load(Relaxed),
-        elapsed: start.elapsed(),
-        failure: result.err().map(|payload| {
-            payload
+    let failure = result.err().map(|payload| match payload.downcast::<Violation>() {
+        Ok(v) => Failure::Violation(v),
+        Err(other) => Failure::Panic(
+            other
                 .downcast_ref::<String>()
                 .cloned()
-                .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_else(|| "a panic without a message".to_string())
-        }),
-    };
+                .or_else(|| other.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "a panic without a message".to_string()),
+        ),
+    });
+    let e = Exploration { executions: executions.load(Relaxed), elapsed: start.elapsed(), failure };
     println!(
-        "loom: {} protocol, scenario {}: {} executions in {:.2?}, {}",
+        "loom: {} protocol, scenario {} ({} threads), preemption bound {}: {} executions in \
+         {:.2?}: {}",
         protocol.0,
         scenario.name,
+        scenario.threads(protocol.0 == "reference"),
+        builder.preemption_bound.map_or("none".to_string(), |b| b.to_string()),
         e.executions,
         e.elapsed,
         match &e.failure {
-            Some(msg) => msg.lines().next().unwrap_or_default(),
-            None => "no violation",
+            None => "no violation\n".to_string(),
+            Some(Failure::Violation(v)) => v.to_string(),
+            Some(Failure::Panic(msg)) => format!("panic: {msg}\n"),
         }
     );
     e
 }
 
-const OLD: (&str, fn(&Scenario) -> Outcome) = ("old", old::run);
-const REFERENCE: (&str, fn(&Scenario) -> Outcome) = ("reference", reference::run);
-
-/// Loom must have found `inv` and the message must say `what`.
-fn assert_found(e: &Exploration, inv: Invariant, what: &str) {
-    let msg = e.failure.as_deref().unwrap_or_else(|| {
-        panic!("loom explored {} executions and did not find {}", e.executions, inv.name())
+/// A violation is the expected end of an old-protocol run and `explore` prints it: keep the
+/// panic hook from printing "Box<dyn Any>" and a backtrace for it. Other panics print.
+fn quiet_violations() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let default = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !info.payload().is::<Violation>() {
+                default(info);
+            }
+        }));
     });
-    assert!(
-        msg.starts_with(&format!("{} violated", inv.name())) && msg.contains(what),
-        "loom found something other than {} ({what}):\n{msg}",
-        inv.name()
-    );
 }
 
-fn assert_passes(scenario: Scenario) {
-    let e = explore(REFERENCE, scenario, Invariant::ALL);
-    assert!(e.failure.is_none(), "{}", e.failure.unwrap_or_default());
+/// Loom must have stopped on a violation of `inv`; returns it.
+fn found(e: Exploration, inv: Invariant) -> Box<Violation> {
+    match e.failure {
+        Some(Failure::Violation(v)) if v.invariant == inv => v,
+        Some(Failure::Violation(v)) => {
+            panic!("loom found {} instead of {}:\n{v}", v.invariant.name(), inv.name())
+        }
+        Some(Failure::Panic(msg)) => panic!("the model panicked: {msg}"),
+        None => panic!("loom explored {} executions and did not find {}", e.executions, inv.name()),
+    }
+}
+
+fn passes(e: Exploration) {
+    match e.failure {
+        None => {}
+        Some(Failure::Violation(v)) => panic!("{v}"),
+        Some(Failure::Panic(msg)) => panic!("the model panicked: {msg}"),
+    }
+}
+
+fn every_invariant(o: &Outcome) -> Result<(), Violation> {
+    check(o, Invariant::ALL)
+}
+
+/// Q1 as the seed tells it: the SIGKILL (not a stray SIGTERM, also possible) hits the innocent.
+fn innocent_sigkilled(o: &Outcome) -> Result<(), Violation> {
+    let hit = o
+        .processes
+        .iter()
+        .any(|p| p.role == Role::Innocent && p.received.iter().any(|r| r.signal == Signal::Kill));
+    if hit { check(o, &[Invariant::Q1]) } else { Ok(()) }
+}
+
+/// Q4 as the seed tells it: the handler read `CHILD_PID == 0` before main stored the PID.
+fn handler_read_pid_before_main_stored_it(trace: &Trace) -> bool {
+    let at = |actor: Actor, event: &dyn Fn(&Event) -> bool| {
+        trace.0.iter().position(|(a, e)| *a == actor && event(e))
+    };
+    let read_zero = at(Actor::Handler, &|e| *e == Event::Load(Global::ChildPid, 0));
+    let stored = at(Actor::Main, &|e| matches!(e, Event::Store(Global::ChildPid, p) if *p != 0));
+    matches!((read_zero, stored), (Some(read), Some(stored)) if read < stored)
 }
 
 #[test]
 fn loom_old_protocol_sigkills_a_recycled_pid_q1() {
-    let e = explore(OLD, Scenario::ESCALATION_AND_FORK, &[Invariant::Q1]);
-    assert_found(&e, Invariant::Q1, "sent SIGKILL to pid");
+    let e = explore(OLD, Scenario::ESCALATION_AND_FORK, FIVE_THREADS, innocent_sigkilled);
+    assert!(found(e, Invariant::Q1).detail.contains("thread sent SIGKILL to pid"));
 }
 
 #[test]
 fn loom_old_protocol_reports_duration_after_sending_sigkill_q3() {
-    let e = explore(OLD, Scenario::ESCALATION, &[Invariant::Q3]);
-    assert_found(&e, Invariant::Q3, "reported stop reason is Duration");
+    let e = explore(OLD, Scenario::ESCALATION, EXHAUSTIVE, |o| check(o, &[Invariant::Q3]));
+    assert!(found(e, Invariant::Q3).detail.contains("reported stop reason is Duration"));
 }
 
 #[test]
 fn loom_old_protocol_sigkills_a_child_whose_interrupt_came_during_spawn_q4() {
-    let e = explore(OLD, Scenario::INTERRUPT, &[Invariant::Q4]);
-    assert_found(&e, Invariant::Q4, "SIGKILLed without one");
+    let e = explore(OLD, Scenario::INTERRUPT, EXHAUSTIVE, |o| check(o, &[Invariant::Q4]));
+    let v = found(e, Invariant::Q4);
+    assert!(v.detail.contains("SIGKILLed without ever getting SIGTERM"), "{v}");
+    assert!(handler_read_pid_before_main_stored_it(&v.trace), "{v}");
 }
 
 #[test]
 fn loom_old_protocol_without_kill_timeout_waits_forever_after_an_interrupt_during_spawn_q4() {
-    let e = explore(OLD, Scenario::INTERRUPT_NO_KILL_TIMEOUT, &[Invariant::Q4]);
-    assert_found(&e, Invariant::Q4, "waits for it forever");
+    let s = Scenario::INTERRUPT_NO_KILL_TIMEOUT;
+    let e = explore(OLD, s, EXHAUSTIVE, |o| check(o, &[Invariant::Q4]));
+    let v = found(e, Invariant::Q4);
+    assert!(v.detail.contains("waits for it forever"), "{v}");
+    assert!(handler_read_pid_before_main_stored_it(&v.trace), "{v}");
+}
+
+#[test]
+fn loom_old_protocol_breaks_an_invariant_with_everything_at_once() {
+    let e = explore(OLD, Scenario::EVERYTHING, FIVE_THREADS, every_invariant);
+    match e.failure {
+        Some(Failure::Violation(v)) => {
+            assert!(matches!(v.invariant, Invariant::Q3 | Invariant::Q4), "{v}")
+        }
+        Some(Failure::Panic(msg)) => panic!("the model panicked: {msg}"),
+        None => panic!("loom explored {} executions and found nothing", e.executions),
+    }
 }
 
 #[test]
 fn loom_reference_protocol_never_signals_a_recycled_pid() {
-    assert_passes(Scenario::ESCALATION_AND_FORK);
+    passes(explore(REFERENCE, Scenario::ESCALATION_AND_FORK, FIVE_THREADS, every_invariant));
 }
 
 #[test]
 fn loom_reference_protocol_reports_every_sigkill_it_sends() {
-    assert_passes(Scenario::ESCALATION);
+    passes(explore(REFERENCE, Scenario::ESCALATION, EXHAUSTIVE, every_invariant));
 }
 
 #[test]
 fn loom_reference_protocol_forwards_an_interrupt_that_came_during_spawn() {
-    assert_passes(Scenario::INTERRUPT);
+    passes(explore(REFERENCE, Scenario::INTERRUPT, EXHAUSTIVE, every_invariant));
 }
 
 #[test]
 fn loom_reference_protocol_without_kill_timeout_stops_after_an_interrupt_during_spawn() {
-    assert_passes(Scenario::INTERRUPT_NO_KILL_TIMEOUT);
-}
-
-#[test]
-fn loom_reference_protocol_escalates_safely_while_the_child_exits_on_its_own() {
-    assert_passes(Scenario::LATE_CHILD_ESCALATION);
+    passes(explore(REFERENCE, Scenario::INTERRUPT_NO_KILL_TIMEOUT, EXHAUSTIVE, every_invariant));
 }
 
 #[test]
 fn loom_reference_protocol_forwards_interrupts_while_the_child_exits_on_its_own() {
-    assert_passes(Scenario::LATE_CHILD_INTERRUPT);
+    passes(explore(REFERENCE, Scenario::LATE_CHILD_INTERRUPT, EXHAUSTIVE, every_invariant));
 }
 
 #[test]
 fn loom_reference_protocol_keeps_every_invariant_with_everything_at_once() {
-    assert_passes(Scenario::EVERYTHING_LATE_CHILD);
+    passes(explore(REFERENCE, Scenario::EVERYTHING, FIVE_THREADS, every_invariant));
 }

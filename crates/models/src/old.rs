@@ -9,47 +9,64 @@
 //! Modelling choices, each an abstraction that keeps the behaviour the races need:
 //! - "Install the handler" spawns the handler's loom thread: from that step on the one SIGINT
 //!   of the scenario may be handled at any point, on any thread (it runs once: SA_RESETHAND).
-//! - Sleeps (`--duration`, `--kill-timeout`, the 50 ms poll) are not modelled: a sleep only
-//!   lets the others run, and loom already tries every amount of "others running".
+//! - Sleeps are long: `sleep(duration)` and `sleep(kill_timeout)` end only once every other
+//!   piano thread is blocked (main in `wait`, the escalation thread between polls) or done
+//!   (see [`Kernel::sleep`]). Without this, loom reports "races" that need a thread stalled for as long
+//!   as a sleep lasts, e.g. the handler stuck between two instructions for the whole kill
+//!   timeout. The child's own exit and the innocent fork stay free to happen at any moment:
+//!   they are the outside world, not piano. So what loom finds here happens with timing as
+//!   kind as it gets; the reference protocol is checked with no timing assumption at all.
+//! - The 50 ms poll of the SIGINT-escalation thread is not modelled: it polls again whenever
+//!   one of the globals it reads has changed (see `sigint_escalation_thread`).
 //! - The SIGINT-escalation thread is started only in scenarios with an interrupt; without one
 //!   it polls until `CHILD_PID == 0` and returns, touching nothing.
 //! - Threads are detached in piano; the model joins them at the end, which changes nothing
 //!   they do, so the checks see every signal they would ever send.
 
-use crate::kernel::{Actor, Event, Global, Kernel, Outcome, Signal};
-use crate::sync::{Arc, AtomicBool, AtomicU32, JoinHandle, Notify, SeqCst, thread};
+use std::sync::OnceLock;
+use std::sync::atomic::AtomicBool;
+
+use crate::kernel::Kernel;
+use crate::record::{Actor, Event, Global, Outcome, Signal};
+use crate::sync::{Arc, JoinHandle, SeqCstCell, Thread, thread};
 use crate::{Scenario, StopReason};
 
-/// piano's four globals (l.848-851), every access SeqCst; each access is traced.
+/// piano's four globals (l.848-851): `CHILD_PID: AtomicU32` and three `AtomicBool`s, every
+/// access SeqCst. Each is a [`SeqCstCell`] (see `sync.rs` for why not a loom atomic); flags
+/// are 0 or 1. Each access is traced.
 pub struct Globals {
-    child_pid: AtomicU32,
-    duration_expired: AtomicBool,
-    sigint_received: AtomicBool,
-    force_killed: AtomicBool,
-    /// Not piano's: wakes the SIGINT-escalation thread's poll loop when SIGINT_RECEIVED or
-    /// CHILD_PID changed (see `sigint_escalation_thread`). Only there if that thread is.
-    poll_wakeup: Option<Notify>,
+    child_pid: SeqCstCell,
+    duration_expired: SeqCstCell,
+    sigint_received: SeqCstCell,
+    force_killed: SeqCstCell,
+    /// Not piano's: the SIGINT-escalation thread, unparked when SIGINT_RECEIVED or CHILD_PID
+    /// changed so that it polls again (see `sigint_escalation_thread`).
+    poller: OnceLock<Thread>,
+    /// The SIGINT-escalation thread is blocked between polls (see `Kernel::unblock`).
+    poller_blocked: AtomicBool,
 }
 
 impl Globals {
-    fn new(with_escalation_thread: bool) -> Self {
+    fn new() -> Self {
         Globals {
-            child_pid: AtomicU32::new(0),
-            duration_expired: AtomicBool::new(false),
-            sigint_received: AtomicBool::new(false),
-            force_killed: AtomicBool::new(false),
-            poll_wakeup: with_escalation_thread.then(Notify::new),
+            child_pid: SeqCstCell::new(0),
+            duration_expired: SeqCstCell::new(0),
+            sigint_received: SeqCstCell::new(0),
+            force_killed: SeqCstCell::new(0),
+            poller: OnceLock::new(),
+            poller_blocked: AtomicBool::new(false),
         }
     }
 
     /// Lets the SIGINT-escalation thread poll again (a model device, not a piano step).
-    fn wake_poller(&self) {
-        if let Some(n) = &self.poll_wakeup {
-            n.notify();
+    fn wake_poller(&self, k: &Kernel) {
+        if let Some(poller) = self.poller.get() {
+            k.unblock(&self.poller_blocked);
+            poller.unpark();
         }
     }
 
-    fn flag(&self, g: Global) -> &AtomicBool {
+    fn flag(&self, g: Global) -> &SeqCstCell {
         match g {
             Global::DurationExpired => &self.duration_expired,
             Global::SigintReceived => &self.sigint_received,
@@ -59,23 +76,23 @@ impl Globals {
     }
 
     fn set(&self, k: &Kernel, who: Actor, g: Global, value: bool) {
-        self.flag(g).store(value, SeqCst);
+        self.flag(g).store(value.into());
         k.note(who, Event::Store(g, value.into()));
     }
 
     fn get(&self, k: &Kernel, who: Actor, g: Global) -> bool {
-        let value = self.flag(g).load(SeqCst);
-        k.note(who, Event::Load(g, value.into()));
-        value
+        let value = self.flag(g).load();
+        k.note(who, Event::Load(g, value));
+        value != 0
     }
 
     fn store_pid(&self, k: &Kernel, who: Actor, pid: u32) {
-        self.child_pid.store(pid, SeqCst);
+        self.child_pid.store(pid);
         k.note(who, Event::Store(Global::ChildPid, pid));
     }
 
     fn load_pid(&self, k: &Kernel, who: Actor) -> u32 {
-        let pid = self.child_pid.load(SeqCst);
+        let pid = self.child_pid.load();
         k.note(who, Event::Load(Global::ChildPid, pid));
         pid
     }
@@ -87,7 +104,7 @@ pub fn run(scenario: &Scenario) -> Outcome {
     let actors =
         u32::from(scenario.interrupt) + u32::from(scenario.duration) + u32::from(escalation_thread);
     let k = Arc::new(Kernel::new(scenario.child, actors));
-    let g = Arc::new(Globals::new(escalation_thread));
+    let g = Arc::new(Globals::new());
     let mut threads = Vec::new();
     if scenario.innocent {
         // Somewhere else on the system, a process forks: before, during or after the run.
@@ -159,15 +176,19 @@ fn run_child(
 
     // l.1026: too late to stop a thread that already loaded the PID.
     g.store_pid(k, me, 0);
-    g.wake_poller();
+    g.wake_poller(k);
+    k.idle();
     Some(reason)
 }
 
-/// Starts one of piano's threads (an actor the kernel was told about).
+/// Starts one of piano's threads (an actor the kernel was told about). It is busy from its
+/// first step (for the handler: the signal's arrival) to its last.
 fn start(k: &Arc<Kernel>, g: &Arc<Globals>, body: fn(&Kernel, &Globals)) -> JoinHandle<()> {
     let (k, g) = (Arc::clone(k), Arc::clone(g));
     thread::spawn(move || {
+        k.busy();
         body(&k, &g);
+        k.idle();
         k.leave();
     })
 }
@@ -177,7 +198,7 @@ fn sigint_handler(k: &Kernel, g: &Globals) {
     let me = Actor::Handler;
     k.interrupt_handled(me);
     g.set(k, me, Global::SigintReceived, true);
-    g.wake_poller();
+    g.wake_poller(k);
     let pid = g.load_pid(k, me);
     // With pid == 0 (the Q4 window) the interrupt goes nowhere. After the reap and before
     // l.1026 the SIGTERM goes to whoever has the PID now (the Q1 hazard class).
@@ -189,7 +210,7 @@ fn sigint_handler(k: &Kernel, g: &Globals) {
 /// The duration thread (l.961) with `--kill-timeout 0`: SIGTERM when the duration expires.
 fn duration_thread(k: &Kernel, g: &Globals) {
     let me = Actor::Duration;
-    // sleep(duration)
+    k.sleep(); // sleep(duration)
     g.set(k, me, Global::DurationExpired, true);
     let pid = g.load_pid(k, me);
     if pid != 0 {
@@ -200,7 +221,7 @@ fn duration_thread(k: &Kernel, g: &Globals) {
 /// The duration thread with a kill timeout: SIGKILL a kill timeout after the SIGTERM.
 fn duration_thread_with_escalation(k: &Kernel, g: &Globals) {
     duration_thread(k, g);
-    // sleep(kill_timeout)
+    k.sleep(); // sleep(kill_timeout)
     escalate(k, g, Actor::Duration);
 }
 
@@ -208,6 +229,7 @@ fn duration_thread_with_escalation(k: &Kernel, g: &Globals) {
 /// timeout later.
 fn sigint_escalation_thread(k: &Kernel, g: &Globals) {
     let me = Actor::Escalation;
+    g.poller.set(thread::current()).expect("one SIGINT-escalation thread");
     loop {
         if g.get(k, me, Global::SigintReceived) {
             break;
@@ -219,10 +241,13 @@ fn sigint_escalation_thread(k: &Kernel, g: &Globals) {
         // polls in between: it polls again after one of the two globals changed, at whatever
         // moment loom picks. (Spinning with yield_now instead explores ~100x more executions
         // for the same behaviours.)
-        g.poll_wakeup.as_ref().expect("the escalation thread has its wakeup").wait();
+        k.blocking(&g.poller_blocked);
+        thread::park();
+        k.unblock(&g.poller_blocked);
     }
     // sleep(kill_timeout). If the SIGINT came in the Q4 window the child never got SIGTERM,
     // and this SIGKILL is the first signal it sees: no graceful flush.
+    k.sleep();
     escalate(k, g, me);
 }
 

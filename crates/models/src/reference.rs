@@ -17,7 +17,8 @@
 //! loom threads, so they happen at any point; `poll` returns the first ready source in a fixed
 //! order (child exit, interrupt, duration, grace).
 
-use crate::kernel::{Actor, Delivery, Event, Handle, Kernel, Outcome, Ready, Signal, Timer};
+use crate::kernel::{Handle, Kernel};
+use crate::record::{Actor, Delivery, Event, Outcome, Ready, Signal, Timer};
 use crate::sync::{Arc, JoinHandle, thread};
 use crate::{Scenario, StopReason};
 

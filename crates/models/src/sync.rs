@@ -1,20 +1,18 @@
-//! The one place that chooses between std and loom. Under `cfg(loom)` every atomic, mutex,
-//! condvar, `Arc` and thread of the models is loom's, so loom sees (and permutes) every step
-//! that another thread could observe; otherwise they are std's and a model runs once, on real
+//! The one place that chooses between std and loom. Under `cfg(loom)` every lock, condvar,
+//! park and thread of the models is loom's, so loom sees (and permutes) every step that
+//! another thread could observe; otherwise they are std's and a model runs once, on real
 //! threads, in whatever order the OS picks.
 //!
-//! The trace (`kernel::Trace`) deliberately uses `std::sync::Mutex` in both builds: it is ghost
+//! (Not `loom::sync::Notify`: loom 0.7's prints a `dbg!` line on every wait. Threads park.)
+//!
+//! The trace (`record::Trace`) deliberately uses `std::sync::Mutex` in both builds: it is ghost
 //! state that only records what happened, so it must not add interleavings of its own.
 
 #[cfg(loom)]
-pub(crate) use loom::sync::atomic::{AtomicBool, AtomicU32, Ordering::SeqCst};
-#[cfg(loom)]
 pub(crate) use loom::sync::{Condvar, Mutex, MutexGuard};
 #[cfg(loom)]
-pub(crate) use loom::thread::{self, JoinHandle};
+pub(crate) use loom::thread::{self, JoinHandle, Thread};
 
-#[cfg(not(loom))]
-pub(crate) use std::sync::atomic::{AtomicBool, AtomicU32, Ordering::SeqCst};
 #[cfg(not(loom))]
 pub(crate) use std::sync::{Condvar, Mutex, MutexGuard};
 
@@ -22,36 +20,48 @@ pub(crate) use std::sync::{Condvar, Mutex, MutexGuard};
 /// the models' sharing is not under test (their threads are all joined before the end).
 pub(crate) use std::sync::Arc;
 #[cfg(not(loom))]
-pub(crate) use std::thread::{self, JoinHandle};
+pub(crate) use std::thread::{self, JoinHandle, Thread};
 
-/// Wakes one waiting thread; a wake-up with nobody waiting is kept for the next wait.
+/// A `SeqCst` atomic `u32`, as the models need it: every access sees the latest value, in one
+/// total order. loom 0.7 treats `SeqCst` loads and stores as `AcqRel` (its README, "Unsupported
+/// features"), so a loom `AtomicU32` would let a load return a value older than a `SeqCst`
+/// store that came before it: with piano's globals that made loom report a Q4 the real
+/// program cannot have (the handler reading `CHILD_PID == 0` after main stored the PID).
+/// Under loom the cell is a loom `Mutex`, which is sequentially consistent and still one
+/// scheduling point per access.
 #[cfg(loom)]
-pub(crate) use loom::sync::Notify;
+pub(crate) struct SeqCstCell(Mutex<u32>);
 
-/// Wakes one waiting thread; a wake-up with nobody waiting is kept for the next wait.
-#[cfg(not(loom))]
-#[derive(Default)]
-pub(crate) struct Notify {
-    pending: Mutex<bool>,
-    cond: Condvar,
+#[cfg(loom)]
+impl SeqCstCell {
+    pub(crate) fn new(value: u32) -> Self {
+        SeqCstCell(Mutex::new(value))
+    }
+
+    pub(crate) fn load(&self) -> u32 {
+        *self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    pub(crate) fn store(&self, value: u32) {
+        *self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = value;
+    }
 }
 
+/// A `SeqCst` atomic `u32` (outside loom, simply that).
 #[cfg(not(loom))]
-impl Notify {
-    pub(crate) fn new() -> Self {
-        Self::default()
+pub(crate) struct SeqCstCell(std::sync::atomic::AtomicU32);
+
+#[cfg(not(loom))]
+impl SeqCstCell {
+    pub(crate) fn new(value: u32) -> Self {
+        SeqCstCell(std::sync::atomic::AtomicU32::new(value))
     }
 
-    pub(crate) fn notify(&self) {
-        *self.pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = true;
-        self.cond.notify_one();
+    pub(crate) fn load(&self) -> u32 {
+        self.0.load(std::sync::atomic::Ordering::SeqCst)
     }
 
-    pub(crate) fn wait(&self) {
-        let mut pending = self.pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        while !*pending {
-            pending = self.cond.wait(pending).unwrap_or_else(std::sync::PoisonError::into_inner);
-        }
-        *pending = false;
+    pub(crate) fn store(&self, value: u32) {
+        self.0.store(value, std::sync::atomic::Ordering::SeqCst);
     }
 }

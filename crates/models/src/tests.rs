@@ -40,3 +40,12 @@ fn old_protocol_breaks_only_what_its_races_break_on_std_threads() {
         }
     }
 }
+
+#[test]
+fn every_scenario_fits_in_loom_s_five_threads() {
+    for scenario in Scenario::ALL {
+        for reference in [false, true] {
+            assert!(scenario.threads(reference) <= 5, "{} {reference}", scenario.name);
+        }
+    }
+}
