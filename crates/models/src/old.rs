@@ -2,7 +2,7 @@
 //! SeqCst globals, a SIGINT handler installed before spawn, a duration thread, a
 //! SIGINT-escalation thread, and a main thread that reaps before it clears `CHILD_PID`.
 //!
-//! Line numbers are piano's. The four statics become fields of one [`Globals`] that the
+//! Line numbers are piano's. The four statics become fields of one `Globals` that the
 //! threads share: loom needs fresh atomics for every execution, and nothing else changes (each
 //! field is read and written exactly where the static was, with the same ordering).
 //!
@@ -32,9 +32,9 @@ use crate::sync::{Arc, JoinHandle, SeqCstCell, Thread, thread};
 use crate::{Scenario, StopReason};
 
 /// piano's four globals (l.848-851): `CHILD_PID: AtomicU32` and three `AtomicBool`s, every
-/// access SeqCst. Each is a [`SeqCstCell`] (see `sync.rs` for why not a loom atomic); flags
+/// access SeqCst. Each is a `SeqCstCell` (see `sync.rs` for why not a loom atomic); flags
 /// are 0 or 1. Each access is traced.
-pub struct Globals {
+struct Globals {
     child_pid: SeqCstCell,
     duration_expired: SeqCstCell,
     sigint_received: SeqCstCell,

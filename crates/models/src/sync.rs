@@ -3,7 +3,9 @@
 //! another thread could observe; otherwise they are std's and a model runs once, on real
 //! threads, in whatever order the OS picks.
 //!
-//! (Not `loom::sync::Notify`: loom 0.7's prints a `dbg!` line on every wait. Threads park.)
+//! Threads that wait for each other park (`thread::park`, which loom 0.7 never wakes
+//! spuriously) rather than wait on `loom::sync::Notify`, whose every wait may also wake
+//! spuriously: one more branch for loom to explore each time.
 //!
 //! The trace (`record::Trace`) deliberately uses `std::sync::Mutex` in both builds: it is ghost
 //! state that only records what happened, so it must not add interleavings of its own.
