@@ -239,7 +239,7 @@ fn sigint_escalation_thread(k: &Kernel, g: &Globals) {
         }
         // sleep(50 ms). A poll that finds nothing changes nothing, so the model skips the
         // polls in between: it polls again after one of the two globals changed, at whatever
-        // moment loom picks. (Spinning with yield_now instead explores ~100x more executions
+        // moment loom picks. (Spinning with yield_now instead made loom explore ~50x more executions
         // for the same behaviours.)
         k.blocking(&g.poller_blocked);
         thread::park();
