@@ -3,8 +3,8 @@
 //! trace of every step.
 //!
 //! Every system call of a model is one method here and takes the kernel lock once, so a system
-//! call is atomic (as it is for the real kernel) and the points where loom may switch threads
-//! are exactly the lock acquisitions. What the kernel records beyond what a real kernel keeps
+//! call is atomic (as it is for the real kernel) and is one point where loom may switch
+//! threads. What the kernel records beyond what a real kernel keeps
 //! (who sent which signal, when the interrupt arrived, the trace) is ghost state: the models
 //! never read it, only the checks in [`crate::invariants`] do.
 
