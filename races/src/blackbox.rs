@@ -829,6 +829,19 @@ impl<'a> Bb<'a> {
             Some(&hooks),
             &trace,
         );
+        // A program that never reached a point the schedule acts at: say which.
+        let never: Vec<&str> = hooks
+            .unmet_edges
+            .iter()
+            .filter(|e| matches!(e.reason, racelab_hooks::UnmetReason::AfterNeverReached { .. }))
+            .map(|e| e.edge.as_str())
+            .collect();
+        let verdict = match verdict {
+            Verdict::NotForced { why } if !never.is_empty() => Verdict::NotForced {
+                why: format!("{why}; never reached: {}", never.join("; ")),
+            },
+            v => v,
+        };
         let detail = match &verdict {
             Verdict::Reproduced { violations } => violations
                 .iter()

@@ -382,7 +382,7 @@ impl Engine {
             self.in_flight = None;
             out = self.abandon(time_ns);
         }
-        let unmet_edges = self
+        let unmet_edges: Vec<UnmetEdge> = self
             .edges
             .iter()
             .filter(|e| !(self.passed(&e.before) && self.passed(&e.after)))
@@ -405,6 +405,21 @@ impl Engine {
                 UnmetEdge { edge: e.to_string(), reason }
             })
             .collect();
+        // Actions whose point was never reached: the program took another path (or has no such
+        // syscall there). Listed like an edge whose later point was never reached.
+        let mut unmet_edges = unmet_edges;
+        for (at, action) in &self.actions {
+            let reached = match at.point {
+                PointRef::Syscall(p) => self.arrivals.get(&p).copied().unwrap_or(0) >= at.occurrence,
+                PointRef::Hook(_) => false,
+            };
+            if !reached {
+                unmet_edges.push(UnmetEdge {
+                    edge: format!("on {at}: {action}"),
+                    reason: UnmetReason::AfterNeverReached { before_passes: 0 },
+                });
+            }
+        }
         let mut trace = Trace { events: std::mem::take(&mut self.events), dropped: 0 };
         trace.sort();
         let report = RunReport {
