@@ -164,6 +164,7 @@ fn launch(
     args: Vec<String>,
     cwd: Option<PathBuf>,
     pid1: bool,
+    blocked: &'static [i32],
     engine: Engine,
 ) -> Result<Launched, String> {
     let filter = racelab_blackbox::filter_for(engine.points(), engine.needs_returns());
@@ -194,16 +195,42 @@ fn launch(
             return 121;
         }
         drop(listener);
-        use std::os::unix::process::CommandExt;
-        let mut cmd = std::process::Command::new(&binary);
-        cmd.args(&args).env_remove("PIANO_WRAPPER_CONFIG");
-        if let Some(dir) = &cwd {
-            cmd.current_dir(dir);
+        // execve by hand, not Command::exec: std resets the signal mask in the child, and a
+        // launcher that blocks signals (case E2L) must hand its mask to the program.
+        let _ = racelab_sys::sigaction::restore_default(Signal::SIGPIPE);
+        let mut mask = nix::sys::signal::SigSet::empty();
+        for &sig in blocked {
+            if let Ok(s) = Signal::try_from(sig) {
+                mask.add(s);
+            }
         }
-        let e = cmd.exec();
+        let _ = nix::sys::signal::sigprocmask(
+            nix::sys::signal::SigmaskHow::SIG_SETMASK,
+            Some(&mask),
+            None,
+        );
+        if let Some(dir) = &cwd
+            && std::env::set_current_dir(dir).is_err()
+        {
+            return 126;
+        }
+        let cstr = |s: &std::ffi::OsStr| std::ffi::CString::new(s.as_encoded_bytes()).ok();
+        let Some(path) = cstr(binary.as_os_str()) else { return 126 };
+        let mut argv = vec![path.clone()];
+        argv.extend(args.iter().filter_map(|a| cstr(std::ffi::OsStr::new(a))));
+        let env: Vec<std::ffi::CString> = std::env::vars_os()
+            .filter(|(k, _)| k != "PIANO_WRAPPER_CONFIG")
+            .filter_map(|(k, v)| {
+                let mut kv = k;
+                kv.push("=");
+                kv.push(v);
+                cstr(&kv)
+            })
+            .collect();
+        let e = nix::unistd::execve(&path, &argv, &env).err();
         let _ = rustix::io::write(
             std::io::stderr(),
-            format!("racelab: exec {label}: {e}\n").as_bytes(),
+            format!("racelab: exec {label}: {e:?}\n").as_bytes(),
         );
         127
     };
@@ -348,7 +375,7 @@ impl<'a> Bb<'a> {
             (None, None)
         };
         let args = program.args(&opts, runner, &wargs);
-        let l = launch(init, program, binary, args, cwd, case.pid1, engine)?;
+        let l = launch(init, program, binary, args, cwd, case.pid1, case.launcher_blocks, engine)?;
         Ok(Bb {
             init,
             race,
@@ -837,9 +864,9 @@ impl<'a> Bb<'a> {
             .map(|e| e.edge.as_str())
             .collect();
         let verdict = match verdict {
-            Verdict::NotForced { why } if !never.is_empty() => Verdict::NotForced {
-                why: format!("{why}; never reached: {}", never.join("; ")),
-            },
+            Verdict::NotForced { why } if !never.is_empty() => {
+                Verdict::NotForced { why: format!("{why}; never reached: {}", never.join("; ")) }
+            }
             v => v,
         };
         let detail = match &verdict {

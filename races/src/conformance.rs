@@ -27,6 +27,8 @@ pub struct Case {
     pub signals: &'static [i32],
     /// Once the child is ready, the lab interrupts the program (SIGINT).
     pub interrupt_when_ready: bool,
+    /// Signals the launcher blocks before it execs the program (the mask survives execve).
+    pub launcher_blocks: &'static [i32],
 }
 
 impl Case {
@@ -125,6 +127,19 @@ pub static CASE_RACES: &[Race] = &[
         optional: &[],
     },
     Race {
+        id: "E2L",
+        slug: "pid1-early-signal-launcher-blocks",
+        title: "E2's early SIGTERM, with a launcher that starts PID 1 with the signals blocked: queued, not dropped",
+        origin: "what E2 needs: a launcher (container runtime) that blocks the forwarded signals before execve",
+        root_cause: "Same moment as E2, but the signal mask survives execve: the kernel queues a blocked signal instead of dropping it, and PID 1 reads it once it waits for signals.",
+        fix: "This is the fix for E2, shown.",
+        schedule: "",
+        setup: BASE,
+        invariants: &[I3InterruptDelivered, I4BoundedStop],
+        designs: &[],
+        optional: &[],
+    },
+    Race {
         id: "F1",
         slug: "forward-common-signals",
         title: "HUP, INT, QUIT, USR1, USR2, WINCH and TERM sent to the supervisor reach the child",
@@ -132,7 +147,10 @@ pub static CASE_RACES: &[Race] = &[
         root_cause: "A supervisor that handles some signals itself (or dies of them) does not forward them: the child never learns of a reload (HUP), a resize (WINCH) or a user signal.",
         fix: "Block every forwarded signal before spawn and forward each one read from the signalfd to the child (or its group).",
         schedule: "",
-        setup: Setup { child_ignores_term: true, ..BASE },
+        // A grace long enough that a supervisor which treats HUP, INT or TERM as a stop request
+        // (and escalates after its grace) never SIGKILLs the child before it logged the signal:
+        // this case is about forwarding, R1 is about the grace.
+        setup: Setup { child_ignores_term: true, grace: Duration::from_secs(1), ..BASE },
         invariants: &[I3InterruptDelivered],
         designs: &[],
         optional: &[],
@@ -163,19 +181,75 @@ pub fn find_race(name: &str) -> Option<&'static Race> {
 
 /// The cases, in matrix order.
 pub static CASES: &[Case] = &[
-    Case { race: "Q1", pid1: false, signals: &[], interrupt_when_ready: false },
-    Case { race: "Q3", pid1: false, signals: &[], interrupt_when_ready: false },
-    Case { race: "Q4", pid1: false, signals: &[], interrupt_when_ready: false },
-    Case { race: "Q4b", pid1: false, signals: &[], interrupt_when_ready: false },
-    Case { race: "R1", pid1: false, signals: &[], interrupt_when_ready: true },
-    Case { race: "E1", pid1: false, signals: &[], interrupt_when_ready: false },
-    Case { race: "E2", pid1: true, signals: &[], interrupt_when_ready: false },
-    Case { race: "Z1", pid1: true, signals: &[], interrupt_when_ready: false },
+    Case {
+        race: "Q1",
+        pid1: false,
+        signals: &[],
+        interrupt_when_ready: false,
+        launcher_blocks: &[],
+    },
+    Case {
+        race: "Q3",
+        pid1: false,
+        signals: &[],
+        interrupt_when_ready: false,
+        launcher_blocks: &[],
+    },
+    Case {
+        race: "Q4",
+        pid1: false,
+        signals: &[],
+        interrupt_when_ready: false,
+        launcher_blocks: &[],
+    },
+    Case {
+        race: "Q4b",
+        pid1: false,
+        signals: &[],
+        interrupt_when_ready: false,
+        launcher_blocks: &[],
+    },
+    Case {
+        race: "R1",
+        pid1: false,
+        signals: &[],
+        interrupt_when_ready: true,
+        launcher_blocks: &[],
+    },
+    Case {
+        race: "E1",
+        pid1: false,
+        signals: &[],
+        interrupt_when_ready: false,
+        launcher_blocks: &[],
+    },
+    Case {
+        race: "E2",
+        pid1: true,
+        signals: &[],
+        interrupt_when_ready: false,
+        launcher_blocks: &[],
+    },
+    Case {
+        race: "Z1",
+        pid1: true,
+        signals: &[],
+        interrupt_when_ready: false,
+        launcher_blocks: &[],
+    },
     Case {
         race: "F1",
         pid1: false,
         signals: &[SIGHUP, SIGINT, SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH, SIGTERM],
         interrupt_when_ready: false,
+        launcher_blocks: &[],
+    },
+    Case {
+        race: "E2L",
+        pid1: true,
+        signals: &[],
+        interrupt_when_ready: false,
+        launcher_blocks: &[SIGHUP, SIGINT, SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH, SIGTERM],
     },
 ];
 
@@ -417,6 +491,20 @@ pub static CELLS: &[Cell] = &[
         ""
     ),
     cell!("E2", "piano-0.14.0", "", &[], Na(NOT_AN_INIT), ""),
+    cell!("E2L", "tini", E2_PID1, &[], PREVENT, "the queued SIGTERM is read and forwarded"),
+    cell!("E2L", "tini-static", E2_PID1, &[], PREVENT, "the same"),
+    cell!("E2L", "catatonit", E2_PID1, &[], PREVENT, "the same"),
+    cell!("E2L", "supervise", E2_PID1, &[], PREVENT, "read from its signalfd and forwarded"),
+    cell!(
+        "E2L",
+        "dumb-init",
+        "",
+        &[],
+        Na(
+            "the queued signal is forwarded at once with kill(-pid), before the child's setsid: that is E1"
+        ),
+        ""
+    ),
     cell!("Z1", "tini", Z1_PID1, &[], PREVENT, "drains with waitpid(-1, WNOHANG)"),
     cell!("Z1", "tini-static", Z1_PID1, &[], PREVENT, "the same"),
     cell!("Z1", "dumb-init", Z1_PID1, &[], PREVENT, "the same"),

@@ -410,7 +410,9 @@ impl Engine {
         let mut unmet_edges = unmet_edges;
         for (at, action) in &self.actions {
             let reached = match at.point {
-                PointRef::Syscall(p) => self.arrivals.get(&p).copied().unwrap_or(0) >= at.occurrence,
+                PointRef::Syscall(p) => {
+                    self.arrivals.get(&p).copied().unwrap_or(0) >= at.occurrence
+                }
                 PointRef::Hook(_) => false,
             };
             if !reached {
