@@ -1,318 +1,23 @@
-//! One replay against an unmodified program, as the lab's init (PID 1 of a fresh namespace)
-//! runs it.
-//!
-//! Topology: init forks a launcher L. L sets up the workload's pipes as its stdin/stdout and a
-//! pipe as its stderr, installs the case's seccomp filter (with a listener) and sends the
-//! listener to init over a socket pair, then execs the program P (for a PID 1 case, L first
-//! unshares a PID namespace and forks: its child is PID 1 there and does the rest, L mirrors its
-//! exit). P's child is the lab's workload W. Init answers P's notifications through a
-//! [`racelab_blackbox::Session`]: the schedule's points park P's threads, its lab actions (make
-//! W exit, recycle W's PID, signal P) run meanwhile. The oracle judges from what init saw: W's
-//! signal log, the victims' fates, /proc, P's exit and stderr, every SIGKILL P sent (seen at the
-//! syscall).
+//! The replay itself, as init drives it: the workload's lines, the program's stderr, the
+//! notifications, the lab's actions, the case's own steps, and the oracle's ground truth.
 
+use super::launch::launch;
+use super::{Case, Cell, REPLAY_DEADLINE, now};
 use crate::catalog::Race;
-use crate::conformance::{self, Case, Cell, CellExpect};
 use crate::design::{DesignReport, Reason, Status};
 use crate::oracle::{self, Truth};
 use crate::programs::{self, Kind, Program, RunOptions};
-use crate::scenario::{Lines, ReplayOutput, Workload, readable};
+use crate::scenario::{Lines, Workload, readable};
 use crate::verdict::{Invariant, Verdict};
 use nix::sys::signal::Signal;
 use racelab_blackbox::{ActionRequest, Engine, Session};
-use racelab_hooks::{Action, Arg, Event, EventKind, Schedule, Trace};
+use racelab_hooks::{Action, Arg, Event, EventKind, Trace};
 use racelab_sandbox::{Child, Fate, Init, Mechanism, Victim};
-use serde::{Deserialize, Serialize};
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-/// The scenario's name in the runner.
-pub const SCENARIO: &str = "program";
-
-/// How long one black-box replay may take inside the namespace.
-pub const REPLAY_DEADLINE: Duration = Duration::from_millis(2500);
-
-/// How long a parked syscall may wait for its schedule.
-const HOLD_DEADLINE: Duration = Duration::from_millis(1000);
-
-/// What the caller asks for.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ProgramInput {
-    /// Race (case) id.
-    pub case: String,
-    /// Program name.
-    pub program: String,
-    /// A schedule replacing the cell's own; `Some("")` replays with none.
-    pub schedule: Option<String>,
-    /// The control of a race test: nothing parks; the schedule's actions run once the child
-    /// is ready instead of at their points.
-    #[serde(default)]
-    pub unforced: bool,
-}
-
-/// Runs one black-box replay as init and returns its output as JSON.
-pub fn run(input: serde_json::Value, init: &mut Init) -> Result<serde_json::Value, String> {
-    let input: ProgramInput =
-        serde_json::from_value(input).map_err(|e| format!("bad input: {e}"))?;
-    let case = conformance::find_case(&input.case)
-        .ok_or_else(|| format!("no black-box case {}", input.case))?;
-    let program = programs::find(&input.program)
-        .ok_or_else(|| format!("unknown program {}", input.program))?;
-    let cell = conformance::cell(case.race, program.name)
-        .ok_or_else(|| format!("{} has no cell for {}", case.race, program.name))?;
-    let text = input.schedule.unwrap_or_else(|| cell.schedule_for(program));
-    let schedule = Schedule::parse(&text).map_err(|e| format!("malformed schedule: {e}"))?;
-    let out = replay(case, cell, program, schedule, input.unforced, init);
-    serde_json::to_value(out).map_err(|e| e.to_string())
-}
-
-fn now() -> u64 {
-    racelab_sandbox::now_ns()
-}
-
-fn pipe() -> Result<(OwnedFd, OwnedFd), String> {
-    rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).map_err(|e| format!("pipe: {e}"))
-}
-
-fn replay(
-    case: &'static Case,
-    cell: &'static Cell,
-    program: &'static Program,
-    schedule: Schedule,
-    unforced: bool,
-    init: &mut Init,
-) -> ReplayOutput {
-    let t0 = now();
-    let text = schedule.to_string();
-    let output = |verdict, trace, report| ReplayOutput {
-        verdict,
-        trace,
-        design_report: report,
-        schedule: text.clone(),
-        wall_ns: now() - t0,
-    };
-    if let CellExpect::NotApplicable(why) = cell.expect {
-        return output(
-            Verdict::Skipped { reason: format!("not applicable: {why}") },
-            Trace::default(),
-            None,
-        );
-    }
-    let runner = match std::env::current_exe() {
-        Ok(r) => r,
-        Err(e) => {
-            return output(
-                Verdict::LabError { message: format!("current_exe: {e}") },
-                Trace::default(),
-                None,
-            );
-        }
-    };
-    let binary = match program.binary(&runner) {
-        Ok(b) => b,
-        Err(reason) => return output(Verdict::Skipped { reason }, Trace::default(), None),
-    };
-    // Unforced: the same actions, at a moment no point chooses (the child's start), and no
-    // thread parked anywhere.
-    let late: Vec<Action> = if unforced {
-        schedule.actions().map(|(_, a)| a.clone()).filter(|a| a.name != "await").collect()
-    } else {
-        Vec::new()
-    };
-    let schedule = if unforced { Schedule::new() } else { schedule };
-    let engine = match Engine::new(&schedule, HOLD_DEADLINE.as_nanos() as u64) {
-        Ok(e) => e,
-        Err(e) => {
-            return output(
-                Verdict::LabError { message: format!("schedule: {e}") },
-                Trace::default(),
-                None,
-            );
-        }
-    };
-    match Bb::start(case, cell, program, &binary, &runner, engine, init, t0) {
-        Ok(mut bb) => {
-            bb.late = late;
-            bb.drive();
-            let (verdict, trace, report) = bb.judge();
-            output(verdict, trace, Some(report))
-        }
-        Err(message) => output(Verdict::LabError { message }, Trace::default(), None),
-    }
-}
-
-/// The launched program: init's child, and the process the schedule is about.
-struct Launched {
-    /// Init's child: the program itself, or for a PID 1 case the launcher that mirrors it.
-    child: Child,
-    /// A pidfd for the program (signals go through it: never a PID that may be recycled).
-    target: OwnedFd,
-    /// The program's pid in the lab's namespace.
-    target_pid: i32,
-    session: Session,
-    w_in: OwnedFd,
-    w_out: OwnedFd,
-    err: OwnedFd,
-}
-
-#[allow(clippy::too_many_arguments)]
-fn launch(
-    init: &mut Init,
-    program: &Program,
-    binary: &Path,
-    args: Vec<String>,
-    cwd: Option<PathBuf>,
-    pid1: bool,
-    blocked: &'static [i32],
-    engine: Engine,
-) -> Result<Launched, String> {
-    let filter = racelab_blackbox::filter_for(engine.points(), engine.needs_returns());
-    let compiled = filter.compile().map_err(|e| format!("seccomp filter: {e}"))?;
-    let (w_stdin_r, w_stdin_w) = pipe()?;
-    let (w_stdout_r, w_stdout_w) = pipe()?;
-    let (err_r, err_w) = pipe()?;
-    let (pid_r, pid_w) = pipe()?;
-    let (lab_sock, child_sock) = rustix::net::socketpair(
-        rustix::net::AddressFamily::UNIX,
-        rustix::net::SocketType::STREAM,
-        rustix::net::SocketFlags::CLOEXEC,
-        None,
-    )
-    .map_err(|e| format!("socketpair: {e}"))?;
-    let binary = binary.to_path_buf();
-    let label = program.label;
-    // The body of the process that becomes the program: filter, listener to the lab, exec.
-    let exec_target = move || -> i32 {
-        let listener = match racelab_sys::seccomp::install_program(
-            &compiled,
-            racelab_sys::seccomp::ParkedSignals::DeferUntilAnswered,
-        ) {
-            Ok(l) => l,
-            Err(_) => return 120,
-        };
-        if racelab_sys::fdpass::send_fd(&child_sock, listener.as_fd()).is_err() {
-            return 121;
-        }
-        drop(listener);
-        // execve by hand, not Command::exec: std resets the signal mask in the child, and a
-        // launcher that blocks signals (case E2L) must hand its mask to the program.
-        let _ = racelab_sys::sigaction::restore_default(Signal::SIGPIPE);
-        let mut mask = nix::sys::signal::SigSet::empty();
-        for &sig in blocked {
-            if let Ok(s) = Signal::try_from(sig) {
-                mask.add(s);
-            }
-        }
-        let _ = nix::sys::signal::sigprocmask(
-            nix::sys::signal::SigmaskHow::SIG_SETMASK,
-            Some(&mask),
-            None,
-        );
-        if let Some(dir) = &cwd
-            && std::env::set_current_dir(dir).is_err()
-        {
-            return 126;
-        }
-        let cstr = |s: &std::ffi::OsStr| std::ffi::CString::new(s.as_encoded_bytes()).ok();
-        let Some(path) = cstr(binary.as_os_str()) else { return 126 };
-        let mut argv = vec![path.clone()];
-        argv.extend(args.iter().filter_map(|a| cstr(std::ffi::OsStr::new(a))));
-        let env: Vec<std::ffi::CString> = std::env::vars_os()
-            .filter(|(k, _)| k != "PIANO_WRAPPER_CONFIG")
-            .filter_map(|(k, v)| {
-                let mut kv = k;
-                kv.push("=");
-                kv.push(v);
-                cstr(&kv)
-            })
-            .collect();
-        let e = nix::unistd::execve(&path, &argv, &env).err();
-        let _ = rustix::io::write(
-            std::io::stderr(),
-            format!("racelab: exec {label}: {e:?}\n").as_bytes(),
-        );
-        127
-    };
-    let child = init
-        .fork(move || {
-            if nix::unistd::dup2_stdin(&w_stdin_r).is_err()
-                || nix::unistd::dup2_stdout(&w_stdout_w).is_err()
-                || nix::unistd::dup2_stderr(&err_w).is_err()
-            {
-                return 122;
-            }
-            if !pid1 {
-                return exec_target();
-            }
-            // PID 1 of a namespace of its own: the next child this process forks.
-            if nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWPID).is_err() {
-                return 123;
-            }
-            let inner = match racelab_sys::ns::fork_run(exec_target) {
-                Ok(f) => f,
-                Err(_) => return 124,
-            };
-            let _ = rustix::io::write(&pid_w, format!("{}\n", inner.pid).as_bytes());
-            // Mirror the program's end (the lab reads the program's own status from its
-            // report; this process only stands between init and the namespace).
-            match rustix::process::waitid(
-                rustix::process::WaitId::PidFd(inner.pidfd.as_fd()),
-                rustix::process::WaitIdOptions::EXITED,
-            ) {
-                Ok(Some(st)) => match (st.exit_status(), st.terminating_signal()) {
-                    (Some(code), _) => code,
-                    (None, Some(sig)) => 128 + sig,
-                    _ => 125,
-                },
-                _ => 125,
-            }
-        })
-        .map_err(|e| format!("fork launcher: {e}"))?;
-    // The closure (and the child's ends of the pipes it moved in) was dropped in this process
-    // by `fork`: the launcher holds the only copies now, so its death shows as end-of-file.
-    // The listener, or the launcher's end: bounded.
-    if !readable(lab_sock.as_fd(), Duration::from_secs(2)) {
-        return Err("the launcher sent no seccomp listener within 2 s".into());
-    }
-    let listener = racelab_sys::fdpass::recv_fd(&lab_sock).map_err(|e| {
-        format!(
-            "no seccomp listener from the launcher ({e}); it ended {:?}",
-            child.fate(Duration::from_millis(200))
-        )
-    })?;
-    let target_pid = if pid1 {
-        let mut lines = Lines::new(pid_r);
-        let until = now() + 2_000_000_000;
-        loop {
-            if let Some(l) = lines.next_line() {
-                break l.trim().parse::<i32>().map_err(|e| format!("PID 1's pid: {e}"))?;
-            }
-            if lines.eof || now() > until {
-                return Err("the launcher did not report PID 1's pid".into());
-            }
-            readable(lines.fd.as_fd(), Duration::from_millis(100));
-            lines.fill();
-        }
-    } else {
-        child.pid()
-    };
-    let target = rustix::process::Pid::from_raw(target_pid)
-        .and_then(|p| rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty()).ok())
-        .ok_or_else(|| format!("pidfd_open({target_pid}): the program is gone"))?;
-    let session = Session::new(racelab_sys::seccomp::Listener::from_fd(listener), engine);
-    Ok(Launched {
-        child,
-        target,
-        target_pid,
-        session,
-        w_in: w_stdin_w,
-        w_out: w_stdout_r,
-        err: err_r,
-    })
-}
-
-struct Bb<'a> {
+pub(super) struct Bb<'a> {
     init: &'a mut Init,
     race: &'static Race,
     case: &'static Case,
@@ -340,12 +45,12 @@ struct Bb<'a> {
     project: Option<PathBuf>,
     report: Option<racelab_hooks::RunReport>,
     /// Unforced control: actions to run once the child is ready.
-    late: Vec<Action>,
+    pub(super) late: Vec<Action>,
 }
 
 impl<'a> Bb<'a> {
     #[allow(clippy::too_many_arguments)]
-    fn start(
+    pub(super) fn start(
         case: &'static Case,
         cell: &'static Cell,
         program: &'static Program,
@@ -728,7 +433,7 @@ impl<'a> Bb<'a> {
 
     /// Runs until the program ends (or overran its bound with nothing more to do), then
     /// collects ground truth.
-    fn drive(&mut self) {
+    pub(super) fn drive(&mut self) {
         let deadline = self.deadline();
         loop {
             self.absorb();
@@ -839,7 +544,7 @@ impl<'a> Bb<'a> {
         DesignReport { reason, status, exit_code, warnings, raw }
     }
 
-    fn judge(self) -> (Verdict, Trace, DesignReport) {
+    pub(super) fn judge(self) -> (Verdict, Trace, DesignReport) {
         let report = self.design_report();
         let hooks = self.report.clone().unwrap_or_default();
         let mut trace =
