@@ -18,9 +18,6 @@ use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-#[path = "../report.rs"]
-mod report;
-
 #[derive(Parser)]
 #[command(
     name = "racelab",
@@ -190,7 +187,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(Command::Docs { peers: true, repeat, peers_out, .. }) => peers(&peers_out, repeat),
         Some(Command::Docs { out, .. }) => docs(&out),
         Some(Command::Report { criterion, out, svg }) => {
-            report::write_report(&criterion, &out, &svg)
+            racelab_bench_report::write_report(&criterion, &out, &svg)
                 .with_context(|| format!("cannot write the report from {}", criterion.display()))?;
             println!("wrote {} and {}", out.display(), svg.display());
             Ok(ExitCode::SUCCESS)
