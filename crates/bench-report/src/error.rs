@@ -6,8 +6,9 @@ use std::path::{Path, PathBuf};
 /// Why the report could not be written.
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {
-    /// Reading criterion's output or writing a report file failed.
-    #[error("{}: {source}", path.display())]
+    /// Reading criterion's output or writing a report file failed. The OS error is the
+    /// cause (`source()`), not repeated in the message: error chains print it once.
+    #[error("{}", path.display())]
     Io {
         /// The file or directory concerned.
         path: PathBuf,
