@@ -52,13 +52,15 @@ pub mod link;
 pub mod matrix;
 pub mod oracle;
 pub mod programs;
+pub mod render;
 pub mod runner;
 pub mod scenario;
 pub mod schema;
 pub mod verdict;
 pub mod workload;
 
-pub use matrix::{Format, PlanReport};
+pub use matrix::PlanReport;
+pub use render::Format;
 
 use catalog::{DesignId, Race};
 use racelab_hooks::{HookError, Schedule};

@@ -1,24 +1,12 @@
-//! The verdict matrix (race x design) and its renderings: text, JSON (docs/json.md), JUnit XML,
-//! Mermaid.
+//! The verdict matrix (race x design or program) and its own renderings: the text matrix with
+//! timelines, the conformance grid, Mermaid. The machine formats (JSON, JUnit) sit above it, in
+//! `schema`, `junit` and `render`.
 
 use crate::catalog::{DesignId, Race};
 use crate::scenario::ReplayOutput;
 use crate::verdict::{Expect, Verdict};
 use std::collections::BTreeMap;
 use std::fmt::Write;
-
-/// Output formats.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Format {
-    /// The matrix and each cell's timeline, as text.
-    Text,
-    /// The versioned summary document of docs/json.md ([`crate::schema::ReplayDocument`]).
-    Json,
-    /// A JUnit XML report, one test case per cell ([`crate::junit`]).
-    Junit,
-    /// Each cell's timeline as a Mermaid sequence diagram.
-    Mermaid,
-}
 
 /// What a cell replays against: an instrumented design, or a black-box program.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -159,20 +147,7 @@ impl PlanReport {
         self.cells.iter().all(Cell::as_expected)
     }
 
-    /// Renders the report.
-    pub fn render(&self, format: Format) -> String {
-        match format {
-            Format::Text => self.text(),
-            Format::Json => {
-                let doc = crate::schema::ReplayDocument::from_report(self);
-                serde_json::to_string_pretty(&doc).unwrap_or_default() + "\n"
-            }
-            Format::Junit => crate::junit::render(self),
-            Format::Mermaid => self.mermaid(),
-        }
-    }
-
-    fn text(&self) -> String {
+    pub(crate) fn text(&self) -> String {
         let mut s = String::new();
         if self.cells.iter().any(|c| !c.runs.is_empty()) {
             s.push_str(LEGEND);
@@ -299,7 +274,7 @@ impl PlanReport {
         s
     }
 
-    fn mermaid(&self) -> String {
+    pub(crate) fn mermaid(&self) -> String {
         let mut s = String::new();
         for c in &self.cells {
             if let Some(first) = c.runs.first() {

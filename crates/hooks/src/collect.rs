@@ -1,9 +1,9 @@
 //! Turns the state's raw snapshot into a [`RunReport`]: names instead of indices, edges as
 //! schedule text, the stuck snapshot as a [`StuckReport`]. Runs in `finish`, off the hit path.
 
-use crate::controller::Run;
 use crate::points;
 use crate::report::{ParkedThread, RunReport, StuckReason, StuckReport, UnmetEdge, UnmetReason};
+use crate::run::Run;
 use crate::schedule::At;
 use crate::state::{
     EDGE_ABANDONED, EDGE_MET, EDGE_UNREALIZABLE, Kind, Raw, STUCK_DEADLINE, Snapshot, StuckSnap,

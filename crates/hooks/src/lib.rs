@@ -182,6 +182,8 @@ mod collect;
 #[cfg(feature = "hooks")]
 mod controller;
 #[cfg(feature = "hooks")]
+mod run;
+#[cfg(feature = "hooks")]
 mod state;
 #[cfg(feature = "hooks")]
 mod sync;

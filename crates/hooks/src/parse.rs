@@ -21,8 +21,31 @@ use crate::points;
 use crate::schedule::{Action, Arg, At, Edge, PointRef, Schedule, Step};
 use crate::syscall_point::{self, ArgMatch, MAX_ARGS, SyscallPoint, Sysno};
 
+// The parser sits above the schedule types: it knows them, they do not know it.
+impl Schedule {
+    /// Parses the text form (see the crate docs). Unknown point names are an
+    /// [`HookError::UnknownPoint`] listing the known ones; syntax errors a [`HookError::Parse`].
+    pub fn parse(text: &str) -> Result<Schedule, HookError> {
+        parse(text)
+    }
+}
+
+impl std::str::FromStr for Schedule {
+    type Err = HookError;
+    fn from_str(s: &str) -> Result<Schedule, HookError> {
+        Schedule::parse(s)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Schedule {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Schedule, D::Error> {
+        let text = String::deserialize(d)?;
+        Schedule::parse(&text).map_err(serde::de::Error::custom)
+    }
+}
+
 /// Parses the schedule text form.
-pub(crate) fn parse(text: &str) -> Result<Schedule, HookError> {
+fn parse(text: &str) -> Result<Schedule, HookError> {
     let mut p = Parser { src: text, pos: 0 };
     let mut steps = Vec::new();
     loop {

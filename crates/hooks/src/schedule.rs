@@ -4,10 +4,9 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
-use std::str::FromStr;
 use std::time::Duration;
 
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::{Serialize, Serializer};
 
 use crate::error::HookError;
 use crate::points::Point;
@@ -242,12 +241,6 @@ impl Schedule {
         Schedule::default()
     }
 
-    /// Parses the text form (see the crate docs). Unknown point names are an
-    /// [`HookError::UnknownPoint`] listing the known ones; syntax errors a [`HookError::Parse`].
-    pub fn parse(text: &str) -> Result<Schedule, HookError> {
-        crate::parse::parse(text)
-    }
-
     /// Adds the edge `before < after`.
     pub fn edge(mut self, before: impl Into<At>, after: impl Into<At>) -> Schedule {
         self.steps.push(Step::Edge(Edge { before: before.into(), after: after.into() }));
@@ -366,23 +359,9 @@ impl fmt::Display for Schedule {
     }
 }
 
-impl FromStr for Schedule {
-    type Err = HookError;
-    fn from_str(s: &str) -> Result<Schedule, HookError> {
-        Schedule::parse(s)
-    }
-}
-
 impl Serialize for Schedule {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.collect_str(self)
-    }
-}
-
-impl<'de> Deserialize<'de> for Schedule {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Schedule, D::Error> {
-        let text = String::deserialize(d)?;
-        Schedule::parse(&text).map_err(serde::de::Error::custom)
     }
 }
 

@@ -2,7 +2,8 @@
 
 use std::io;
 
-use crate::os::KillError;
+use nix::errno::Errno;
+use nix::sys::signal::Signal;
 
 /// What went wrong in a replica's own machinery (not in the program it runs).
 #[derive(Debug, thiserror::Error)]
@@ -65,4 +66,29 @@ impl LegacyError {
     pub(crate) fn os<E: Into<io::Error>>(what: &'static str) -> impl FnOnce(E) -> Self {
         move |e| Self::Os { what, source: e.into() }
     }
+}
+
+/// Why [`crate::os::kill`] did not signal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum KillError {
+    /// Outside a sandbox the target was not a live direct child of this process.
+    #[error(
+        "refused to send {signal} to pid {pid}: not inside a racelab sandbox and not a live child of this process"
+    )]
+    Refused {
+        /// The target PID.
+        pid: i32,
+        /// The signal that was not sent.
+        signal: Signal,
+    },
+    /// `kill(2)` failed (ESRCH: no such process, EPERM: not ours).
+    #[error("kill({pid}, {signal}) failed: {errno}")]
+    Os {
+        /// The target PID.
+        pid: i32,
+        /// The signal.
+        signal: Signal,
+        /// The errno of kill(2).
+        errno: Errno,
+    },
 }

@@ -20,34 +20,10 @@ use std::io::Read;
 use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicU8, Ordering};
 
-use nix::errno::Errno;
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 
-/// Why [`kill`] did not signal.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum KillError {
-    /// Outside a sandbox the target was not a live direct child of this process.
-    #[error(
-        "refused to send {signal} to pid {pid}: not inside a racelab sandbox and not a live child of this process"
-    )]
-    Refused {
-        /// The target PID.
-        pid: i32,
-        /// The signal that was not sent.
-        signal: Signal,
-    },
-    /// `kill(2)` failed (ESRCH: no such process, EPERM: not ours).
-    #[error("kill({pid}, {signal}) failed: {errno}")]
-    Os {
-        /// The target PID.
-        pid: i32,
-        /// The signal.
-        signal: Signal,
-        /// The errno of kill(2).
-        errno: Errno,
-    },
-}
+pub use crate::error::KillError;
 
 const UNKNOWN: u8 = 0;
 const INSIDE: u8 = 1;
