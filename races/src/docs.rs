@@ -172,21 +172,7 @@ pub fn peers_page(
                 .ok();
             continue;
         }
-        let counts: Vec<String> =
-            c.counts().iter().map(|(k, n)| format!("{k} {n}/{}", c.runs.len())).collect();
-        let inv: Vec<&str> = c
-            .runs
-            .first()
-            .map(|r| r.verdict.invariants())
-            .unwrap_or_default()
-            .iter()
-            .map(|i| i.id())
-            .collect();
-        let result = if inv.is_empty() {
-            counts.join(", ")
-        } else {
-            format!("{} [{}]", counts.join(", "), inv.join(","))
-        };
+        let result = c.result();
         let ok = if c.as_expected() { "" } else { " **NOT AS EXPECTED**" };
         writeln!(
             s,
@@ -240,16 +226,7 @@ pub fn peers_page(
                     if let Some(why) = c.not_applicable {
                         return format!("n/a: {why}");
                     }
-                    let inv: Vec<&str> = c
-                        .runs
-                        .first()
-                        .map(|r| r.verdict.invariants())
-                        .unwrap_or_default()
-                        .iter()
-                        .map(|i| i.id())
-                        .collect();
-                    let n = c.counts().get("reproduced").copied().unwrap_or(0);
-                    format!("reproduced {n}/{} [{}]", c.runs.len(), inv.join(","))
+                    c.result()
                 })
         };
         writeln!(s, "| {race} | {} | {} |", show(replica, true), show(programs, false)).ok();

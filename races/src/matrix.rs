@@ -113,6 +113,28 @@ impl Cell {
         cmd
     }
 
+    /// The invariants the first replay broke (ids).
+    pub fn first_invariants(&self) -> Vec<&'static str> {
+        let first = self.runs.first().map(|r| r.verdict.invariants()).unwrap_or_default();
+        first.iter().map(|i| i.id()).collect()
+    }
+
+    /// The result column: verdict counts over the replays, with the invariants the first
+    /// replay broke (`reproduced 20/20 [I1]`), or `n/a`.
+    pub fn result(&self) -> String {
+        if self.not_applicable.is_some() {
+            return "n/a".to_string();
+        }
+        let counts: Vec<String> =
+            self.counts().iter().map(|(k, n)| format!("{k} {n}/{}", self.runs.len())).collect();
+        let inv = self.first_invariants();
+        if inv.is_empty() {
+            counts.join(", ")
+        } else {
+            format!("{} [{}]", counts.join(", "), inv.join(","))
+        }
+    }
+
     /// Median wall time of one replay inside the sandbox, in microseconds.
     pub fn median_us(&self) -> u64 {
         let mut w: Vec<u64> = self.runs.iter().map(|r| r.wall_ns / 1000).collect();
@@ -159,23 +181,7 @@ impl PlanReport {
         )
         .ok();
         for c in &self.cells {
-            let counts: Vec<String> =
-                c.counts().iter().map(|(k, n)| format!("{k} {n}/{}", c.runs.len())).collect();
-            let inv: Vec<&str> = c
-                .runs
-                .first()
-                .map(|r| r.verdict.invariants())
-                .unwrap_or_default()
-                .iter()
-                .map(|i| i.id())
-                .collect();
-            let result = if c.not_applicable.is_some() {
-                "n/a".to_string()
-            } else if inv.is_empty() {
-                counts.join(", ")
-            } else {
-                format!("{} [{}]", counts.join(", "), inv.join(","))
-            };
+            let result = c.result();
             let expected = if c.not_applicable.is_some() { "n/a".into() } else { c.expect.label() };
             writeln!(
                 s,

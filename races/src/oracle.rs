@@ -161,6 +161,33 @@ fn all_threads_sleeping(pid: i32) -> bool {
     })
 }
 
+/// What became of each victim when the run ended. A signal sent just before the design
+/// returned may still be pending (the kill(2) returned, the victim has not run yet): a pending
+/// signal is ground truth too, so its effect is waited for (bounded).
+pub fn victim_fates(victims: &[Victim]) -> Vec<(i32, Option<Fate>)> {
+    victims
+        .iter()
+        .map(|v| {
+            let wait =
+                if signal_pending(v.pid()) { Duration::from_secs(1) } else { Duration::ZERO };
+            (v.pid(), v.fate(wait).ok())
+        })
+        .collect()
+}
+
+/// SIGKILLs every process of the namespace but init and the victims (their fates were taken):
+/// the end of a replay.
+pub fn kill_the_rest(init: &Init, victims: &[Victim]) {
+    for pid in init.ns_pids() {
+        if pid != 1 && !victims.iter().any(|v| v.pid() == pid) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
+}
+
 /// Whether `pid` has exited (or was already reaped).
 pub fn exited(pid: i32) -> bool {
     exited_within(pid, Instant::now())

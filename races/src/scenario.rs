@@ -609,18 +609,7 @@ impl Lab<'_> {
             self.truth.lock_held =
                 oracle::lock_held(&format!("/tmp/racelab-{}.lock", self.init.host_pid()));
         }
-        let mut fates = Vec::new();
-        for v in &self.victims {
-            // A signal sent just before the design returned may still be pending: the kill(2)
-            // has returned but the victim has not run yet. A pending signal is ground truth
-            // too, so wait (bounded) for what it does.
-            let wait = if oracle::signal_pending(v.pid()) {
-                Duration::from_secs(1)
-            } else {
-                Duration::ZERO
-            };
-            fates.push((v.pid(), v.fate(wait).ok()));
-        }
+        let fates = oracle::victim_fates(&self.victims);
         for (pid, fate) in fates {
             self.note(
                 "lab",
@@ -641,11 +630,7 @@ impl Lab<'_> {
             let _ = v.exit(0);
         }
         let _ = self.d.kill(Duration::from_millis(500));
-        for pid in self.init.ns_pids() {
-            if pid != 1 && !self.victims.iter().any(|v| v.pid() == pid) {
-                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL);
-            }
-        }
+        oracle::kill_the_rest(self.init, &self.victims);
         let _ = self.init.reap_all_nonblocking();
         // A design that contains its child in a cgroup leaf and gives up on an unkillable child
         // leaves the leaf behind on purpose (the reference names it in its report). Its owner,
@@ -681,27 +666,7 @@ impl Lab<'_> {
             &trace,
         );
         // The oracle's conclusion closes the timeline, so a reader sees what broke where.
-        let detail = match &verdict {
-            Verdict::Reproduced { violations } => violations
-                .iter()
-                .map(|v| format!("{}: {}", v.invariant.id(), v.evidence))
-                .collect::<Vec<_>>()
-                .join("; "),
-            Verdict::NotForced { why } => why.lines().next().unwrap_or_default().to_string(),
-            Verdict::LabError { message } => message.clone(),
-            Verdict::Skipped { reason } => reason.clone(),
-            Verdict::Prevented => "every invariant held".to_string(),
-        };
-        trace.events.push(Event {
-            time_ns: init_now(),
-            pid: 1,
-            tid: 1,
-            actor: "oracle".into(),
-            kind: EventKind::Note,
-            subject: verdict.label().into(),
-            detail,
-            peer: None,
-        });
+        trace.events.push(verdict.closing_event(init_now()));
         (verdict, trace, report)
     }
 }

@@ -119,6 +119,36 @@ impl Verdict {
         }
     }
 
+    /// One line for the end of a timeline: the evidence of each broken invariant, the first
+    /// line of why it was not forced, the error, the skip, or that every invariant held.
+    pub fn summary(&self) -> String {
+        match self {
+            Verdict::Reproduced { violations } => violations
+                .iter()
+                .map(|v| format!("{}: {}", v.invariant.id(), v.evidence))
+                .collect::<Vec<_>>()
+                .join("; "),
+            Verdict::NotForced { why } => why.lines().next().unwrap_or_default().to_string(),
+            Verdict::LabError { message } => message.clone(),
+            Verdict::Skipped { reason } => reason.clone(),
+            Verdict::Prevented => "every invariant held".to_string(),
+        }
+    }
+
+    /// The oracle's conclusion as the last event of a timeline (init speaks for it).
+    pub fn closing_event(&self, time_ns: u64) -> racelab_hooks::Event {
+        racelab_hooks::Event {
+            time_ns,
+            pid: 1,
+            tid: 1,
+            actor: "oracle".into(),
+            kind: racelab_hooks::EventKind::Note,
+            subject: self.label().into(),
+            detail: self.summary(),
+            peer: None,
+        }
+    }
+
     /// The violated invariants (empty unless reproduced).
     pub fn invariants(&self) -> Vec<Invariant> {
         match self {

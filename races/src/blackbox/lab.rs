@@ -477,15 +477,7 @@ impl<'a> Bb<'a> {
             self.truth.survivors =
                 oracle::survivors(self.init, &self.victims, Duration::from_millis(200));
         }
-        let mut fates = Vec::new();
-        for v in &self.victims {
-            let wait = if oracle::signal_pending(v.pid()) {
-                Duration::from_secs(1)
-            } else {
-                Duration::ZERO
-            };
-            fates.push((v.pid(), v.fate(wait).ok()));
-        }
+        let fates = oracle::victim_fates(&self.victims);
         for (pid, fate) in fates {
             self.note(
                 "lab",
@@ -501,11 +493,7 @@ impl<'a> Bb<'a> {
         // The tree first (with SIGKILL nothing held can do anything), then the session: its
         // held syscalls are let go into dead threads.
         let _ = self.child.kill(Duration::from_millis(500));
-        for pid in self.init.ns_pids() {
-            if pid != 1 && !self.victims.iter().any(|v| v.pid() == pid) {
-                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL);
-            }
-        }
+        oracle::kill_the_rest(self.init, &self.victims);
         if let Some(s) = self.session.take() {
             let (report, sent) = s.finish(now());
             self.truth.sigkill_seen = Some(!sent.is_empty());
@@ -574,27 +562,8 @@ impl<'a> Bb<'a> {
             }
             v => v,
         };
-        let detail = match &verdict {
-            Verdict::Reproduced { violations } => violations
-                .iter()
-                .map(|v| format!("{}: {}", v.invariant.id(), v.evidence))
-                .collect::<Vec<_>>()
-                .join("; "),
-            Verdict::NotForced { why } => why.lines().next().unwrap_or_default().to_string(),
-            Verdict::LabError { message } => message.clone(),
-            Verdict::Skipped { reason } => reason.clone(),
-            Verdict::Prevented => "every invariant held".to_string(),
-        };
-        trace.events.push(Event {
-            time_ns: now(),
-            pid: 1,
-            tid: 1,
-            actor: "oracle".into(),
-            kind: EventKind::Note,
-            subject: verdict.label().into(),
-            detail,
-            peer: None,
-        });
+        // The oracle's conclusion closes the timeline, so a reader sees what broke where.
+        trace.events.push(verdict.closing_event(now()));
         (verdict, trace, report)
     }
 }
