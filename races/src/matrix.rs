@@ -136,7 +136,7 @@ impl PlanReport {
         }
         writeln!(
             s,
-            "{:5} {:16} {:22} {:32} {:>9}  ok",
+            "{:5} {:21} {:22} {:32} {:>9}  ok",
             "race", "design", "expected", "result", "median"
         )
         .ok();
@@ -158,7 +158,7 @@ impl PlanReport {
             };
             writeln!(
                 s,
-                "{:5} {:16} {:22} {:32} {:>7}us  {}",
+                "{:5} {:21} {:22} {:32} {:>7}us  {}",
                 c.race.id,
                 c.design.name(),
                 c.expect.label(),
