@@ -9,8 +9,9 @@
 //! rest of the output, and re-raises `TimeoutExpired` with it. `communicate` reads every captured
 //! pipe to its end of file, then waits for the child. After the pull, POSIX `run()` only waits
 //! for the killed child (the output read so far is in the exception). Go's `os/exec` has the
-//! same shape (golang/go issue #13155; #23019: `Wait` waits for the copying goroutines, hence
-//! for every holder of the pipe; `Cmd.WaitDelay` since Go 1.20 bounds it).
+//! same shape: golang/go issue #23019 (ianlancetaylor: `Wait` waits for the goroutines that copy
+//! the output, hence until every holder of the pipe has closed it; it lists earlier reports of
+//! the same confusion), and #13155, the catalog's pointer; `Cmd.WaitDelay` (Go 1.20) bounds it.
 //!
 //! Race window (H1): the timeout fires while a grandchild holds the pipe. The SIGKILL reaches
 //! the child only; a grandchild that inherited the captured stream (a shell's background job, a

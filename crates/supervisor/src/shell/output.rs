@@ -146,3 +146,42 @@ impl Output {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nothing_captured_means_no_pipe_and_no_report() {
+        let (mut out, ends) = Output::create(false, false).expect("create");
+        assert!(ends.stdout.is_none() && ends.stderr.is_none());
+        assert!(out.open_fds().is_empty());
+        assert_eq!(out.drain(Duration::from_millis(10), &mut Vec::new()), None);
+    }
+
+    #[test]
+    fn the_drain_reads_to_the_end_of_file_once_every_writer_is_gone() {
+        let (mut out, ends) = Output::create(true, true).expect("create");
+        let (w_out, w_err) = (ends.stdout.expect("stdout"), ends.stderr.expect("stderr"));
+        rustix::io::write(&w_out, b"out").expect("write");
+        rustix::io::write(&w_err, b"err").expect("write");
+        drop((w_out, w_err));
+        let mut warnings = Vec::new();
+        let c = out.drain(Duration::from_secs(5), &mut warnings).expect("captured");
+        assert_eq!((c.stdout.as_slice(), c.stderr.as_slice()), (&b"out"[..], &b"err"[..]));
+        assert!(c.complete && warnings.is_empty(), "{warnings:?}");
+    }
+
+    #[test]
+    fn a_writer_that_stays_bounds_the_drain_and_leaves_a_warning() {
+        let (mut out, ends) = Output::create(true, false).expect("create");
+        let w = ends.stdout.expect("stdout");
+        rustix::io::write(&w, b"partial").expect("write");
+        let mut warnings = Vec::new();
+        let c = out.drain(Duration::from_millis(20), &mut warnings).expect("captured");
+        assert_eq!(c.stdout, b"partial");
+        assert!(!c.complete);
+        assert!(warnings[0].contains("still held open"), "{warnings:?}");
+        drop(w);
+    }
+}
