@@ -73,6 +73,9 @@ pub fn spawn_program(
         // The helper dies with the bench if the bench dies (its own children are killed by
         // the strategies; a failed iteration kills them through `TreeGuard`).
         die_with_parent: true,
+        stdout: None,
+        stderr: None,
+        child_hook: None,
     };
     spawn(&req).map_err(|e| io::Error::other(e.to_string()))
 }

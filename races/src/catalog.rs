@@ -21,19 +21,34 @@ pub enum DesignId {
     GreedyReaper,
     /// rvos qemu-lock.sh before d32fae6: flock, then exec the program.
     ExecUnderLock,
+    /// StackStorm/st2's sensor container: PR_SET_PDEATHSIG in `preexec_fn`, no re-check (P1).
+    PreexecPdeathsig,
+    /// Spawned on a short-lived thread, waited for on another (golang/go #27505's report; P2).
+    SpawnerThread,
+    /// bazel process-wrapper: wait (which reaps), then `kill(-child_pid)` (G1).
+    GroupKillAfterReap,
+    /// OpenRC openrc-run: a SIGCHLD handler that reaps before the pid is stored (S1).
+    ReapingHandler,
+    /// CPython `subprocess.run` before bpo-37424: SIGKILL, then read to EOF (H1).
+    UnboundedDrain,
     /// The reference supervisor (crates/supervisor).
     Reference,
 }
 
 impl DesignId {
     /// Every design, legacy first.
-    pub const ALL: [DesignId; 7] = [
+    pub const ALL: [DesignId; 12] = [
         DesignId::GlobalAtomics,
         DesignId::PollingFix,
         DesignId::UnboundedPoll,
         DesignId::ReapOnce,
         DesignId::GreedyReaper,
         DesignId::ExecUnderLock,
+        DesignId::PreexecPdeathsig,
+        DesignId::SpawnerThread,
+        DesignId::GroupKillAfterReap,
+        DesignId::ReapingHandler,
+        DesignId::UnboundedDrain,
         DesignId::Reference,
     ];
 
@@ -46,6 +61,11 @@ impl DesignId {
             DesignId::ReapOnce => "reap_once",
             DesignId::GreedyReaper => "greedy_reaper",
             DesignId::ExecUnderLock => "exec_under_lock",
+            DesignId::PreexecPdeathsig => "preexec_pdeathsig",
+            DesignId::SpawnerThread => "spawner_thread",
+            DesignId::GroupKillAfterReap => "group_kill_after_reap",
+            DesignId::ReapingHandler => "reaping_handler",
+            DesignId::UnboundedDrain => "unbounded_drain",
             DesignId::Reference => "reference",
         }
     }
@@ -66,6 +86,9 @@ pub enum Stop {
     FreezeThenInterrupt,
     /// Once the child is ready: SIGKILL the outer process that started the design.
     KillOuter,
+    /// Once the child is ready (unless a scheduled `kill(design)` came first): SIGKILL the
+    /// design process itself, the child's parent (P1).
+    KillDesign,
 }
 
 /// What the lab builds for one race.
@@ -92,6 +115,15 @@ pub struct Setup {
     pub outer_pdeathsig: bool,
     /// With [`Stop::KillOuter`]: the child runs under the lock wrapper (O1).
     pub under_lock: bool,
+    /// The child arms PR_SET_PDEATHSIG(SIGKILL) itself as it starts, before it says ready, as a
+    /// worker that ties its life to its parent does (P2).
+    pub child_pdeathsig: bool,
+    /// The child's end starts I4's bound: a supervisor must return within `bound` of its
+    /// child's end (S1, H1). A design still running then is asked for its trace and ended.
+    pub child_end_starts_bound: bool,
+    /// The design captures the child's standard error through a pipe (its tree inherits it);
+    /// the workload reports to the lab on its standard output (H1).
+    pub capture_stderr: bool,
 }
 
 impl Setup {
@@ -106,6 +138,9 @@ impl Setup {
         second_interrupt: false,
         outer_pdeathsig: false,
         under_lock: false,
+        child_pdeathsig: false,
+        child_end_starts_bound: false,
+        capture_stderr: false,
     };
 }
 
@@ -325,6 +360,109 @@ pub static CATALOG: &[Race] = &[
         invariants: &[I5NoSurvivors],
         designs: &[
             (UnboundedPoll, Expect::Reproduce(&[I5NoSurvivors])),
+            (Reference, Expect::Prevent),
+        ],
+        optional: REFERENCE_LOOP_WAKE,
+    },
+    // The next five (issue 14).
+    Race {
+        id: "P1",
+        slug: "pdeathsig-parent-already-dead",
+        title: "the parent dies before the child's PR_SET_PDEATHSIG; the child outlives it",
+        origin: "the prctl(2) PR_SET_PDEATHSIG caveat; StackStorm/st2 on_parent_exit('SIGTERM') as the sensor container's preexec_fn",
+        root_cause: "The child arms PR_SET_PDEATHSIG in its pre-exec hook, after the fork. A parent that dies between the fork and the prctl is never noticed: the child has been adopted by then, the prctl ties the signal to its new parent, and nothing re-checks getppid(). The program runs on with no one left to stop it.",
+        fix: "Re-check the parent after the prctl: the reference's spawn compares getppid() with the pid its parent had before the clone and exits at once when it changed (with PID namespace containment the whole tree goes with its init).",
+        schedule: "on preexec.entered: kill(design)",
+        setup: Setup { stop: Stop::KillDesign, ..Setup::BASE },
+        invariants: &[I5NoSurvivors],
+        designs: &[
+            (PreexecPdeathsig, Expect::Reproduce(&[I5NoSurvivors])),
+            (Reference, Expect::Prevent),
+        ],
+        optional: &[],
+    },
+    Race {
+        id: "P2",
+        slug: "pdeathsig-thread-exit",
+        title: "PR_SET_PDEATHSIG fires when the spawning thread exits: a healthy child of a live parent dies",
+        origin: "golang/go issue #27505; Tencent-Hunyuan/UniRL issue #275 (c1da41b, fixed by PR #276)",
+        root_cause: "PR_SET_PDEATHSIG's parent is the thread that created the child, not the process. The child is started on a short-lived thread and waited for on another; once it has armed the signal, the starter thread's exit is its parent's death: the kernel SIGKILLs it while the process that owns it lives, and the owner reports the death as the child's own end.",
+        fix: "Spawn, wait and signal from one thread that lives as long as the child: the reference's single event-loop thread spawns the child (its PR_SET_PDEATHSIG tied to that thread) and returns only once the child is reaped.",
+        schedule: "on spawner.exiting: ready(child)\n\
+                   main.reaped < duration.expired",
+        // The timeout only ends the replays where nothing kills the child (the reference's,
+        // and the unforced one); the schedule holds it back until the child was reaped.
+        setup: Setup {
+            duration: Some(Duration::from_millis(50)),
+            child_pdeathsig: true,
+            ..Setup::BASE
+        },
+        invariants: &[I2TrueStopReason],
+        designs: &[
+            (SpawnerThread, Expect::Reproduce(&[I2TrueStopReason])),
+            (Reference, Expect::Prevent),
+        ],
+        optional: REFERENCE_LOOP_WAKE,
+    },
+    Race {
+        id: "G1",
+        slug: "group-kill-after-leader-reaped",
+        title: "kill(-pgid) after the group leader was reaped reaches a new group that took the id",
+        origin: "bazelbuild/bazel issue #11910 (src/main/tools/process-wrapper-legacy.cc)",
+        root_cause: "The wrapper waits for its child, which reaps it, and only then SIGKILLs the child's process group, named by the child's pid. With the leader reaped and no member left, the number is free: a new process that took it and leads a group of that id (setpgid(0, 0)) receives the SIGKILL.",
+        fix: "Kill the group before reaping its leader: the reference sweeps the group while the leader is an unreaped zombie, which pins the id, and sends nothing to the group once it has reaped it.",
+        schedule: "on main.reaped: recycle(child, group)",
+        setup: Setup { child_start: Some("exit 0"), ..Setup::BASE },
+        invariants: &[I1NoStraySignal],
+        designs: &[
+            (GroupKillAfterReap, Expect::Reproduce(&[I1NoStraySignal])),
+            (Reference, Expect::Prevent),
+        ],
+        optional: REFERENCE_LOOP_WAKE,
+    },
+    Race {
+        id: "S1",
+        slug: "sigchld-before-pid-known",
+        title: "the SIGCHLD handler reaps the child before its pid is stored; the exit is missed and the supervisor waits on",
+        origin: "OpenRC issue #895 and pull #898 (openrc-run.c svc_exec); Yelp/dumb-init pull #104",
+        root_cause: "A SIGCHLD handler reaps every child with waitpid(-1) and passes on only the status of the pid the main path stores once fork (or spawn) has returned. A child that exits at once is reaped before that store: its status is dropped, nothing ever writes the pipe the main path polls, and the supervisor waits for an exit that already happened.",
+        fix: "Block SIGCHLD before the child exists and learn of its exit through a handle taken at its creation: the reference blocks SIGCHLD before the spawn, gets the child's pidfd from clone3 itself and peeks at its status through that pidfd, so an exit at any moment is seen.",
+        schedule: "on main.spawned: exit(child, 7)\n\
+                   reaper.reaped < main.pid_stored",
+        setup: Setup {
+            child_start: Some("exit 7"),
+            child_end_starts_bound: true,
+            bound: Duration::from_millis(100),
+            ..Setup::BASE
+        },
+        invariants: &[I4BoundedStop],
+        designs: &[
+            (ReapingHandler, Expect::Reproduce(&[I4BoundedStop])),
+            (Reference, Expect::Prevent),
+        ],
+        optional: REFERENCE_LOOP_WAKE,
+    },
+    Race {
+        id: "H1",
+        slug: "grandchild-holds-pipe",
+        title: "after the timeout's SIGKILL a grandchild keeps the output pipe open; the caller reads to EOF forever",
+        origin: "python/cpython pull #14490 (bpo-37424); golang/go issue #13155",
+        root_cause: "On timeout the caller SIGKILLs its child, then reads the captured output to its end of file, with no deadline, before waiting. The end of file comes only when every holder of the pipe's write end has closed it: a grandchild that inherited the stream survives its parent's SIGKILL and keeps it open, so the read never ends, and nothing ever kills the grandchild.",
+        fix: "Kill the tree that holds the pipe, and bound the read: the reference sweeps the child's process group while its leader is an unreaped zombie, then reads the captured output to its end of file for at most output_wait, and warns instead of waiting on when something outside the tree still holds it.",
+        schedule: "on duration.expired: tree(child)",
+        // The timeout expires before the child can have started a grandchild, unless the
+        // schedule holds it back until the grandchild exists.
+        setup: Setup {
+            duration: Some(Duration::from_micros(100)),
+            child_start: Some("spawn-tree 1"),
+            child_end_starts_bound: true,
+            capture_stderr: true,
+            bound: Duration::from_millis(100),
+            ..Setup::BASE
+        },
+        invariants: &[I4BoundedStop, I5NoSurvivors],
+        designs: &[
+            (UnboundedDrain, Expect::Reproduce(&[I4BoundedStop, I5NoSurvivors])),
             (Reference, Expect::Prevent),
         ],
         optional: REFERENCE_LOOP_WAKE,

@@ -160,8 +160,83 @@ pub fn run(
             // Replaces this process with the program, which inherits the lock: never returns.
             racelab_legacy::wrapper_main(LOCK_MODE, lock_wrapper_args(lockfile, program, args))
         }
+        DesignId::PreexecPdeathsig
+        | DesignId::SpawnerThread
+        | DesignId::GroupKillAfterReap
+        | DesignId::ReapingHandler
+        | DesignId::UnboundedDrain => run_next_five(design, setup, program, args),
         DesignId::Reference => run_reference(setup, runner, program, args, lockfile),
     }
+}
+
+/// The replicas of the next five races (P1, P2, G1, S1, H1).
+fn run_next_five(
+    design: DesignId,
+    setup: &Setup,
+    program: &Path,
+    args: &[OsString],
+) -> DesignReport {
+    let program = program.as_os_str();
+    let timeout = setup.duration.unwrap_or(Duration::from_secs(10));
+    let status_only = |status: std::process::ExitStatus| DesignReport {
+        reason: Reason::Unreported,
+        status: std_status(status),
+        exit_code: racelab_legacy::cli::shell_code(status),
+        warnings: Vec::new(),
+        raw: format!("{status:?}"),
+    };
+    let timed = |status: std::process::ExitStatus, timed_out: bool, forced: bool, raw: String| {
+        DesignReport {
+            reason: match (timed_out, forced) {
+                (true, true) => Reason::ForcedKill,
+                (true, false) => Reason::Duration,
+                // The child's end, as the design sees it: exited, or killed by a signal.
+                (false, _) => Reason::Exited,
+            },
+            status: std_status(status),
+            exit_code: racelab_legacy::cli::shell_code(status),
+            warnings: Vec::new(),
+            raw,
+        }
+    };
+    let result = match design {
+        // The sensor container polls every 5 s; the lab kills it before it matters.
+        DesignId::PreexecPdeathsig => racelab_legacy::preexec_pdeathsig::run(
+            program,
+            args,
+            racelab_legacy::preexec_pdeathsig::POLL_INTERVAL,
+        )
+        .map(status_only),
+        DesignId::SpawnerThread => racelab_legacy::spawner_thread::run(program, args, timeout)
+            .map(|o| timed(o.status, o.timed_out, false, format!("{o:?}"))),
+        DesignId::GroupKillAfterReap => {
+            racelab_legacy::group_kill_after_reap::run(program, args).map(status_only)
+        }
+        DesignId::ReapingHandler => {
+            racelab_legacy::reaping_handler::run(program, args).map(|code| DesignReport {
+                reason: Reason::Unreported,
+                status: Some(Status::Code(code)),
+                exit_code: code,
+                warnings: Vec::new(),
+                raw: format!("exit code {code}"),
+            })
+        }
+        // run() raises TimeoutExpired after process.kill(): a SIGKILL it decided.
+        DesignId::UnboundedDrain => racelab_legacy::unbounded_drain::run(program, args, timeout)
+            .map(|o| {
+                let raw = format!(
+                    "{:?} (timed out: {}, {} bytes of stderr)",
+                    o.status,
+                    o.timed_out,
+                    o.stderr.len()
+                );
+                timed(o.status, o.timed_out, true, raw)
+            }),
+        other => {
+            return DesignReport::failed(format!("{} is not one of the next five", other.name()));
+        }
+    };
+    result.unwrap_or_else(DesignReport::failed)
 }
 
 /// The legacy wrapper mode that takes a lock and execs the program (O1).
@@ -192,6 +267,12 @@ fn run_reference(
         kill_wait: Duration::from_millis(100),
         ..reference::Config::default()
     };
+    if setup.capture_stderr {
+        // H1: the reference captures what the legacy design captures (the child's stderr,
+        // which its tree inherits), with its read after the child's end bounded.
+        config.capture_stderr = true;
+        config.output_wait = Duration::from_millis(100);
+    }
     let (program, args): (OsString, Vec<OsString>) = match setup.stop {
         Stop::KillOuter => {
             // The tree is a PID namespace whose init dies with the supervisor: when the
@@ -215,7 +296,7 @@ fn run_reference(
             };
             (program.into(), args.to_vec())
         }
-        Stop::None => (program.into(), args.to_vec()),
+        Stop::None | Stop::KillDesign => (program.into(), args.to_vec()),
     };
     match reference::run(&config, &program, &args) {
         Ok(r) => DesignReport {

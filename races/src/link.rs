@@ -3,7 +3,8 @@
 //! and the design's report goes back the same way.
 //!
 //! One line per message over a Unix socket pair: `req <action>` answered by `ok` or
-//! `err <why>`, and finally `report <json>` from the design process.
+//! `err <why>`, and finally `report <json>` from the design process (or, from a design that
+//! never returned, `hooks <json>`: its trace, which the lab asked for before ending it).
 
 use crate::design::DesignReport;
 use racelab_hooks::{Action, Actions, Point, RunReport};
@@ -36,6 +37,14 @@ impl LabActions {
         stream.set_read_timeout(Some(ACTION_TIMEOUT))?;
         let reader = BufReader::new(stream.try_clone()?);
         Ok(LabActions { stream: Mutex::new((stream, reader)) })
+    }
+
+    /// Sends only the hooks report of a design that never returned (`hooks <json>`): the lab
+    /// asked for it once the design overran its bound, and ends the design right after.
+    pub fn send_hooks(&self, hooks: &RunReport) -> std::io::Result<()> {
+        let json = serde_json::to_string(hooks).map_err(std::io::Error::other)?;
+        let mut guard = self.stream.lock().unwrap_or_else(|p| p.into_inner());
+        guard.0.write_all(format!("hooks {json}\n").as_bytes())
     }
 
     /// Sends the final report. Called once, after the design returned.

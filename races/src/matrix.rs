@@ -176,7 +176,7 @@ impl PlanReport {
         }
         writeln!(
             s,
-            "{:5} {:16} {:22} {:32} {:>9}  ok",
+            "{:5} {:21} {:22} {:32} {:>9}  ok",
             "race", "design", "expected", "result", "median"
         )
         .ok();
@@ -185,7 +185,7 @@ impl PlanReport {
             let expected = if c.not_applicable.is_some() { "n/a".into() } else { c.expect.label() };
             writeln!(
                 s,
-                "{:5} {:16} {:22} {:32} {:>7}us  {}",
+                "{:5} {:21} {:22} {:32} {:>7}us  {}",
                 c.race.id,
                 c.design.name(),
                 expected,

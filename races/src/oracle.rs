@@ -21,6 +21,10 @@ pub struct Truth {
     pub overran_bound: Option<u64>,
     /// The outer process was killed.
     pub outer_killed: bool,
+    /// The lab SIGKILLed the design process itself, the child's parent (P1).
+    pub design_killed: bool,
+    /// The stop request I4 counts from is the child's own end (S1, H1).
+    pub bound_from_child_end: bool,
     /// The design did not finish before the replay deadline.
     pub hung: bool,
     /// How the design process ended.
@@ -237,7 +241,8 @@ pub fn count_zombies_at_quiescence(reaper: i32, orphans: &[i32]) -> Result<usize
 
 /// A SIGKILL was sent: the escalation passed the point right before its kill call. (The point
 /// after the call may never be recorded: once the child dies the design can return and exit
-/// before that thread runs again.)
+/// before that thread runs again.) A sweep (`sweep.*`: the leftovers of the tree killed after
+/// the child's own end) is not a kill of the child and does not count.
 fn kill_was_sent(trace: &Trace) -> bool {
     trace.events.iter().any(|e| {
         e.kind == EventKind::Pass
@@ -308,6 +313,16 @@ pub fn judge(
                 Invariant::I2TrueStopReason,
                 "the design reports a forced kill that never happened".into(),
             );
+        } else if !killed && !says_forced && killed_unasked(truth, w) {
+            add(
+                Invariant::I2TrueStopReason,
+                format!(
+                    "the child was SIGKILLed while its parent lived, and nothing decided it (it \
+                     died with no exit of its own and no catchable signal; no stop was requested \
+                     and no escalation ran); the design reports {:?} with status {:?}",
+                    r.reason, r.status
+                ),
+            );
         }
     }
     // I3: an interrupt that reached the supervisor while the child lived reaches the child. A
@@ -345,10 +360,11 @@ pub fn judge(
     }
     // I4: bounded stop.
     if let Some(over) = truth.overran_bound {
+        let after = if truth.bound_from_child_end { "the child ended" } else { "the stop request" };
         add(
             Invariant::I4BoundedStop,
             format!(
-                "still running {} ms after the stop request (bound {} ms)",
+                "still running {} ms after {after} (bound {} ms)",
                 over / 1_000_000,
                 race.setup.bound.as_millis()
             ),
@@ -402,12 +418,29 @@ pub fn judge(
             why: "the design never finished and no invariant broke".into(),
         };
     }
-    if report.is_none() && !truth.outer_killed && truth.overran_bound.is_none() {
+    if report.is_none()
+        && !truth.outer_killed
+        && !truth.design_killed
+        && truth.overran_bound.is_none()
+    {
         return Verdict::LabError {
             message: format!("the design sent no report (it ended {:?})", truth.design_exit),
         };
     }
     Verdict::Prevented
+}
+
+/// Ground truth that the child was SIGKILLed with nobody asking (P2): it is dead, it never
+/// announced an exit of its own and saw no catchable stop signal (the workload reports both
+/// before it ends), no stop was requested, and the design's process was not killed.
+fn killed_unasked(truth: &Truth, w: &Workload) -> bool {
+    w.pid.is_some()
+        && !w.alive()
+        && w.exiting.is_none()
+        && !w.signals.iter().any(|&(_, s)| is_stop_signal(s))
+        && truth.interrupts.is_empty()
+        && !truth.outer_killed
+        && !truth.design_killed
 }
 
 /// A schedule that was not realised: a stuck wait, a failed action.

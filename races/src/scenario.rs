@@ -12,7 +12,7 @@ use crate::link::{Final, LabActions};
 use crate::oracle::{self, Truth};
 use crate::verdict::Verdict;
 use nix::sys::signal::Signal;
-use racelab_hooks::{ArmOptions, Event, EventKind, Schedule, Trace};
+use racelab_hooks::{ArmOptions, Event, EventKind, RunReport, Schedule, Trace};
 use racelab_sandbox::{Init, Mechanism, Victim};
 use serde::{Deserialize, Serialize};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -169,6 +169,10 @@ struct Lab<'a> {
     victims: Vec<Victim>,
     truth: Truth,
     final_report: Option<Final>,
+    /// The hooks report of a design that never returned (asked for once it overran its bound).
+    hung_hooks: Option<RunReport>,
+    /// Write end of the pipe that asks a hung design for its trace ([`Setup::child_end_starts_bound`]).
+    hang_w: Option<OwnedFd>,
     freezer: Option<racelab_cgroup::Freezer>,
     started: bool,
     bound_checked: bool,
@@ -242,6 +246,14 @@ fn start<'a>(
     let (link_i, link_d) = UnixStream::pair().map_err(|e| format!("socketpair: {e}"))?;
     let lockfile = PathBuf::from(format!("/tmp/racelab-{}.lock", init.host_pid()));
     let setup = race.setup;
+    // A design that may hang past its bound is asked, over this pipe, for its trace before the
+    // lab ends it (S1, H1).
+    let (hang_r, hang_w) = if setup.child_end_starts_bound {
+        let (r, w) = pipe()?;
+        (Some(r), Some(w))
+    } else {
+        (None, None)
+    };
 
     let design_body = move || -> i32 {
         // In the design process. Its stdin/stdout become the workload's pipes (inherited by W).
@@ -250,7 +262,7 @@ fn start<'a>(
         {
             return 120;
         }
-        design_process(design, &setup, schedule, link_d, &runner, &lockfile)
+        design_process(design, &setup, schedule, link_d, &runner, &lockfile, hang_r)
     };
     // With KillOuter, `d` is the outer process O; the design process is its child.
     let d = if setup.stop == Stop::KillOuter {
@@ -300,6 +312,8 @@ fn start<'a>(
         victims: Vec::new(),
         truth: Truth::default(),
         final_report: None,
+        hung_hooks: None,
+        hang_w,
         freezer: None,
         started: false,
         bound_checked: false,
@@ -315,6 +329,7 @@ fn design_process(
     link: UnixStream,
     runner: &std::path::Path,
     lockfile: &std::path::Path,
+    hang: Option<OwnedFd>,
 ) -> i32 {
     let Ok(actions) = LabActions::new(link) else { return 122 };
     let actions = Arc::new(actions);
@@ -323,16 +338,62 @@ fn design_process(
         Ok(a) => a,
         Err(_) => return 123,
     };
+    let armed = Arc::new(std::sync::Mutex::new(Some(armed)));
+    if let Some(hang) = hang {
+        hang_watchdog(hang, armed.clone(), actions.clone());
+    }
     let mut args = vec![crate::workload::MODE.into()];
     if setup.child_ignores_term {
         args.push("--ignore-term".into());
     }
+    if setup.child_pdeathsig {
+        args.push("--pdeathsig".into());
+    }
     let report = crate::design::run(design, setup, runner, runner, &args, lockfile);
     racelab_hooks::point!(lab.design_returned);
+    let taken = armed.lock().unwrap_or_else(|p| p.into_inner()).take();
+    let Some(armed) = taken else {
+        // The watchdog took the run (the lab gave up on this design): it ends the process.
+        loop {
+            std::thread::park();
+        }
+    };
     let hooks = armed.finish();
     match actions.send_final(&Final { report, hooks }) {
         Ok(()) => 0,
         Err(_) => 124,
+    }
+}
+
+/// A thread of the design process that waits for the lab's word that the design overran its
+/// bound; then it ends the armed run, sends its trace (`hooks <json>`) and exits the process.
+/// It blocks every signal: signals sent to the design process must reach the design's own
+/// threads exactly as they would without it.
+fn hang_watchdog(
+    hang: OwnedFd,
+    armed: Arc<std::sync::Mutex<Option<racelab_hooks::Armed>>>,
+    actions: Arc<LabActions>,
+) {
+    use nix::sys::signal::{SigSet, SigmaskHow, pthread_sigmask};
+    let mut old = SigSet::empty();
+    let blocked = pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&SigSet::all()), Some(&mut old));
+    std::thread::spawn(move || {
+        let mut byte = [0u8; 1];
+        loop {
+            match rustix::io::read(&hang, &mut byte) {
+                Ok(1) => break,
+                Err(rustix::io::Errno::INTR) => continue,
+                // EOF or an error: the lab went away without asking; nothing to do.
+                _ => return,
+            }
+        }
+        let taken = armed.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let Some(armed) = taken else { return };
+        let _ = actions.send_hooks(&armed.finish());
+        racelab_sys::ns::exit_now(0)
+    });
+    if blocked.is_ok() {
+        let _ = pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&old), None);
     }
 }
 
@@ -388,6 +449,13 @@ impl Lab<'_> {
             if self.w_out.eof {
                 fds.remove(0);
             }
+            // The child's end starts the bound of some races: wake up for it.
+            if self.race.setup.child_end_starts_bound
+                && self.truth.stop_requested_at.is_none()
+                && let Some(w) = &self.w.pidfd
+            {
+                fds.push(rustix::event::PollFd::new(w, rustix::event::PollFlags::IN));
+            }
             let ts = rustix::time::Timespec::try_from(timeout).ok();
             let _ = rustix::event::poll(&mut fds, ts.as_ref());
             drop(fds);
@@ -410,6 +478,13 @@ impl Lab<'_> {
     fn serve_link(&mut self) {
         self.link.fill();
         while let Some(line) = self.link.next_line() {
+            if let Some(json) = line.strip_prefix("hooks ") {
+                match serde_json::from_str::<RunReport>(json) {
+                    Ok(h) => self.hung_hooks = Some(h),
+                    Err(e) => self.truth.lab_errors.push(format!("bad trace from the design: {e}")),
+                }
+                continue;
+            }
             if let Some(json) = line.strip_prefix("report ") {
                 match serde_json::from_str::<Final>(json) {
                     Ok(f) => self.final_report = Some(f),
@@ -473,10 +548,33 @@ impl Lab<'_> {
                 if std::path::Path::new(&format!("/proc/{pid}")).exists() {
                     return Err(format!("PID {pid} is not free yet (the child was not reaped)"));
                 }
-                let victim =
-                    self.init.recycle(pid, Mechanism::NsLastPid).map_err(|e| e.to_string())?;
-                self.note("lab", "recycle", format!("victim took PID {pid}"));
+                // `recycle(child, group)`: the victim also leads a group of that id (G1).
+                let (victim, what) = if args.get(1) == Some(&"group") {
+                    let v = self.init.recycle_group_leader(pid, Mechanism::NsLastPid);
+                    (v, format!("victim took PID {pid} and leads process group {pid}"))
+                } else {
+                    (self.init.recycle(pid, Mechanism::NsLastPid), format!("victim took PID {pid}"))
+                };
+                let victim = victim.map_err(|e| e.to_string())?;
+                self.note("lab", "recycle", what);
                 self.victims.push(victim);
+                Ok(())
+            }
+            "kill" => {
+                // `kill(design)`: the design process dies here, where the schedule put it (P1).
+                self.kill_design("scheduled");
+                Ok(())
+            }
+            "tree" => {
+                // Hold the caller until the child has started its tree (H1).
+                self.wait_ready()?;
+                // The `ready` line may have come in the round that brought this request, before
+                // that round's tick: start the child now (its `spawn-tree` command).
+                self.tick(false);
+                let deadline = (init_now() + 1_000_000_000).min(self.deadline());
+                if !self.pump(&|lab| lab.w.tree.is_some(), deadline, false) {
+                    return Err("the child never started its tree".into());
+                }
                 Ok(())
             }
             "interrupt" => {
@@ -496,8 +594,33 @@ impl Lab<'_> {
                 Ok(())
             }
             other => Err(format!(
-                "unknown lab action {other:?} (known: exit, recycle, interrupt, ready, orphans)"
+                "unknown lab action {other:?} (known: exit, recycle, interrupt, ready, orphans, \
+                 kill, tree)"
             )),
+        }
+    }
+
+    /// SIGKILLs the design process (the child's parent) and waits, bounded, until it is dead:
+    /// whatever the caller does next happens after its parent's death.
+    fn kill_design(&mut self, why: &str) {
+        if self.truth.design_killed {
+            return;
+        }
+        let _ = self.d.signal(Signal::SIGKILL);
+        let dead = readable(self.d.pidfd(), Duration::from_secs(1));
+        self.truth.design_killed = true;
+        self.note("lab", "kill-design", format!("SIGKILL to the design ({why}); dead: {dead}"));
+    }
+
+    /// A design that overran the bound its child's end started: ask it for its trace (its
+    /// watchdog thread sends it and exits the process), or SIGKILL it when that cannot be asked.
+    fn end_hung_design(&mut self) {
+        let asked = self.hang_w.as_ref().is_some_and(|w| rustix::io::write(w, b"f").is_ok());
+        if asked {
+            self.note("lab", "hung", "the design is asked for its trace and ends".into());
+        } else {
+            let _ = self.d.signal(Signal::SIGKILL);
+            self.note("lab", "hung", "SIGKILL to the design".into());
         }
     }
 
@@ -530,8 +653,18 @@ impl Lab<'_> {
                     }
                     self.interrupt();
                 }
+                Stop::KillDesign => self.kill_design("the child is ready"),
                 Stop::KillOuter | Stop::None => {}
             }
+        }
+        if self.race.setup.child_end_starts_bound
+            && self.truth.stop_requested_at.is_none()
+            && self.w.pid.is_some()
+            && !self.w.alive()
+        {
+            self.truth.stop_requested_at = Some(init_now());
+            self.truth.bound_from_child_end = true;
+            self.note("lab", "child-ended", "the child ended: the design's bound starts".into());
         }
         // The outer process dies once the child is up (and has started its tree, if asked).
         if self.race.setup.stop == Stop::KillOuter
@@ -566,7 +699,56 @@ impl Lab<'_> {
                 if self.race.setup.second_interrupt {
                     self.interrupt();
                 }
+                if self.race.setup.child_end_starts_bound {
+                    self.end_hung_design();
+                }
             }
+        }
+    }
+
+    /// After the lab killed the design process (P1): what becomes of what it started? Waits,
+    /// bounded, until the child says ready (it runs on) or every other process of the
+    /// namespace is gone, watching pidfds and the child's pipe (no polling of /proc).
+    fn watch_orphaned_tree(&mut self) {
+        let victims: Vec<i32> = self.victims.iter().map(|v| v.pid()).collect();
+        let me = self.init.pid();
+        let fds: Vec<OwnedFd> = self
+            .init
+            .ns_pids()
+            .into_iter()
+            .filter(|p| *p != me && !victims.contains(p))
+            .filter_map(|p| {
+                rustix::process::pidfd_open(
+                    rustix::process::Pid::from_raw(p)?,
+                    rustix::process::PidfdFlags::empty(),
+                )
+                .ok()
+            })
+            .collect();
+        let until = init_now() + 500_000_000;
+        loop {
+            self.read_workload();
+            if self.w.pid.is_some() {
+                return; // it said ready: the child runs on (the oracle judges what is left)
+            }
+            if fds.iter().all(|fd| readable(fd.as_fd(), Duration::ZERO)) {
+                self.note("lab", "orphans", "nothing the design started is left".into());
+                return;
+            }
+            let now = init_now();
+            if now >= until {
+                return;
+            }
+            let mut polled: Vec<rustix::event::PollFd<'_>> = fds
+                .iter()
+                .map(|fd| rustix::event::PollFd::new(fd, rustix::event::PollFlags::IN))
+                .collect();
+            if !self.w_out.eof {
+                polled
+                    .push(rustix::event::PollFd::new(&self.w_out.fd, rustix::event::PollFlags::IN));
+            }
+            let ts = rustix::time::Timespec::try_from(Duration::from_nanos(until - now)).ok();
+            let _ = rustix::event::poll(&mut polled, ts.as_ref());
         }
     }
 
@@ -586,7 +768,10 @@ impl Lab<'_> {
         let finished = self.pump(
             &|lab| {
                 lab.design_done()
-                    && (lab.final_report.is_some() || lab.link.eof || lab.truth.outer_killed)
+                    && (lab.final_report.is_some()
+                        || lab.link.eof
+                        || lab.truth.outer_killed
+                        || lab.truth.design_killed)
             },
             deadline,
             true,
@@ -594,6 +779,9 @@ impl Lab<'_> {
         // Whatever is still queued (the final report may race the exit).
         self.serve_link();
         self.read_workload();
+        if self.truth.design_killed {
+            self.watch_orphaned_tree();
+        }
         if !finished {
             self.truth.hung = true;
             self.note(
@@ -648,7 +836,7 @@ impl Lab<'_> {
         let mut trace_parts = vec![Trace { events: self.events, dropped: 0 }];
         let (report, hooks) = match self.final_report {
             Some(f) => (Some(f.report), Some(f.hooks)),
-            None => (None, None),
+            None => (None, self.hung_hooks),
         };
         if let Some(h) = &hooks {
             trace_parts.push(h.trace.clone());

@@ -10,6 +10,8 @@
 //! It blocks every catchable signal and reads them from a signalfd: no handler, no window, and a
 //! signal is reported even when it is PID 1 of a nested namespace (blocked signals are queued,
 //! not dropped). SIGTERM, SIGINT and SIGHUP end it with 128+N unless `--ignore-term`.
+//! With `--pdeathsig` it arms PR_SET_PDEATHSIG(SIGKILL) before it says ready, as a worker that
+//! ties its life to its parent's does (P2): `ready` then means the signal is armed.
 
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::signal::{SigSet, SigmaskHow, Signal, sigprocmask};
@@ -23,7 +25,8 @@ pub const MODE: &str = "__replay-child";
 /// Runs the workload with `args` (after [`MODE`]) and never returns.
 pub fn main(args: &[String]) -> ! {
     let ignore_term = args.iter().any(|a| a == "--ignore-term");
-    let code = run(ignore_term).unwrap_or_else(|e| {
+    let pdeathsig = args.iter().any(|a| a == "--pdeathsig");
+    let code = run(ignore_term, pdeathsig).unwrap_or_else(|e| {
         let _ = writeln!(std::io::stderr(), "workload: {e}");
         125
     });
@@ -45,7 +48,7 @@ fn status_field(status: &str, key: &str) -> String {
         .unwrap_or_else(|| "?".into())
 }
 
-fn run(ignore_term: bool) -> Result<i32, String> {
+fn run(ignore_term: bool, pdeathsig: bool) -> Result<i32, String> {
     // Read what we inherited before changing anything.
     let status = std::fs::read_to_string("/proc/self/status").map_err(|e| e.to_string())?;
     let nspid = status_field(&status, "NSpid:");
@@ -58,6 +61,11 @@ fn run(ignore_term: bool) -> Result<i32, String> {
     all.remove(Signal::SIGCHLD); // stays default: we reap our own forks by pidfd below
     sigprocmask(SigmaskHow::SIG_SETMASK, Some(&all), None).map_err(|e| e.to_string())?;
     let sfd = SignalFd::with_flags(&all, SfdFlags::SFD_CLOEXEC).map_err(|e| e.to_string())?;
+    if pdeathsig {
+        // Tied to the thread that created this process (prctl(2)), whichever one that was.
+        rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))
+            .map_err(|e| format!("prctl(PR_SET_PDEATHSIG): {e}"))?;
+    }
     say(&format!("ready {pid} {blk} {ign}"));
 
     let stdin = std::io::stdin();

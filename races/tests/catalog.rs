@@ -76,4 +76,14 @@ cells! {
     o1_reference_takes_the_program_and_its_lock_down: "O1", Reference;
     o3_unbounded_poll_helper_killed_by_pdeathsig_leaves_its_tree: "O3", UnboundedPoll;
     o3_reference_killed_with_its_parent_takes_its_tree_down: "O3", Reference;
+    p1_preexec_pdeathsig_child_outlives_a_parent_dead_before_its_prctl: "P1", PreexecPdeathsig;
+    p1_reference_child_rechecks_its_parent_after_the_prctl: "P1", Reference;
+    p2_spawner_thread_exit_kills_a_healthy_child: "P2", SpawnerThread;
+    p2_reference_spawns_and_waits_on_one_thread: "P2", Reference;
+    g1_group_kill_after_reap_hits_the_group_that_took_the_id: "G1", GroupKillAfterReap;
+    g1_reference_sweeps_the_group_before_reaping_its_leader: "G1", Reference;
+    s1_reaping_handler_drops_the_status_of_an_unstored_pid_and_waits_on: "S1", ReapingHandler;
+    s1_reference_sees_an_exit_that_comes_before_the_pid_is_stored: "S1", Reference;
+    h1_unbounded_drain_reads_forever_from_a_pipe_a_grandchild_holds: "H1", UnboundedDrain;
+    h1_reference_kills_the_tree_and_bounds_its_read: "H1", Reference;
 }

@@ -87,3 +87,28 @@ fn z1_leaves_nearly_every_orphan_only_when_the_reaper_is_held_during_the_burst()
 fn z2_does_not_reproduce_when_the_main_path_is_not_held() {
     replay_without_schedule("Z2", DesignId::GreedyReaper);
 }
+
+#[test]
+fn p1_does_not_reproduce_when_the_parent_dies_after_the_prctl() {
+    replay_without_schedule("P1", DesignId::PreexecPdeathsig);
+}
+
+#[test]
+fn p2_does_not_reproduce_when_the_spawning_thread_exits_before_the_child_arms() {
+    replay_without_schedule("P2", DesignId::SpawnerThread);
+}
+
+#[test]
+fn g1_does_not_reproduce_when_no_group_takes_the_reaped_leaders_id() {
+    replay_without_schedule("G1", DesignId::GroupKillAfterReap);
+}
+
+#[test]
+fn s1_does_not_reproduce_when_the_child_exits_after_its_pid_is_stored() {
+    replay_without_schedule("S1", DesignId::ReapingHandler);
+}
+
+#[test]
+fn h1_does_not_reproduce_when_the_timeout_comes_before_the_grandchild() {
+    replay_without_schedule("H1", DesignId::UnboundedDrain);
+}

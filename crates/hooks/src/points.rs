@@ -122,6 +122,31 @@ catalog! {
         /// design's late threads before it, e.g. `escalation.kill_sent < lab.design_returned`).
         design_returned,
     }
+    sweep {
+        /// After the main child exited, just before the tree's leftovers are killed (a SIGKILL
+        /// to its group, or cgroup.kill). Not an escalation: the child's own end is decided.
+        /// G1's window when the child was already reaped (legacy group_kill_after_reap).
+        before_kill,
+        /// The sweep's kill call returned.
+        kill_sent,
+    }
+    preexec {
+        /// In the new child, between the fork (or clone) and its pre-exec steps, before
+        /// PR_SET_PDEATHSIG: P1's window (the parent may die here, unseen by the child).
+        entered,
+    }
+    spawner {
+        /// A short-lived thread that started the child is about to return and exit: from its
+        /// exit on, PR_SET_PDEATHSIG treats the child's parent as dead (P2).
+        exiting,
+    }
+    output {
+        /// The child is gone (or killed); the design starts reading its captured output to
+        /// the end (H1: a grandchild holding the pipe keeps EOF away).
+        drain_started,
+        /// The captured output reached EOF (every writer closed the pipe).
+        eof,
+    }
 }
 
 #[cfg(test)]

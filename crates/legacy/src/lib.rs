@@ -16,6 +16,11 @@
 //! | [`greedy_reaper`] | exec-sandbox guest-agent `reap_zombies` | Z2 |
 //! | [`exec_under_lock`] | rvos `qemu-lock.sh` before d32fae6 | O1 |
 //! | [`exec_under_lock_fixed`] | rvos `qemu-lock.sh` at d32fae6 | late traps, kill of a reaped PID |
+//! | [`preexec_pdeathsig`] | StackStorm/st2 `on_parent_exit` in the sensor container | P1 |
+//! | [`spawner_thread`] | golang/go #27505's report; UniRL c1da41b (issue #275) | P2 |
+//! | [`group_kill_after_reap`] | bazel `process-wrapper-legacy.cc` (issue #11910) | G1 |
+//! | [`reaping_handler`] | OpenRC `openrc-run.c` `svc_exec` before bae9e685 (pull #898) | S1 |
+//! | [`unbounded_drain`] | CPython `subprocess.run` before bpo-37424 (pull #14490) | H1 |
 //!
 //! Process-wide state is real process-wide state (statics, signal dispositions, subreaper
 //! status): run one replica per process, through the `racelab-legacy-wrapper` binary
@@ -36,10 +41,15 @@ pub mod exec_under_lock;
 pub mod exec_under_lock_fixed;
 pub mod global_atomics;
 pub mod greedy_reaper;
+pub mod group_kill_after_reap;
 pub mod os;
 pub mod piano;
 pub mod polling_fix;
+pub mod preexec_pdeathsig;
 pub mod reap_once;
+pub mod reaping_handler;
+pub mod spawner_thread;
+pub mod unbounded_drain;
 pub mod unbounded_poll;
 pub mod workload;
 
@@ -55,6 +65,11 @@ pub const MODES: &[&str] = &[
     "greedy-reaper",
     "exec-under-lock",
     "exec-under-lock-fixed",
+    "preexec-pdeathsig",
+    "spawner-thread",
+    "group-kill-after-reap",
+    "reaping-handler",
+    "unbounded-drain",
     "workload",
 ];
 
@@ -79,6 +94,11 @@ pub fn main_code(mode: &str, args: impl IntoIterator<Item = std::ffi::OsString>)
         "greedy-reaper" => greedy_reaper::main_code(args),
         "exec-under-lock" => exec_under_lock::main_code(args),
         "exec-under-lock-fixed" => exec_under_lock_fixed::main_code(args),
+        "preexec-pdeathsig" => preexec_pdeathsig::main_code(args),
+        "spawner-thread" => spawner_thread::main_code(args),
+        "group-kill-after-reap" => group_kill_after_reap::main_code(args),
+        "reaping-handler" => reaping_handler::main_code(args),
+        "unbounded-drain" => unbounded_drain::main_code(args),
         "workload" => workload::workload_main(args),
         other => {
             eprintln!(

@@ -65,6 +65,24 @@ pub fn kill(pid: i32, signal: Signal) -> Result<(), KillError> {
     })
 }
 
+/// Sends `signal` to the process group `pgid` with `kill(-pgid, signal)`, through the same
+/// guard as [`kill`]: inside a sandbox it is sent (a recycled group id there can only belong to
+/// the replay's own victim); outside, only to the group led by a live direct child of this
+/// process (its `/proc/<pgid>/stat` names us as parent and `pgid` as its group). Refuses
+/// `pgid <= 1`. Async-signal-safe.
+pub fn kill_group(pgid: i32, signal: Signal) -> Result<(), KillError> {
+    let inside = SANDBOX.load(Ordering::Relaxed) == INSIDE;
+    if pgid <= 1 || (!inside && !is_live_child_group_leader(pgid)) {
+        log_refusal(-pgid, signal);
+        return Err(KillError::Refused { pid: -pgid, signal });
+    }
+    nix::sys::signal::killpg(Pid::from_raw(pgid), signal).map_err(|errno| KillError::Os {
+        pid: -pgid,
+        signal,
+        errno,
+    })
+}
+
 /// Whether `pid` is alive, by `kill(pid, 0)`: no signal is sent, so this needs no guard. Like
 /// the shell's `kill -0`, any error (ESRCH, but also EPERM for another user's process) counts
 /// as "not alive".
@@ -114,6 +132,50 @@ fn parse_stat(stat: &[u8]) -> Option<(u8, i32)> {
         ppid = ppid.checked_mul(10)?.checked_add(i32::from(b - b'0'))?;
     }
     Some((state, ppid))
+}
+
+/// The process group of `pid` from `/proc/<pid>/stat` (field 5), or `None`. Stack buffers only.
+fn proc_pgrp(pid: i32) -> Option<i32> {
+    let mut path = [0u8; 32];
+    let mut len = 0;
+    for &b in b"/proc/" {
+        path[len] = b;
+        len += 1;
+    }
+    len += write_decimal(&mut path[len..], pid as i64);
+    path[len..len + 5].copy_from_slice(b"/stat");
+    len += 5;
+    let path = std::str::from_utf8(&path[..len]).ok()?;
+    let mut file = std::fs::File::open(path).ok()?;
+    let mut buf = [0u8; 512];
+    let mut filled = 0;
+    while filled < buf.len() {
+        match file.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(_) => return None,
+        }
+    }
+    parse_pgrp(&buf[..filled])
+}
+
+/// Field 5 of "pid (comm) S ppid pgrp ...".
+fn parse_pgrp(stat: &[u8]) -> Option<i32> {
+    let close = stat.iter().rposition(|&b| b == b')')?;
+    let mut fields = stat.get(close + 2..)?.split(|&b| b == b' ');
+    let field = fields.nth(2)?;
+    let mut v: i32 = 0;
+    for &b in field {
+        if !b.is_ascii_digit() {
+            return None;
+        }
+        v = v.checked_mul(10)?.checked_add(i32::from(b - b'0'))?;
+    }
+    Some(v)
+}
+
+fn is_live_child_group_leader(pgid: i32) -> bool {
+    is_live_child(pgid) && proc_pgrp(pgid) == Some(pgid)
 }
 
 fn is_live_child(pid: i32) -> bool {
@@ -196,6 +258,38 @@ mod tests {
         assert_eq!(parse_stat(b"42 (a) b) (c) S 17 42 42 0"), Some((b'S', 17)));
         assert_eq!(parse_stat(b"7 (sleep) Z 1 7"), Some((b'Z', 1)));
         assert_eq!(parse_stat(b"garbage"), None);
+    }
+
+    #[test]
+    fn parse_pgrp_reads_the_fifth_field() {
+        assert_eq!(parse_pgrp(b"42 (a) b) (c) S 17 40 40 0"), Some(40));
+        assert_eq!(parse_pgrp(b"garbage"), None);
+    }
+
+    #[test]
+    fn kill_group_refuses_a_group_that_is_not_led_by_our_child_outside_a_sandbox() {
+        assert!(matches!(kill_group(1, Signal::SIGCONT), Err(KillError::Refused { .. })));
+        if in_sandbox() {
+            return;
+        }
+        // Our own group is led by someone else (cargo, a shell), never by a child of ours.
+        let own = nix::unistd::getpgrp().as_raw();
+        assert!(matches!(kill_group(own, Signal::SIGCONT), Err(KillError::Refused { .. })));
+    }
+
+    #[test]
+    fn kill_group_reaches_the_group_our_child_leads() {
+        use std::os::unix::process::CommandExt;
+        let mut child = Command::new("sleep")
+            .arg("30")
+            .stdin(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .expect("spawn sleep");
+        let pid = child.id() as i32;
+        kill_group(pid, Signal::SIGKILL).expect("kill our child's group");
+        let status = child.wait().expect("reap");
+        assert!(!status.success());
     }
 
     #[test]

@@ -82,8 +82,13 @@ impl std::ops::Deref for Victim {
 }
 
 /// The victim's whole program. Runs in the forked child: a read loop on the control pipe and
-/// `_exit`; no allocation, so it is also fine after a raw `clone3`.
-fn victim_body(ctl: BorrowedFd<'_>) -> i32 {
+/// `_exit`; no allocation, so it is also fine after a raw `clone3`. With `lead_group` it first
+/// makes itself a group leader (the parent does it too: whichever runs first wins, as with a
+/// shell's job control).
+fn victim_body(ctl: BorrowedFd<'_>, lead_group: bool) -> i32 {
+    if lead_group {
+        let _ = rustix::process::setpgid(None, None);
+    }
     let mut buf = [0u8; 64];
     let mut len = 0;
     loop {
@@ -120,15 +125,36 @@ impl Init {
     /// ([`NS_LAST_PID_ATTEMPTS`] tries), [`SandboxError::Invalid`] for `pid < 2`, and the
     /// kernel's error otherwise (EPERM without `CAP_SYS_ADMIN` over the namespace).
     pub fn recycle(&mut self, pid: i32, mechanism: Mechanism) -> Result<Victim, SandboxError> {
+        self.recycle_as(pid, mechanism, false)
+    }
+
+    /// Like [`Init::recycle`], and the victim leads a process group of its own, whose id is
+    /// `pid` (`setpgid(0, 0)`, done by both sides so it holds when this returns, and verified
+    /// in /proc): a reaped group leader's id, reused as a new group's id. A `kill(-pid)` sent
+    /// for the old group then reaches the victim (G1).
+    pub fn recycle_group_leader(
+        &mut self,
+        pid: i32,
+        mechanism: Mechanism,
+    ) -> Result<Victim, SandboxError> {
+        self.recycle_as(pid, mechanism, true)
+    }
+
+    fn recycle_as(
+        &mut self,
+        pid: i32,
+        mechanism: Mechanism,
+        lead_group: bool,
+    ) -> Result<Victim, SandboxError> {
         if pid < 2 {
             return Err(SandboxError::Invalid(format!("cannot recycle pid {pid}")));
         }
         let (rd, wr) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
             .map_err(|e| SandboxError::io("pipe for a victim", e))?;
         let child = match mechanism {
-            Mechanism::NsLastPid => self.fork_at_ns_last_pid(pid, &rd)?,
+            Mechanism::NsLastPid => self.fork_at_ns_last_pid(pid, &rd, lead_group)?,
             Mechanism::SetTid => {
-                let body = || victim_body(rd.as_fd());
+                let body = || victim_body(rd.as_fd(), lead_group);
                 match racelab_sys::clone3::clone3_run(Some(pid), body) {
                     Ok(f) => Child::new(f.pid, f.pidfd, self.owned.clone()),
                     Err(e) if e.raw_os_error() == Some(Errno::EXIST.raw_os_error()) => {
@@ -143,10 +169,18 @@ impl Init {
             drop(child); // kills and reaps the process with the wrong pid
             return Err(SandboxError::PidMismatch { wanted: pid, got, attempts: 1 });
         }
+        if lead_group {
+            lead_own_group(pid)?;
+        }
         Ok(Victim { child, ctl: wr })
     }
 
-    fn fork_at_ns_last_pid(&mut self, pid: i32, rd: &OwnedFd) -> Result<Child, SandboxError> {
+    fn fork_at_ns_last_pid(
+        &mut self,
+        pid: i32,
+        rd: &OwnedFd,
+        lead_group: bool,
+    ) -> Result<Child, SandboxError> {
         let mut got = 0;
         for _ in 0..NS_LAST_PID_ATTEMPTS {
             // ns_last_pid at a busy pid silently yields a later one: check first, so a busy
@@ -159,7 +193,7 @@ impl Init {
             rustix::io::pwrite(fd, text.as_bytes(), 0).map_err(|e| {
                 SandboxError::io(format!("writing {text} to /proc/sys/kernel/ns_last_pid"), e)
             })?;
-            let child = self.fork(|| victim_body(rd.as_fd()))?;
+            let child = self.fork(|| victim_body(rd.as_fd(), lead_group))?;
             if child.pid() == pid {
                 return Ok(child);
             }
@@ -178,6 +212,24 @@ impl Init {
             self.ns_last_pid = Some(fd);
         }
         Ok(self.ns_last_pid.as_ref().map(|f| f.as_fd()).expect("just set"))
+    }
+}
+
+/// Makes the victim `pid` (our unreaped child, so the number still names it) the leader of
+/// group `pid`, and checks it in /proc: the group id it reports must be its own pid.
+fn lead_own_group(pid: i32) -> Result<(), SandboxError> {
+    let p = rustix::process::Pid::from_raw(pid)
+        .ok_or_else(|| SandboxError::Invalid(format!("cannot make pid {pid} lead a group")))?;
+    // EACCES would mean the child exec'd (a victim never does); EPERM that it is a session
+    // leader (a victim is forked from PID 1, never one). Either shows in the check below.
+    let _ = rustix::process::setpgid(Some(p), Some(p));
+    match rustix::process::getpgid(Some(p)) {
+        Ok(g) if g == p => Ok(()),
+        Ok(g) => Err(SandboxError::Invalid(format!(
+            "victim {pid} is in group {} instead of leading group {pid}",
+            g.as_raw_nonzero()
+        ))),
+        Err(e) => Err(SandboxError::io(format!("getpgid({pid})"), e)),
     }
 }
 

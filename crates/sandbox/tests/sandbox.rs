@@ -43,6 +43,18 @@ fn forcing_a_pid_with_clone3_set_tid_hits_1000_of_1000() {
 }
 
 #[test]
+fn a_victim_can_take_a_reaped_leaders_pid_as_its_own_group_id_with_both_mechanisms() {
+    if !sandbox_or_skip() {
+        return;
+    }
+    for mech in ["ns_last_pid", "set_tid"] {
+        let out = finished("group-recycle", json!({"mechanism": mech}), &Spec::default());
+        assert_eq!(out["pgid"], out["victim_pid"], "{mech}: {out}");
+        assert_eq!(out["victim_fate"], json!({"fate": "killed", "signal": 9}), "{mech}: {out}");
+    }
+}
+
+#[test]
 fn a_busy_pid_is_a_typed_error_for_both_mechanisms() {
     if !sandbox_or_skip() {
         return;

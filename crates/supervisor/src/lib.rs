@@ -84,7 +84,7 @@ use std::marker::PhantomData;
 use std::time::Duration;
 
 pub use nix::sys::signal::Signal;
-pub use report::{ExitStatus, Report, SentSignal, StopReason, Survivor, Target};
+pub use report::{Captured, ExitStatus, Report, SentSignal, StopReason, Survivor, Target};
 
 /// How the child's tree is contained, and so what a stop can reach.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -130,6 +130,18 @@ pub struct Config {
     /// with PID namespace containment its whole tree) dies too. Fires when the thread that
     /// called [`run`] exits.
     pub die_with_supervisor: bool,
+    /// Capture the child's standard output: it goes to a pipe the supervisor reads while the
+    /// child runs (so the child never blocks on a full pipe), into [`Report::captured`].
+    /// `false`: the child inherits the supervisor's standard output.
+    pub capture_stdout: bool,
+    /// The same for standard error.
+    pub capture_stderr: bool,
+    /// After the child's end and the sweep of its tree, how long the supervisor keeps reading
+    /// captured output for its end of file. Every process that inherited the pipe holds it
+    /// open, so a descendant the containment could not reach (a `setsid` escape under group
+    /// containment) would keep the end of file away forever (H1): past this bound the
+    /// supervisor stops reading, closes its end and says so in a warning.
+    pub output_wait: Duration,
 }
 
 /// The signals forwarded by default.
@@ -155,6 +167,9 @@ impl Default for Config {
             kill_wait: Duration::from_secs(1),
             forward: DEFAULT_FORWARD.to_vec(),
             die_with_supervisor: true,
+            capture_stdout: false,
+            capture_stderr: false,
+            output_wait: Duration::from_millis(500),
         }
     }
 }

@@ -380,6 +380,7 @@ impl Machine {
             orphans_reaped: 0,
             elapsed_ns: ns(now),
             exec_error,
+            captured: None,
         })));
     }
 }

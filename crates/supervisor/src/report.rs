@@ -107,6 +107,29 @@ pub struct Report {
     pub elapsed_ns: u64,
     /// The exec error, when the program could not be started.
     pub exec_error: Option<String>,
+    /// What the child wrote to its captured streams (`Config::capture_stdout`,
+    /// `capture_stderr`); `None` when nothing was captured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub captured: Option<Captured>,
+}
+
+/// The captured output of the child's tree.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Captured {
+    /// Standard output, as written (empty when not captured).
+    pub stdout: Vec<u8>,
+    /// Standard error, as written (empty when not captured).
+    pub stderr: Vec<u8>,
+    /// Every captured pipe reached its end of file: no process of the tree holds it any more.
+    /// `false`: the supervisor stopped reading after `output_wait` (a warning says so).
+    pub complete: bool,
+    /// More than [`Captured::LIMIT`] bytes came on a stream: the rest was read and dropped.
+    pub truncated: bool,
+}
+
+impl Captured {
+    /// The most bytes kept per stream.
+    pub const LIMIT: usize = 16 << 20;
 }
 
 impl Report {
@@ -147,6 +170,7 @@ mod tests {
             orphans_reaped: 0,
             elapsed_ns: 0,
             exec_error: None,
+            captured: None,
         }
     }
 

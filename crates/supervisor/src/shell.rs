@@ -19,7 +19,9 @@ use crate::report::{ExitStatus, Report};
 use crate::{Config, Containment, ErrorKind, SupervisorError};
 
 mod kernel;
+mod output;
 use kernel::Kernel;
+use output::Output;
 
 /// Restores the calling thread's signal mask when `run` returns, whatever the path.
 struct MaskGuard(SigSet);
@@ -50,6 +52,10 @@ pub(crate) struct Session {
     sigfd: SignalFd,
     reap_orphans: bool,
     kill_wait: Duration,
+    /// The captured streams (none unless the config asks for them), and how long they are
+    /// read after the child's end.
+    output: Output,
+    output_wait: Duration,
     /// `wait` returned its report: nothing is left for `Drop` to clean up.
     finished: bool,
     /// Last field: the mask is restored after the child and its tree were dealt with.
@@ -134,6 +140,8 @@ impl Session {
             Containment::Cgroup => Tree::Cgroup,
             Containment::PidNamespace => Tree::PidNamespace,
         };
+        // The write ends live until the spawn returned: then only the child's tree holds them.
+        let (output, child_ends) = Output::create(config.capture_stdout, config.capture_stderr)?;
         let mut reset: Vec<Signal> = config.forward.clone();
         reset.extend([Signal::SIGCHLD, Signal::SIGPIPE]);
         let dir_fd = cgroup.as_ref().map(|c| c.dir_fd.as_fd());
@@ -147,6 +155,10 @@ impl Session {
             reset_signals: &reset,
             reset_all_signals: true,
             die_with_parent: config.die_with_supervisor,
+            stdout: child_ends.stdout.as_ref().map(|f| f.as_fd()),
+            stderr: child_ends.stderr.as_ref().map(|f| f.as_fd()),
+            // P1: the lab's point between the clone and PR_SET_PDEATHSIG (none outside the lab).
+            child_hook: crate::lab_points::CHILD_HOOK,
         };
         let mut machine = Machine::new(Policy {
             timeout: config.timeout,
@@ -161,13 +173,19 @@ impl Session {
             sigfd,
             reap_orphans,
             kill_wait: config.kill_wait,
+            output,
+            output_wait: config.output_wait,
             finished: false,
             _mask: mask,
         };
         // The pidfd comes from clone3(CLONE_PIDFD), created atomically with the child: there is
         // no instant at which the child exists and we do not hold a handle that pins its
         // identity.
-        let spawned = match spawn_with_fallback(&req, cgroup.as_ref()) {
+        let spawned = spawn_with_fallback(&req, cgroup.as_ref());
+        // The child has its copies of the write ends now (or failed): ours must go, or the
+        // captured streams could never reach their end of file.
+        drop(child_ends);
+        let spawned = match spawned {
             Ok(s) => s,
             Err(e) => {
                 session.early = Some(spawn_failed(&mut machine, start, e, config)?);
@@ -201,10 +219,15 @@ impl Session {
     pub(crate) fn wait(&mut self) -> Result<Report, SupervisorError> {
         let Some(run) = self.run.as_mut() else {
             self.finished = true;
-            return Ok(self.early.take().unwrap_or_else(|| unreachable_report(Instant::now())));
+            let mut report =
+                self.early.take().unwrap_or_else(|| unreachable_report(Instant::now()));
+            report.captured = self.output.drain(self.output_wait, &mut report.warnings);
+            return Ok(report);
         };
         while run.r.is_none() {
-            wait_for_events(&run.k.pidfd, &self.sigfd, run.t.next())?;
+            wait_for_events(&run.k.pidfd, &self.sigfd, &self.output.open_fds(), run.t.next())?;
+            // Output first, so that a child writing much never blocks on a full pipe.
+            self.output.read_available();
             // 1. The truth first: an exit seen in this round beats a timer due in this round
             // (Q3: a child that exits right at the deadline is not killed and not called forced).
             run.check_main_exit();
@@ -248,6 +271,9 @@ impl Session {
         settle(run, self.reap_orphans);
         report.orphans_reaped = run.k.orphans_reaped;
         report.warnings.append(&mut run.k.warnings);
+        // H1: the tree is swept (and, as a reaper, its orphans reaped); what is left holding the
+        // pipe is outside the containment, so the read to the end of file is bounded.
+        report.captured = self.output.drain(self.output_wait, &mut report.warnings);
         if unkillable {
             let names: Vec<String> = report
                 .survivors
@@ -457,6 +483,7 @@ fn unreachable_report(start: Instant) -> Report {
         orphans_reaped: 0,
         elapsed_ns: start.elapsed().as_nanos() as u64,
         exec_error: None,
+        captured: None,
     }
 }
 
@@ -542,14 +569,17 @@ fn spawn_failed(
         })
 }
 
-/// poll over the pidfd and the signalfd, until `deadline` (or forever when no timer is armed:
-/// then the machine is Running with no timeout, and only the child or a signal can end it).
+/// poll over the pidfd, the signalfd and the captured output, until `deadline` (or forever when
+/// no timer is armed: then the machine is Running with no timeout, and only the child or a
+/// signal can end it).
 fn wait_for_events(
     pidfd: &OwnedFd,
     sigfd: &SignalFd,
+    output: &[std::os::fd::BorrowedFd<'_>],
     deadline: Option<Instant>,
 ) -> Result<(), SupervisorError> {
-    let mut fds = [PollFd::new(pidfd, PollFlags::IN), PollFd::new(sigfd, PollFlags::IN)];
+    let mut fds = vec![PollFd::new(pidfd, PollFlags::IN), PollFd::new(sigfd, PollFlags::IN)];
+    fds.extend(output.iter().map(|fd| PollFd::new(fd, PollFlags::IN)));
     let timeout = deadline.map(|d| timespec(d.saturating_duration_since(Instant::now())));
     match poll(&mut fds, timeout.as_ref()) {
         Ok(_) | Err(rustix::io::Errno::INTR) => Ok(()),

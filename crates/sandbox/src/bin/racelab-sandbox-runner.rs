@@ -3,6 +3,8 @@
 //! - `whoami` -> pid, ppid, uid, gid in the namespace, host pid of PID 1, user namespace or not
 //! - `recycle` {mechanism, count} -> fork+reap+recycle+verify+kill `count` times: hits, misses
 //! - `canary` {pid} -> force `pid` inside, `kill(pid, SIGKILL)` by number, report what died
+//! - `group-recycle` {mechanism} -> a child exits and is reaped; a victim takes its pid and
+//!   leads a group of that id; `kill(-pid, SIGKILL)` by number: the victim's pgid and fate
 //! - `hang` {children, ready?} -> fork that many blocked children, say "hang: ready" on stderr
 //!   (and on the FIFO `ready` names, if any), never return (tests Overran)
 //! - `forcing-bench` {iterations, only?} -> per-iteration ns of a plain fork and of forcing a PID
@@ -34,6 +36,7 @@ fn scenarios(name: &str, input: Value, init: &mut Init) -> Result<Value, String>
         })),
         "recycle" => recycle(&input, init),
         "canary" => canary(&input, init),
+        "group-recycle" => group_recycle(&input, init),
         "hang" => hang(&input, init),
         "forcing-bench" => forcing_bench(&input, init),
         "busy" => busy(init),
@@ -81,6 +84,26 @@ fn canary(input: &Value, init: &mut Init) -> Result<Value, String> {
         .map_err(|e| format!("kill({pid}): {e}"))?;
     let fate = victim.fate(WAIT).map_err(|e| e.to_string())?;
     Ok(json!({ "victim_pid": victim.pid(), "victim_fate": fate }))
+}
+
+fn group_recycle(input: &Value, init: &mut Init) -> Result<Value, String> {
+    let child = init.fork(|| 0).map_err(|e| e.to_string())?;
+    let pid = child.pid();
+    if child.fate(WAIT).map_err(|e| e.to_string())? == Fate::Alive {
+        return Err(format!("child {pid} did not exit"));
+    }
+    let victim = init.recycle_group_leader(pid, mechanism(input)?).map_err(|e| e.to_string())?;
+    let target = rustix::process::Pid::from_raw(pid).ok_or("pid 0")?;
+    let pgid = rustix::process::getpgid(Some(target)).map_err(|e| e.to_string())?;
+    // A group kill by the reaped child's number, the way a broken design sends it (G1).
+    rustix::process::kill_process_group(target, rustix::process::Signal::KILL)
+        .map_err(|e| format!("kill(-{pid}): {e}"))?;
+    let fate = victim.fate(WAIT).map_err(|e| e.to_string())?;
+    Ok(json!({
+        "victim_pid": victim.pid(),
+        "pgid": pgid.as_raw_nonzero().get(),
+        "victim_fate": fate,
+    }))
 }
 
 fn hang(input: &Value, init: &mut Init) -> Result<Value, String> {

@@ -16,3 +16,6 @@ pub(crate) use point;
 
 /// Nothing to bind: no controller is ever armed in this build.
 pub(crate) fn bind_thread(_actors: &[&'static str]) {}
+
+/// No hook in the spawned child: this build has no points.
+pub(crate) const CHILD_HOOK: Option<fn()> = None;

@@ -134,15 +134,31 @@ impl Kernel {
     /// After the main child exited (still unreaped): kill what is left of its tree. It does not
     /// wait for the tree to die: the child is reaped right after, and the orphans are reaped
     /// while they die (`settle`, after the report), as a raw cgroup.kill + wait loop would.
+    ///
+    /// Its own points (`sweep.*`), not the escalation's: the child's end is already decided
+    /// and reported as it happened, and the oracle reads `escalation.*` as a forced kill (I2).
     pub(super) fn sweep(&mut self) {
         match self.tree {
-            Tree::Group => self.signal(Target::Group, Signal::SIGKILL),
+            Tree::Group => {
+                point!(sweep.before_kill);
+                // G1: the leader is an unreaped zombie, so its pid (the group id) is still ours.
+                if let (Some(pgid), false) = (rustix::process::Pid::from_raw(self.pid), self.reaped)
+                {
+                    match rustix::process::kill_process_group(pgid, rustix::process::Signal::KILL) {
+                        Ok(()) | Err(rustix::io::Errno::SRCH) => {}
+                        Err(e) => self.warnings.push(format!("sweep of the group: {e}")),
+                    }
+                }
+                point!(sweep.kill_sent);
+            }
             Tree::Cgroup => {
+                point!(sweep.before_kill);
                 if let Some(cg) = &self.cgroup
                     && let Err(e) = cg.kill(Instant::now() + SWEEP_WAIT)
                 {
                     self.warnings.push(format!("cgroup sweep: {e}"));
                 }
+                point!(sweep.kill_sent);
             }
             // The kernel killed the namespace when its init (our child) exited.
             Tree::PidNamespace | Tree::ChildOnly => {}
