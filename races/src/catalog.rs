@@ -127,7 +127,8 @@ pub struct Setup {
 }
 
 impl Setup {
-    const BASE: Setup = Setup {
+    /// Nothing special: no duration, no grace, the lab does not stop the run, a 300 ms bound.
+    pub const BASE: Setup = Setup {
         duration: None,
         grace: Duration::ZERO,
         child_ignores_term: false,

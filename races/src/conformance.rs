@@ -77,18 +77,7 @@ impl Cell {
     }
 }
 
-const BASE: Setup = Setup {
-    duration: None,
-    grace: Duration::ZERO,
-    child_ignores_term: false,
-    child_start: None,
-    stop: catalog::Stop::None,
-    bound: Duration::from_millis(300),
-    subreaper: false,
-    second_interrupt: false,
-    outer_pdeathsig: false,
-    under_lock: false,
-};
+const BASE: Setup = Setup::BASE;
 
 const SIGHUP: i32 = 1;
 const SIGINT: i32 = 2;
