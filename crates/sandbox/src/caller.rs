@@ -11,11 +11,9 @@ use rustix::process::{Pid, PidfdFlags};
 use serde_json::Value;
 
 use crate::error::SandboxError;
+use crate::modes::RUN_MODE;
 use crate::proc::poll_readable;
 use crate::spec::{Report, RunArgs, RunOutcome, Spec};
-
-/// The argv[1] that selects a sandbox run in [`crate::runner_main`].
-pub const RUN_MODE: &str = "__run";
 
 /// The command that runs `scenario` with `input` in a sandbox: `runner __run <json>`, stdin
 /// null, stdout and stderr piped. [`run`] uses it; tests that watch the runner (kill it,
@@ -84,7 +82,7 @@ pub(crate) fn interpret(
     let Some(status) = status else {
         if spec.cgroup {
             // The runner could not remove its leaf: remove leaves of dead owners now.
-            crate::caps::gc_stale_leaves();
+            crate::leaf::gc_stale_leaves();
         }
         return Ok(RunOutcome::Overran { after: start.elapsed(), leftover: false, stderr });
     };

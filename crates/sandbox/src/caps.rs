@@ -7,10 +7,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::init::Init;
-use crate::proc::Fate;
-use crate::recycle::Mechanism;
-use crate::runner::PROBE_SCENARIO;
+use crate::modes::PROBE_SCENARIO;
 use crate::spec::{RunOutcome, Spec, UserNs};
 
 /// One probed capability.
@@ -186,56 +183,4 @@ fn probe_user_ns(runner: &Path, spec: &Spec) -> Capability {
         Ok(other) => Capability::no(format!("probe run: {other:?}")),
         Err(e) => Capability::no(e.to_string()),
     }
-}
-
-/// The built-in `__probe` scenario: tries, as PID 1, what only works inside a sandbox.
-pub(crate) fn probe_scenario(init: &mut Init) -> Value {
-    let mut out = json!({ "user_ns": init.in_user_ns() });
-    for (key, mech) in [("ns_last_pid", Mechanism::NsLastPid), ("set_tid", Mechanism::SetTid)] {
-        out[key] = match try_recycle(init, mech) {
-            Ok(pid) => json!({"ok": true, "detail": format!("forced pid {pid} in the sandbox")}),
-            Err(e) => json!({"ok": false, "detail": e}),
-        };
-    }
-    let sub = init.fork(|| {
-        i32::from(rustix::process::set_child_subreaper(Some(rustix::process::getpid())).is_err())
-    });
-    out["child_subreaper"] = match sub.map(|c| c.fate(Duration::from_secs(5))) {
-        Ok(Ok(Fate::Exited { code: 0 })) => json!({"ok": true, "detail": "prctl works"}),
-        other => {
-            json!({"ok": false, "detail": format!("prctl(PR_SET_CHILD_SUBREAPER): {other:?}")})
-        }
-    };
-    out
-}
-
-fn try_recycle(init: &mut Init, mech: Mechanism) -> Result<i32, String> {
-    let child = init.fork(|| 0).map_err(|e| e.to_string())?;
-    let pid = child.pid();
-    child.fate(Duration::from_secs(5)).map_err(|e| e.to_string())?;
-    let victim = init.recycle(pid, mech).map_err(|e| e.to_string())?;
-    victim.kill(Duration::from_secs(5)).map_err(|e| e.to_string())?;
-    Ok(pid)
-}
-
-/// Creates this run's cgroup v2 leaf `<v2>/racelab/run.<owner>`, after removing leaves whose
-/// owner runner died (SIGKILLed runners cannot clean up).
-pub(crate) fn create_leaf() -> Result<racelab_cgroup::Leaf, String> {
-    let mounts = racelab_cgroup::Mounts::probe().map_err(|e| format!("cgroup mounts: {e}"))?;
-    let base = mounts.v2_base().ok_or("cgroup requested but no cgroup v2 hierarchy is mounted")?;
-    if base.exists() {
-        let _ = racelab_cgroup::gc_stale(&base);
-    }
-    racelab_cgroup::Leaf::create(&base, "run").map_err(|e| format!("cgroup leaf: {e}"))
-}
-
-/// Removes the cgroup leaves of runners that died (best effort). Returns how many.
-pub fn gc_stale_leaves() -> usize {
-    let Some(base) = racelab_cgroup::Mounts::probe().ok().and_then(|m| m.v2_base()) else {
-        return 0;
-    };
-    if !base.exists() {
-        return 0;
-    }
-    racelab_cgroup::gc_stale(&base).unwrap_or(0)
 }

@@ -56,10 +56,15 @@
 
 #![forbid(unsafe_code)]
 
+// Bottom to top: each module uses only those above it in this list.
 mod caller;
 mod caps;
+mod entry;
 mod error;
 mod init;
+mod leaf;
+mod modes;
+mod probe;
 mod proc;
 mod ready;
 mod recycle;
@@ -70,17 +75,20 @@ mod spec;
 pub mod workload;
 mod workload_main;
 
-pub use caller::{RUN_MODE, command, run, run_command};
-pub use caps::{Capabilities, Capability, gc_stale_leaves};
+pub use caller::{command, run, run_command};
+pub use caps::{Capabilities, Capability};
+pub use entry::runner_main;
 pub use error::{ErrorKind, SandboxError};
 pub use init::{Init, Reaped, now_ns};
+pub use leaf::gc_stale_leaves;
+pub use modes::{
+    EXIT_PARENT_GONE, EXIT_SETUP, PROBE_SCENARIO, RUN_MODE, SERVE_MODE, WORKLOAD_MODE,
+};
 pub use proc::{Child, Fate};
 pub use ready::ReadyFifo;
 pub use recycle::{Mechanism, NS_LAST_PID_ATTEMPTS, Victim};
-pub use runner::{
-    EXIT_PARENT_GONE, EXIT_SETUP, PROBE_SCENARIO, Scenarios, WORKLOAD_MODE, runner_main,
-};
-pub use server::{SERVE_MODE, Server};
+pub use runner::Scenarios;
+pub use server::Server;
 pub use skip::skip_unless;
 pub use spec::{Fault, RunOutcome, Spec, UserNs};
 pub use workload::{Channel, ReportLine, Workload};

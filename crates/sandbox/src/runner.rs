@@ -1,5 +1,4 @@
-//! The runner's side: [`runner_main`] dispatches the hidden modes of a runner executable, and
-//! `__run` builds the sandbox, forks PID 1, enforces the deadline and prints one JSON report.
+//! The runner's side: `__run` (dispatched by [`crate::runner_main`]) builds the sandbox, forks PID 1, enforces the deadline and prints one JSON report.
 //!
 //! The runner is a fresh exec and stays single-threaded: that is what makes `unshare` of a user
 //! namespace legal and `fork` safe here.
@@ -14,50 +13,16 @@ use rustix::event::{PollFd, PollFlags, Timespec};
 use rustix::process::PidfdFlags;
 use serde_json::Value;
 
-use crate::caller::RUN_MODE;
 use crate::init::Init;
+use crate::modes::{EXIT_PARENT_GONE, EXIT_SETUP, PROBE_SCENARIO};
 use crate::proc::{Fate, poll_readable, try_reap};
 use crate::spec::{Fault, Pid1Message, Report, RunArgs, UserNs};
-
-/// PID 1's exit code when the runner was already dead when it armed `PR_SET_PDEATHSIG`.
-pub const EXIT_PARENT_GONE: i32 = 75;
-/// PID 1's exit code when it could not set up the namespace (mounts, cgroup).
-pub const EXIT_SETUP: i32 = 70;
-/// The argv[1] that selects the workload program in [`runner_main`].
-pub const WORKLOAD_MODE: &str = "__workload";
-/// The built-in scenario [`crate::Capabilities::probe`] runs.
-pub const PROBE_SCENARIO: &str = "__probe";
 
 /// How long the runner waits for a SIGKILLed PID 1 (and its namespace) to be gone.
 const KILL_GRACE: Duration = Duration::from_secs(2);
 
 /// The scenario table of a runner: name, input, PID 1's context -> output or error message.
 pub type Scenarios<'a> = &'a dyn Fn(&str, Value, &mut Init) -> Result<Value, String>;
-
-/// The `main` of a runner executable. Dispatches on argv[1]:
-/// - `__run <json>`: one sandbox run (what [`crate::run`] starts); prints one JSON report;
-/// - `__serve`: a runner server ([`crate::Server`]): one `__run` request per stdin line, each
-///   run in a forked fresh runner, one answer per stdout line;
-/// - `__workload [options]`: the workload program ([`crate::workload`]).
-///
-/// Anything else prints a usage line and exits 2. Never returns.
-pub fn runner_main(scenarios: Scenarios<'_>) -> ! {
-    let args: Vec<String> = std::env::args().collect();
-    match args.get(1).map(String::as_str) {
-        Some(RUN_MODE) if args.len() == 3 => run_mode(&args[2], scenarios),
-        Some(crate::server::SERVE_MODE) if args.len() == 2 => crate::server::serve(scenarios),
-        Some(WORKLOAD_MODE) => crate::workload_main::main(&args[2..]),
-        _ => {
-            eprintln!(
-                "usage: {} __run <json> | __serve | __workload [--ignore-term] [--report P] \
-                 [--ctl P]\n\
-                 (a racelab sandbox runner: started by racelab_sandbox::run, not by hand)",
-                args.first().map_or("runner", String::as_str)
-            );
-            std::process::exit(2)
-        }
-    }
-}
 
 /// One run as `runner __run <json>` does it (also what a [`crate::Server`]'s forked runner does).
 pub(crate) fn run_mode(json: &str, scenarios: Scenarios<'_>) -> ! {
@@ -111,7 +76,7 @@ pub(crate) fn setup_and_run(
         .map_err(|e| format!("sigprocmask: {e}"))?;
     racelab_sys::spawn::reset_to_default(Signal::SIGCHLD)
         .map_err(|e| format!("reset SIGCHLD: {e}"))?;
-    let leaf = if args.spec.cgroup { Some(crate::caps::create_leaf()?) } else { None };
+    let leaf = if args.spec.cgroup { Some(crate::leaf::create_leaf()?) } else { None };
     let user_ns = needs_user_ns(args.spec.user_ns);
     let me = rustix::process::getpid();
     let runner_pidfd = rustix::process::pidfd_open(me, PidfdFlags::empty())
@@ -377,7 +342,7 @@ fn pid1_main(
     let input = args.input.clone();
     let result = catch_unwind(AssertUnwindSafe(|| {
         if args.scenario == PROBE_SCENARIO {
-            Ok(crate::caps::probe_scenario(&mut init))
+            Ok(crate::probe::probe_scenario(&mut init))
         } else {
             scenarios(&args.scenario, input, &mut init)
         }

@@ -40,8 +40,7 @@ use crate::proc::poll_readable;
 use crate::runner::{Capture, Scenarios, needs_user_ns, run_mode, setup_and_run};
 use crate::spec::{Fault, Report, RunArgs, RunOutcome, Spec};
 
-/// The argv[1] that makes a runner executable serve runs ([`Server`]).
-pub const SERVE_MODE: &str = "__serve";
+use crate::modes::SERVE_MODE;
 
 /// How much longer than a run's own bound (`deadline + teardown`) the caller waits for the
 /// server's answer: the server's fork and its kill-and-reap of an overrunning runner.
@@ -268,7 +267,7 @@ fn serve_one(request: &str, scenarios: Scenarios<'_>) -> Served {
             rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL));
         // The server may have died before the prctl: then no signal will ever come.
         if !redirected || armed.is_err() || rustix::process::getppid() != Some(server) {
-            return crate::runner::EXIT_SETUP;
+            return crate::modes::EXIT_SETUP;
         }
         run_mode(request, scenarios)
     });

@@ -25,7 +25,7 @@ use std::os::fd::RawFd;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::runner::WORKLOAD_MODE;
+use crate::modes::WORKLOAD_MODE;
 
 /// Where the workload reports to, or reads commands from.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,0 +1,24 @@
+//! The cgroup v2 leaf of a sandbox run, and the removal of leaves whose runner died. Below both
+//! the runner (which creates a run's leaf) and the caller (which collects stale ones).
+
+/// Creates this run's cgroup v2 leaf `<v2>/racelab/run.<owner>`, after removing leaves whose
+/// owner runner died (SIGKILLed runners cannot clean up).
+pub(crate) fn create_leaf() -> Result<racelab_cgroup::Leaf, String> {
+    let mounts = racelab_cgroup::Mounts::probe().map_err(|e| format!("cgroup mounts: {e}"))?;
+    let base = mounts.v2_base().ok_or("cgroup requested but no cgroup v2 hierarchy is mounted")?;
+    if base.exists() {
+        let _ = racelab_cgroup::gc_stale(&base);
+    }
+    racelab_cgroup::Leaf::create(&base, "run").map_err(|e| format!("cgroup leaf: {e}"))
+}
+
+/// Removes the cgroup leaves of runners that died (best effort). Returns how many.
+pub fn gc_stale_leaves() -> usize {
+    let Some(base) = racelab_cgroup::Mounts::probe().ok().and_then(|m| m.v2_base()) else {
+        return 0;
+    };
+    if !base.exists() {
+        return 0;
+    }
+    racelab_cgroup::gc_stale(&base).unwrap_or(0)
+}
