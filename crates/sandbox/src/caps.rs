@@ -51,6 +51,9 @@ pub struct Capabilities {
     pub clone3_set_tid: Capability,
     /// `PR_SET_CHILD_SUBREAPER` (tried in a child inside a sandbox).
     pub child_subreaper: Capability,
+    /// A seccomp filter with a listener and `WAIT_KILLABLE_RECV` (tried in a child inside a
+    /// sandbox): what syscall points of black-box programs need.
+    pub seccomp_notify: Capability,
     /// A cgroup v2 hierarchy is mounted.
     pub cgroup_v2: Capability,
     /// racelab can create and remove leaves under `<v2>/racelab`.
@@ -111,6 +114,7 @@ impl Capabilities {
             ns_last_pid: from_inside("ns_last_pid"),
             clone3_set_tid: from_inside("set_tid"),
             child_subreaper: from_inside("child_subreaper"),
+            seccomp_notify: from_inside("seccomp_notify"),
             cgroup_v2,
             cgroup_v2_writable: if writable {
                 Capability::yes(format!("created and removed a leaf under {base_text}"))
@@ -143,6 +147,7 @@ impl Capabilities {
             ("ns_last_pid", "ns_last_pid", &self.ns_last_pid),
             ("clone3_set_tid", "clone3 set_tid", &self.clone3_set_tid),
             ("child_subreaper", "child subreaper", &self.child_subreaper),
+            ("seccomp_notify", "seccomp user notification", &self.seccomp_notify),
             ("cgroup_v2", "cgroup v2", &self.cgroup_v2),
             ("cgroup_v2_writable", "cgroup v2 writable", &self.cgroup_v2_writable),
             ("cgroup_kill", "cgroup.kill", &self.cgroup_kill),

@@ -1,5 +1,6 @@
 //! The built-in `__probe` scenario: what PID 1 tries inside a sandbox for
-//! [`crate::Capabilities::probe`] (forcing a PID both ways, becoming a subreaper). Below the
+//! [`crate::Capabilities::probe`] (forcing a PID both ways, becoming a subreaper, a seccomp
+//! filter with a listener). Below the
 //! runner, which runs it; the capability table on top reads its answer.
 
 use std::time::Duration;
@@ -26,6 +27,24 @@ pub(crate) fn probe_scenario(init: &mut Init) -> Value {
         Ok(Ok(Fate::Exited { code: 0 })) => json!({"ok": true, "detail": "prctl works"}),
         other => {
             json!({"ok": false, "detail": format!("prctl(PR_SET_CHILD_SUBREAPER): {other:?}")})
+        }
+    };
+    // Syscall points of black-box programs: a filter with a listener, with the flag that keeps a
+    // parked thread's signals pending (Linux 5.19+), installed by an unprivileged-looking child.
+    let notify = init.fork(|| {
+        use racelab_sys::seccomp::{Filter, ParkedSignals, Rule, Sysno, install_listener};
+        let filter = Filter::new().rule(Rule::notify(Sysno::getppid));
+        match install_listener(&filter, ParkedSignals::DeferUntilAnswered) {
+            Ok(_) => 0,
+            Err(_) => 1,
+        }
+    });
+    out["seccomp_notify"] = match notify.map(|c| c.fate(Duration::from_secs(5))) {
+        Ok(Ok(Fate::Exited { code: 0 })) => {
+            json!({"ok": true, "detail": "a filter with a listener and WAIT_KILLABLE_RECV installs"})
+        }
+        other => {
+            json!({"ok": false, "detail": format!("seccomp(SECCOMP_FILTER_FLAG_NEW_LISTENER | WAIT_KILLABLE_RECV): {other:?} (Linux 5.19+ needed)")})
         }
     };
     out
