@@ -39,6 +39,9 @@ enum Outcome {
 }
 
 fn outcome(cell: &Cell) -> Outcome {
+    if let Some(why) = cell.not_applicable {
+        return Outcome::Skipped(format!("not applicable: {why}"));
+    }
     if cell.as_expected() {
         return Outcome::Passed;
     }

@@ -47,8 +47,12 @@ pub struct CellDocument {
     /// What the catalog expects of this design.
     pub expected: Expected,
     /// The verdict every replay gave (`reproduced`, `prevented`, `not_forced`, `skipped`,
-    /// `lab_error`), or `mixed` when they differ (see `counts`).
+    /// `lab_error`), `mixed` when they differ (see `counts`), or `not_applicable` for a
+    /// black-box program the case does not apply to (nothing ran).
     pub actual: String,
+    /// Why the case does not apply to this program, when it does not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_applicable: Option<String>,
     /// Every replay met the expectation.
     pub as_expected: bool,
     /// How many replays ran.
@@ -161,6 +165,7 @@ impl CellDocument {
         }
         let labels: Vec<&str> = cell.runs.iter().map(|r| verdict_key(&r.verdict)).collect();
         let actual = match labels.first() {
+            _ if cell.not_applicable.is_some() => "not_applicable".to_string(),
             Some(first) if labels.iter().all(|l| l == first) => (*first).to_string(),
             Some(_) => "mixed".to_string(),
             None => "none".to_string(),
@@ -172,6 +177,7 @@ impl CellDocument {
             design: cell.design.name().to_string(),
             expected: expected(&cell.expect),
             actual,
+            not_applicable: cell.not_applicable.map(str::to_string),
             as_expected: cell.as_expected(),
             replays: cell.runs.len() as u32,
             counts,
