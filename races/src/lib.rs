@@ -110,7 +110,7 @@ pub fn replay_as(
     schedule: Option<&str>,
     user: RunAs,
 ) -> ReplayOutput {
-    let (input, spec) = request(race, design, schedule);
+    let (input, spec) = request(race, design, schedule, None);
     let cmd = as_user(racelab_sandbox::command(runner, scenario::SCENARIO, &input, &spec), user);
     answer(racelab_sandbox::run_command(cmd, &spec), race, schedule)
 }
@@ -140,7 +140,19 @@ impl Replayer {
         design: DesignId,
         schedule: Option<&str>,
     ) -> ReplayOutput {
-        let (input, spec) = request(race, design, schedule);
+        self.replay_with(race, design, schedule, None)
+    }
+
+    /// Like [`Replayer::replay`], with the lab's waits shortened or lengthened (`None`: the
+    /// defaults, [`scenario::Patience::DEFAULT`]).
+    pub fn replay_with(
+        &mut self,
+        race: &Race,
+        design: DesignId,
+        schedule: Option<&str>,
+        patience: Option<scenario::Patience>,
+    ) -> ReplayOutput {
+        let (input, spec) = request(race, design, schedule, patience);
         let mut server = match self.server.take() {
             Some(s) => s,
             None => {
@@ -164,11 +176,13 @@ fn request(
     race: &Race,
     design: DesignId,
     schedule: Option<&str>,
+    patience: Option<scenario::Patience>,
 ) -> (serde_json::Value, racelab_sandbox::Spec) {
     let input = ReplayInput {
         race: race.id.to_string(),
         design: design.name().to_string(),
         schedule: schedule.map(str::to_string),
+        patience,
     };
     let spec = racelab_sandbox::Spec {
         deadline: scenario::REPLAY_DEADLINE + Duration::from_secs(3),

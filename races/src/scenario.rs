@@ -36,6 +36,26 @@ pub struct ReplayInput {
     pub design: String,
     /// A schedule replacing the race's own (text form); `Some("")` replays with none.
     pub schedule: Option<String>,
+    /// How long the lab waits for the design (`None`: [`Patience::DEFAULT`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub patience: Option<Patience>,
+}
+
+/// How long the lab waits in one replay: for a parked thread's edge (the hooks' deadline) and
+/// for the whole design. Exploration shortens both to what the design needed in its baseline,
+/// so a generated schedule that deadlocks costs little; a replay of a found schedule uses the
+/// defaults.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Patience {
+    /// The deadline of every wait at a point.
+    pub park: Duration,
+    /// How long the design may take before the lab gives up on it.
+    pub replay: Duration,
+}
+
+impl Patience {
+    /// What every replay gets unless told otherwise.
+    pub const DEFAULT: Patience = Patience { park: Duration::from_secs(1), replay: REPLAY_DEADLINE };
 }
 
 /// What comes back across the process boundary.
@@ -130,6 +150,7 @@ struct Lab<'a> {
     race: &'static Race,
     design: DesignId,
     t0: u64,
+    replay_deadline: Duration,
     events: Vec<Event>,
     w: Workload,
     w_in: OwnedFd,
@@ -156,7 +177,7 @@ pub fn run(input: serde_json::Value, init: &mut Init) -> Result<serde_json::Valu
         .ok_or_else(|| format!("unknown design {}", input.design))?;
     let text = input.schedule.unwrap_or_else(|| race.schedule.to_string());
     let schedule = Schedule::parse(&text).map_err(|e| format!("malformed schedule: {e}"))?;
-    let out = replay(race, design, schedule, init);
+    let out = replay(race, design, schedule, input.patience.unwrap_or(Patience::DEFAULT), init);
     serde_json::to_value(out).map_err(|e| e.to_string())
 }
 
@@ -168,6 +189,7 @@ fn replay(
     race: &'static Race,
     design: DesignId,
     schedule: Schedule,
+    patience: Patience,
     init: &mut Init,
 ) -> ReplayOutput {
     let t0 = init.now_ns();
@@ -181,7 +203,7 @@ fn replay(
             wall_ns: 0,
         };
     }
-    match start(race, design, schedule, init, t0) {
+    match start(race, design, schedule, patience, init, t0) {
         Ok(mut lab) => {
             lab.drive();
             let (verdict, trace, design_report) = lab.judge();
@@ -205,6 +227,7 @@ fn start<'a>(
     race: &'static Race,
     design: DesignId,
     schedule: Schedule,
+    patience: Patience,
     init: &'a mut Init,
     t0: u64,
 ) -> Result<Lab<'a>, String> {
@@ -222,7 +245,7 @@ fn start<'a>(
         {
             return 120;
         }
-        design_process(design, &setup, schedule, link_d, &runner, &lockfile)
+        design_process(design, &setup, schedule, patience.park, link_d, &runner, &lockfile)
     };
     // With KillOuter, `d` is the outer process O; the design process is its child.
     let d = if setup.stop == Stop::KillOuter {
@@ -262,6 +285,7 @@ fn start<'a>(
         race,
         design,
         t0,
+        replay_deadline: patience.replay,
         events: Vec::new(),
         w: Workload::default(),
         w_in: w_stdin_w,
@@ -284,13 +308,14 @@ fn design_process(
     design: DesignId,
     setup: &Setup,
     schedule: Schedule,
+    park: Duration,
     link: UnixStream,
     runner: &std::path::Path,
     lockfile: &std::path::Path,
 ) -> i32 {
     let Ok(actions) = LabActions::new(link) else { return 122 };
     let actions = Arc::new(actions);
-    let options = ArmOptions { deadline: Duration::from_secs(1), ..ArmOptions::default() };
+    let options = ArmOptions { deadline: park, ..ArmOptions::default() };
     let armed = match racelab_hooks::arm(schedule, actions.clone(), options) {
         Ok(a) => a,
         Err(_) => return 123,
@@ -323,7 +348,7 @@ impl Lab<'_> {
     }
 
     fn deadline(&self) -> u64 {
-        self.t0 + REPLAY_DEADLINE.as_nanos() as u64
+        self.t0 + self.replay_deadline.as_nanos() as u64
     }
 
     fn design_done(&self) -> bool {
@@ -481,6 +506,19 @@ impl Lab<'_> {
                 self.interrupt();
                 Ok(())
             }
+            // The outer kill of O1/O3 at a chosen point, before the lab's own (which then
+            // does not happen again): exploration uses it to kill the outer tool early.
+            "kill" if args.first() == Some(&"outer") => {
+                if self.race.setup.stop != Stop::KillOuter {
+                    return Err("this race has no outer process".into());
+                }
+                if !self.truth.outer_killed {
+                    let _ = self.d.signal(Signal::SIGKILL);
+                    self.note("lab", "kill-outer", "SIGKILL to the outer process".into());
+                    self.truth.outer_killed = true;
+                }
+                Ok(())
+            }
             "ready" => self.wait_ready().map(|_| ()),
             "orphans" => {
                 // Hold the caller until the child's burst of orphans is over: every orphan has
@@ -494,7 +532,7 @@ impl Lab<'_> {
                 Ok(())
             }
             other => Err(format!(
-                "unknown lab action {other:?} (known: exit, recycle, interrupt, ready, orphans)"
+                "unknown lab action {other:?} (known: exit, recycle, interrupt, ready, orphans, kill(outer))"
             )),
         }
     }
@@ -597,11 +635,18 @@ impl Lab<'_> {
             self.note(
                 "lab",
                 "deadline",
-                format!("the design did not finish within {REPLAY_DEADLINE:?}"),
+                format!("the design did not finish within {:?}", self.replay_deadline),
             );
         }
         self.truth.design_exit = self.d.fate(Duration::ZERO).ok();
-        if self.race.invariants.contains(&crate::verdict::Invariant::I5NoSurvivors) {
+        // I5 is about what is left once the supervisor returned or died: a design still
+        // supervising a live child at the deadline (no stop was ever asked of it) has not
+        // returned, and its child is not a survivor. (Exploration found this false positive:
+        // Q4b with no schedule reported the running child as a survivor.) A stop that was
+        // asked for and not honoured is I4's to judge.
+        if self.race.invariants.contains(&crate::verdict::Invariant::I5NoSurvivors)
+            && !(self.truth.hung && self.truth.stop_requested_at.is_none())
+        {
             self.truth.survivors =
                 oracle::survivors(self.init, &self.victims, Duration::from_millis(200));
             self.truth.lock_held =
