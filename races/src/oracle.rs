@@ -261,7 +261,19 @@ pub fn judge(
         }
     }
     // I3: an interrupt that reached the supervisor while the child lived reaches the child.
-    if let Some(&(at, true)) = truth.interrupts.first() {
+    // The child's own log is the evidence, and it starts with its `ready` line: a child that
+    // never said ready may have died of the forwarded signal before it could log it (a
+    // supervisor that forwards an interrupt from spawn on kills it mid-exec). Exploration
+    // found the reference "violating" I3 that way; it is unobservable, not a violation.
+    let mut unobservable = None;
+    if let Some(&(_, true)) = truth.interrupts.first()
+        && w.ready_line.is_none()
+        && race.invariants.contains(&Invariant::I3InterruptDelivered)
+    {
+        unobservable = Some(
+            "the child never said ready, so whether the interrupt reached it cannot be observed (it may have died of it before its signal log started)".to_string(),
+        );
+    } else if let Some(&(at, true)) = truth.interrupts.first() {
         let got = w.signals.iter().any(|&(t, s)| t >= at && is_stop_signal(s));
         if !got {
             add(
@@ -324,7 +336,7 @@ pub fn judge(
             None => Verdict::Reproduced { violations: v },
         };
     }
-    if let Some(why) = not_forced {
+    if let Some(why) = not_forced.or(unobservable) {
         return Verdict::NotForced { why };
     }
     if truth.hung {
