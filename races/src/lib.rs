@@ -45,6 +45,7 @@
 pub mod catalog;
 pub mod design;
 pub mod docs;
+pub mod explore;
 pub mod junit;
 pub mod link;
 pub mod matrix;

@@ -55,7 +55,8 @@ pub struct Patience {
 
 impl Patience {
     /// What every replay gets unless told otherwise.
-    pub const DEFAULT: Patience = Patience { park: Duration::from_secs(1), replay: REPLAY_DEADLINE };
+    pub const DEFAULT: Patience =
+        Patience { park: Duration::from_secs(1), replay: REPLAY_DEADLINE };
 }
 
 /// What comes back across the process boundary.
