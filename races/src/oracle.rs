@@ -19,6 +19,9 @@ pub struct Truth {
     pub stop_requested_at: Option<u64>,
     /// How long past the stop request the design was still running when the bound passed.
     pub overran_bound: Option<u64>,
+    /// Time the design spent blocked in lab actions after the stop request (ns): the lab's
+    /// time, added to the I4 bound.
+    pub lab_held_ns: u64,
     /// The outer process was killed.
     pub outer_killed: bool,
     /// The design did not finish before the replay deadline.
@@ -273,7 +276,13 @@ pub fn judge(
         unobservable = Some(
             "the child never said ready, so whether the interrupt reached it cannot be observed (it may have died of it before its signal log started)".to_string(),
         );
-    } else if let Some(&(at, true)) = truth.interrupts.first() {
+    } else if let Some(&(at, true)) = truth.interrupts.first()
+        // A child that ended by itself (the lab's `exit`) before it saw a stop signal was not
+        // left untold by the design: I3 asks that a live child be told, not that the design
+        // beat the child's own exit (exploration found the lab holding the design inside an
+        // action until the child had exited, which no design can beat).
+        && w.exiting.is_none()
+    {
         let got = w.signals.iter().any(|&(t, s)| t >= at && is_stop_signal(s));
         if !got {
             add(

@@ -444,7 +444,15 @@ impl Lab<'_> {
                 continue;
             }
             let Some(action) = line.strip_prefix("req ") else { continue };
-            let answer = match self.act(action) {
+            let began = init_now();
+            let result = self.act(action);
+            // The design waits for the answer: time it spends here after a stop request is the
+            // lab's, not the design's, and extends I4's bound (exploration found a design held
+            // in `exit(child)`, waiting for a child that never said ready, judged as slow).
+            if let Some(stop) = self.truth.stop_requested_at {
+                self.truth.lab_held_ns += init_now().saturating_sub(began.max(stop));
+            }
+            let answer = match result {
                 Ok(()) => "ok\n".to_string(),
                 Err(why) => {
                     self.note("lab", action, format!("failed: {why}"));
@@ -550,7 +558,9 @@ impl Lab<'_> {
     }
 
     fn bound_deadline(&self) -> Option<u64> {
-        self.truth.stop_requested_at.map(|t| t + self.race.setup.bound.as_nanos() as u64)
+        self.truth
+            .stop_requested_at
+            .map(|t| t + self.race.setup.bound.as_nanos() as u64 + self.truth.lab_held_ns)
     }
 
     /// Time-driven and state-driven steps of the scenario.
@@ -593,8 +603,9 @@ impl Lab<'_> {
         {
             self.bound_checked = true;
             if !self.design_done() && self.final_report.is_none() {
+                let stop = self.truth.stop_requested_at.unwrap_or(at);
                 self.truth.overran_bound =
-                    Some(init_now() - self.truth.stop_requested_at.unwrap_or(at));
+                    Some(init_now().saturating_sub(stop + self.truth.lab_held_ns));
                 self.note("lab", "bound", "the design did not return within its bound".into());
                 if let Some(f) = &self.freezer {
                     let _ = f.thaw();
