@@ -152,6 +152,10 @@ struct Lab<'a> {
     design: DesignId,
     t0: u64,
     replay_deadline: Duration,
+    /// Time the design spent waiting for the lab's answers to its actions (ns).
+    held_ns: u64,
+    /// When the lab began serving the action it is serving now.
+    serving_since: Option<u64>,
     events: Vec<Event>,
     w: Workload,
     w_in: OwnedFd,
@@ -287,6 +291,8 @@ fn start<'a>(
         design,
         t0,
         replay_deadline: patience.replay,
+        held_ns: 0,
+        serving_since: None,
         events: Vec::new(),
         w: Workload::default(),
         w_in: w_stdin_w,
@@ -348,8 +354,12 @@ impl Lab<'_> {
         });
     }
 
+    /// When the lab gives up on the design: the replay's deadline, or a little after the I4
+    /// bound of a stop requested late.
     fn deadline(&self) -> u64 {
-        self.t0 + self.replay_deadline.as_nanos() as u64
+        let held = self.held_ns + self.serving_since.map_or(0, |s| init_now().saturating_sub(s));
+        let base = self.t0 + self.replay_deadline.as_nanos() as u64 + held;
+        self.bound_deadline().map_or(base, |bound| base.max(bound + 50_000_000))
     }
 
     fn design_done(&self) -> bool {
@@ -444,13 +454,18 @@ impl Lab<'_> {
                 continue;
             }
             let Some(action) = line.strip_prefix("req ") else { continue };
+            // The design waits for the answer: time it spends here is the lab's, not the
+            // design's. It extends the replay's deadline and, after a stop request, I4's bound
+            // (exploration found a design held in `exit(child)`, waiting for a child that never
+            // said ready, judged as slow and its process as a survivor).
             let began = init_now();
+            self.serving_since = Some(began);
             let result = self.act(action);
-            // The design waits for the answer: time it spends here after a stop request is the
-            // lab's, not the design's, and extends I4's bound (exploration found a design held
-            // in `exit(child)`, waiting for a child that never said ready, judged as slow).
+            self.serving_since = None;
+            let end = init_now();
+            self.held_ns += end - began;
             if let Some(stop) = self.truth.stop_requested_at {
-                self.truth.lab_held_ns += init_now().saturating_sub(began.max(stop));
+                self.truth.lab_held_ns += end.saturating_sub(began.max(stop));
             }
             let answer = match result {
                 Ok(()) => "ok\n".to_string(),
@@ -558,9 +573,10 @@ impl Lab<'_> {
     }
 
     fn bound_deadline(&self) -> Option<u64> {
-        self.truth
-            .stop_requested_at
-            .map(|t| t + self.race.setup.bound.as_nanos() as u64 + self.truth.lab_held_ns)
+        self.truth.stop_requested_at.map(|t| {
+            let serving = self.serving_since.map_or(0, |s| init_now().saturating_sub(s.max(t)));
+            t + self.race.setup.bound.as_nanos() as u64 + self.truth.lab_held_ns + serving
+        })
     }
 
     /// Time-driven and state-driven steps of the scenario.
@@ -630,15 +646,15 @@ impl Lab<'_> {
 
     /// Runs the replay until the design is done (or the deadline), then collects ground truth.
     fn drive(&mut self) {
-        let deadline = self.deadline();
-        let finished = self.pump(
-            &|lab| {
-                lab.design_done()
-                    && (lab.final_report.is_some() || lab.link.eof || lab.truth.outer_killed)
-            },
-            deadline,
-            true,
-        );
+        let done = |lab: &Lab<'_>| {
+            lab.design_done()
+                && (lab.final_report.is_some() || lab.link.eof || lab.truth.outer_killed)
+        };
+        // The deadline grows when a stop is requested late: I4's bound check always happens.
+        let mut finished = false;
+        while !finished && init_now() < self.deadline() {
+            finished = self.pump(&done, self.deadline(), true);
+        }
         // Whatever is still queued (the final report may race the exit).
         self.serve_link();
         self.read_workload();

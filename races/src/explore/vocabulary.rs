@@ -276,8 +276,8 @@ fn failed_action_time(trace: &Trace) -> Duration {
 /// Exploration's patience, from what the probes needed (their failed lab actions left out):
 /// a parked thread waits at most twice the longest a probe took to pass all its points (at
 /// least the race's own timers plus 50 ms, at least 100 ms, at most the default); the design
-/// gets that, plus twice the slowest probe that finished, plus the race's I4 bound, so the
-/// oracle's bound check always comes first.
+/// gets that plus twice the slowest probe that finished (the lab extends it past I4's bound
+/// when a stop is requested, so the bound check always happens).
 fn patience_for(race: &Race, probes: &[Probe]) -> Patience {
     let span = |o: &ReplayOutput| {
         let times: Vec<u64> = passes(&o.trace).iter().map(|(_, _, t)| *t).collect();
@@ -304,8 +304,8 @@ fn patience_for(race: &Race, probes: &[Probe]) -> Patience {
         .max(timers + Duration::from_millis(50))
         .max(Duration::from_millis(100))
         .min(Patience::DEFAULT.park);
-    let replay = (park + slowest * 2 + race.setup.bound + Duration::from_millis(100))
-        .clamp(Duration::from_millis(300), Patience::DEFAULT.replay);
+    let replay = (park + slowest * 2 + Duration::from_millis(100))
+        .clamp(Duration::from_millis(200), Patience::DEFAULT.replay);
     Patience { park, replay }
 }
 
