@@ -607,11 +607,17 @@ impl Lab<'_> {
             self.truth.outer_killed = true;
         }
         if serve && self.w.orphans_done && !self.zombies_counted {
-            self.zombies_counted = true;
             let count = oracle::count_zombies_at_quiescence(self.d.pid(), &self.w.orphans);
-            self.note("lab", "zombies", format!("{count:?}"));
-            self.truth.zombies = Some(count);
-            let _ = self.write_child("exit 0");
+            // A design that sent the lab a request while we looked is waiting for us, not
+            // quiescent: serve it first and count again (exploration found the reference
+            // "leaving" 49 zombies while it sat in `ready(child)` at `reaper.reaped`,
+            // mid-drain, waiting for this very loop).
+            if self.link.buf.is_empty() && !readable(self.link.fd.as_fd(), Duration::ZERO) {
+                self.zombies_counted = true;
+                self.note("lab", "zombies", format!("{count:?}"));
+                self.truth.zombies = Some(count);
+                let _ = self.write_child("exit 0");
+            }
         }
         if let Some(at) = self.bound_deadline()
             && !self.bound_checked
