@@ -186,7 +186,10 @@ fn request(
         patience,
     };
     let spec = racelab_sandbox::Spec {
-        deadline: scenario::REPLAY_DEADLINE + Duration::from_secs(3),
+        // Room for the lab's own deadline (which time held in lab actions extends, up to
+        // REPLAY_DEADLINE + 1.5 s) and its cleanup: a runner killed before its cleanup leaves
+        // an O2 child frozen.
+        deadline: scenario::REPLAY_DEADLINE + Duration::from_secs(5),
         ..racelab_sandbox::Spec::default()
     };
     (serde_json::to_value(&input).unwrap_or_default(), spec)

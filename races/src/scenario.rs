@@ -359,7 +359,11 @@ impl Lab<'_> {
     fn deadline(&self) -> u64 {
         let held = self.held_ns + self.serving_since.map_or(0, |s| init_now().saturating_sub(s));
         let base = self.t0 + self.replay_deadline.as_nanos() as u64 + held;
-        self.bound_deadline().map_or(base, |bound| base.max(bound + 50_000_000))
+        let wanted = self.bound_deadline().map_or(base, |bound| base.max(bound + 50_000_000));
+        // Never past what the sandbox allows the runner (it SIGKILLs an overrunning runner, and
+        // a runner killed before its cleanup leaves a frozen child frozen): keep room for the
+        // cleanup.
+        wanted.min(self.t0 + (REPLAY_DEADLINE + Duration::from_millis(1500)).as_nanos() as u64)
     }
 
     fn design_done(&self) -> bool {
