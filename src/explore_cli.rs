@@ -38,6 +38,9 @@ pub struct ExploreArgs {
     /// Most replays of the brute-force column.
     #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u32).range(1..))]
     stress_cap: u32,
+    /// Most seconds the brute-force column may take per race and design.
+    #[arg(long, value_name = "SECS")]
+    stress_budget: Option<u64>,
     /// Replays of a shrunk schedule with `racelab replay`'s own patience.
     #[arg(long, default_value_t = 5)]
     confirm: u32,
@@ -153,6 +156,7 @@ pub fn explore(args: ExploreArgs) -> anyhow::Result<ExitCode> {
                 record: true,
                 // One brute-force column per cell, with the first strategy.
                 stress: (args.stress && i == 0).then_some(args.stress_cap),
+                stress_budget: args.stress_budget.map(std::time::Duration::from_secs),
             };
             let bar = bar(u64::from(args.cases));
             if let Some(b) = &bar {
@@ -244,8 +248,8 @@ fn ms(d: std::time::Duration) -> String {
 /// The figures table of docs/exploration.md.
 fn markdown(results: &[Exploration]) -> String {
     let mut s = String::from(
-        "| race | design | expected | strategy | cases to first violation | time to it | shrunk schedule (confirmed) | stress: replays to the same violation (time) |\n\
-         |---|---|---|---|---:|---:|---|---|\n",
+        "| race | design | expected | strategy | cases to first violation | time to it | shrunk schedule (confirmed) | catalogued schedule | stress: replays to the same violation (time) |\n\
+         |---|---|---|---|---:|---:|---|---|---|\n",
     );
     for e in results {
         let (cases, after, shrunk) = match (&e.skipped, &e.found) {
@@ -272,9 +276,10 @@ fn markdown(results: &[Exploration]) -> String {
             Some(st) => format!("none in {} ({})", st.replays, ms(st.wall)),
             None => String::new(),
         };
+        let catalogued = e.race.schedule.lines().map(str::trim).collect::<Vec<_>>().join("; ");
         let _ = writeln!(
             s,
-            "| {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | `{}` | {} |",
             e.race.id,
             e.design.name(),
             e.expect.label(),
@@ -282,6 +287,7 @@ fn markdown(results: &[Exploration]) -> String {
             cases,
             after,
             shrunk,
+            catalogued,
             stress
         );
     }

@@ -32,6 +32,7 @@ fn explore(
         regressions: None,
         record: false,
         stress: None,
+        stress_budget: None,
     };
     explore::explore(&mut replayer(), race, design, &config, &mut |_| {})
         .unwrap_or_else(|e| panic!("{} against {}: {e}", race.id, design.name()))

@@ -126,6 +126,8 @@ pub struct ExploreConfig {
     pub record: bool,
     /// Also replay the unforced path up to this many times (the brute-force column).
     pub stress: Option<u32>,
+    /// Most wall time the brute-force column may take (`None`: no limit but the count).
+    pub stress_budget: Option<Duration>,
 }
 
 impl Default for ExploreConfig {
@@ -139,6 +141,7 @@ impl Default for ExploreConfig {
             regressions: None,
             record: false,
             stress: None,
+            stress_budget: None,
         }
     }
 }

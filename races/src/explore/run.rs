@@ -252,28 +252,33 @@ pub(super) fn explore(
             (None, crate::verdict::Expect::Reproduce(list)) => list.to_vec(),
             (None, crate::verdict::Expect::Prevent) => Vec::new(),
         };
-        exploration.stress = Some(stress(replayer, race, design, &want, cap, patience));
+        let budget = config.stress_budget;
+        exploration.stress = Some(stress(replayer, race, design, &want, cap, budget, patience));
     }
     Ok(exploration)
 }
 
-/// Replays the empty schedule until it breaks every invariant of `want` (any invariant when
-/// `want` is empty), at most `cap` times.
+/// Replays the empty schedule (with exploration's patience) until it breaks every invariant
+/// of `want` (any invariant when `want` is empty), at most `cap` times and, with a `budget`,
+/// no longer than that.
 pub(super) fn stress(
     replayer: &mut Replayer,
     race: &Race,
     design: DesignId,
     want: &[Invariant],
     cap: u32,
+    budget: Option<Duration>,
     patience: Option<crate::scenario::Patience>,
 ) -> Stress {
     let start = Instant::now();
-    for i in 1..=cap {
+    let mut replays = 0;
+    while replays < cap && budget.is_none_or(|b| start.elapsed() < b) {
+        replays += 1;
         let out = replayer.replay_with(race, design, Some(""), patience);
         let got = out.verdict.invariants();
         if !got.is_empty() && want.iter().all(|w| got.contains(w)) {
-            return Stress { replays: i, hit: true, wall: start.elapsed() };
+            return Stress { replays, hit: true, wall: start.elapsed() };
         }
     }
-    Stress { replays: cap, hit: false, wall: start.elapsed() }
+    Stress { replays, hit: false, wall: start.elapsed() }
 }
