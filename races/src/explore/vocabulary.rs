@@ -13,6 +13,9 @@ use crate::catalog::{DesignId, Race, Stop};
 use crate::scenario::{Patience, ReplayOutput};
 use crate::verdict::{Invariant, Verdict};
 
+/// The probes' park deadline (and wait for the child's `ready`).
+const PROBE_PARK: Duration = Duration::from_millis(250);
+
 /// A thread of one probe replay: (probe, pid, tid). Threads of different probes are never the
 /// same thread (pids and tids are those of the probe's own namespace).
 pub type ThreadKey = (usize, u32, u32);
@@ -136,9 +139,12 @@ impl Vocabulary {
         design: DesignId,
     ) -> Result<Vocabulary, ProbeFailure> {
         let mut probes: Vec<Probe> = Vec::new();
+        // The default patience, but an action waits at most 250 ms for the child to say
+        // ready: `exit(child)` attached to a point before the spawn waits for nothing.
+        let patience = Patience { park: PROBE_PARK, ..Patience::DEFAULT };
         let mut run = |name: &'static str, schedule: Schedule, probes: &mut Vec<Probe>| {
             let text = schedule.to_string();
-            let output = replayer.replay(race, design, Some(&text));
+            let output = replayer.replay_with(race, design, Some(&text), Some(patience));
             probes.push(Probe { name, schedule, output });
         };
         run("unforced", Schedule::new(), &mut probes);
