@@ -147,3 +147,36 @@ fn a_design_the_race_does_not_run_against_or_zero_cases_is_a_usage_error() {
     let err = explore::explore(&mut replayer(), q1, DesignId::Reference, &zero, &mut |_| {});
     assert!(matches!(err, Err(ExploreError::NoCases)), "{err:?}");
 }
+
+/// A schedule no run can meet comes back as a verdict, never a crash or a hang: an edge whose
+/// later point's thread would wait for itself is unrealizable at once in the reference (its
+/// actors are bound to one thread) and stuck until the park deadline in a threaded design.
+#[test]
+fn a_thread_waiting_for_itself_is_reported_not_crashed() {
+    let race = catalog::find("Q1").unwrap();
+    let patience = races::scenario::Patience {
+        park: std::time::Duration::from_millis(100),
+        replay: std::time::Duration::from_millis(500),
+    };
+    let mut replayer = replayer();
+    let out = replayer.replay_with(
+        race,
+        DesignId::Reference,
+        Some("main.classified < main.spawned"),
+        Some(patience),
+    );
+    assert!(
+        out.trace.events.iter().any(|e| e.kind == racelab_hooks::EventKind::Unrealizable),
+        "{:?}\n{}",
+        out.verdict,
+        out.trace
+    );
+    assert!(!matches!(out.verdict, Verdict::Reproduced { .. } | Verdict::LabError { .. }));
+    let out = replayer.replay_with(
+        race,
+        DesignId::GlobalAtomics,
+        Some("main.classified < main.spawned"),
+        Some(patience),
+    );
+    assert!(matches!(out.verdict, Verdict::NotForced { .. }), "{:?}", out.verdict);
+}
