@@ -190,10 +190,13 @@ pub(super) fn explore(
         Err(TestError::Abort(reason)) => {
             return Err(ExploreError::Aborted { reason: reason.to_string() });
         }
-        Err(TestError::Fail(_, steps)) => {
+        Err(TestError::Fail(reason, steps)) => {
             let shrunk = Schedule { steps };
-            let (case, after, generated, first_out) =
-                st.first.expect("a failure was recorded before proptest reported it");
+            // Only a reproduced verdict fails a case; anything else (a panic in the lab) is
+            // proptest's failure, not a finding.
+            let Some((case, after, generated, first_out)) = st.first else {
+                return Err(ExploreError::Aborted { reason: reason.to_string() });
+            };
             let (violations, trace) = match st.last_failure {
                 Some((s, out)) if s == shrunk => match out.verdict {
                     Verdict::Reproduced { violations } => (violations, out.trace),
