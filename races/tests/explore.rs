@@ -102,8 +102,8 @@ fn reference_holds_under_pct_schedules_of_q3() {
 }
 
 /// Every schedule kept in proptest-regressions/explore still does what it did: a legacy
-/// design breaks (at least once in three replays: some findings are timing-dependent beyond
-/// the schedule), the reference never.
+/// design breaks (at least once in eight replays: some findings are timing-dependent beyond
+/// the schedule), the reference never (in three).
 #[test]
 fn kept_schedules_replay_as_recorded() {
     let dir = explore::regressions::default_dir();
@@ -113,8 +113,15 @@ fn kept_schedules_replay_as_recorded() {
             let file = explore::regressions::path(&dir, race, design);
             for schedule in explore::regressions::load(&file).expect("a readable regression file") {
                 let text = schedule.to_string();
-                let verdicts: Vec<Verdict> =
-                    (0..3).map(|_| replayer.replay(race, design, Some(&text)).verdict).collect();
+                // A legacy finding may be timing-dependent beyond its schedule (the file says
+                // how often it was confirmed): up to 8 replays, stopping at the first break.
+                let mut verdicts: Vec<Verdict> = Vec::new();
+                while verdicts.len() < 8
+                    && !verdicts.iter().any(|v| matches!(v, Verdict::Reproduced { .. }))
+                    && (expect != races::verdict::Expect::Prevent || verdicts.len() < 3)
+                {
+                    verdicts.push(replayer.replay(race, design, Some(&text)).verdict);
+                }
                 if verdicts.iter().any(|v| matches!(v, Verdict::Skipped { .. })) {
                     continue;
                 }
