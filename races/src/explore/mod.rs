@@ -122,7 +122,8 @@ pub struct ExploreConfig {
     pub confirm: u32,
     /// Where regression files are read (and written, with `record`); `None`: not at all.
     pub regressions: Option<PathBuf>,
-    /// Append a new finding to its regression file.
+    /// Append a new finding to its regression file (when `racelab replay` confirmed it in
+    /// most of the `confirm` replays).
     pub record: bool,
     /// Also replay the unforced path up to this many times (the brute-force column).
     pub stress: Option<u32>,

@@ -228,7 +228,10 @@ pub(super) fn explore(
                 confirmed,
                 confirm_runs: config.confirm,
             };
-            if let (Some(file), true) = (&file, config.record) {
+            // A regression file is a gate: keep only what `racelab replay` shows most of the
+            // time. A finding confirmed less often is reported, not kept.
+            let steady = found.confirm_runs == 0 || found.confirmed * 2 > found.confirm_runs;
+            if let (Some(file), true, true) = (&file, config.record, steady) {
                 let ids: Vec<&str> = found.violations.iter().map(|v| v.invariant.id()).collect();
                 let note = format!(
                     "{}: {}, seed {}, case {}, confirmed {}/{}",
