@@ -12,10 +12,11 @@
 //! breaks an invariant, lets proptest shrink it to a minimal schedule you can paste:
 //!
 //! ```text
-//! $ racelab explore Q1 --design global_atomics
-//! Q1 against global_atomics (random, seed 0): I1 broken at case 212 after 9.1 s
-//!   shrunk in 23 replays, confirmed 5/5:
-//!   racelab replay Q1 --design global_atomics --schedule 'on escalation.pid_loaded: exit(child); on main.reaped: recycle(child); main.reaped < escalation.before_kill'
+//! $ racelab explore Q4 --design global_atomics
+//! Q4 against global_atomics (random, seed 0): I3 broken at case 15 after 5.6 s
+//!   shrunk in 3 replays, confirmed 5/5:
+//!   racelab replay Q4 --design global_atomics --schedule 'on main.spawned: interrupt(design)'
+//!   violated I3 interrupt delivered: SIGINT reached the supervisor while the child lived; the child never saw SIGINT/SIGTERM/SIGHUP (it saw [])
 //! ```
 //!
 //! # The model
