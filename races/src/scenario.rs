@@ -156,6 +156,8 @@ struct Lab<'a> {
     park: Duration,
     /// Time the design spent waiting for the lab's answers to its actions (ns).
     held_ns: u64,
+    /// `spare(outer)` ran: the lab does not kill the outer process this replay.
+    outer_spared: bool,
     /// When the lab began serving the action it is serving now.
     serving_since: Option<u64>,
     events: Vec<Event>,
@@ -295,6 +297,7 @@ fn start<'a>(
         replay_deadline: patience.replay,
         park: patience.park,
         held_ns: 0,
+        outer_spared: false,
         serving_since: None,
         events: Vec::new(),
         w: Workload::default(),
@@ -541,6 +544,12 @@ impl Lab<'_> {
                 self.interrupt();
                 Ok(())
             }
+            // Exploration's probes: no outer kill this replay, so a design that would die
+            // with its outer process runs to the end and reports the points it passed.
+            "spare" if args.first() == Some(&"outer") => {
+                self.outer_spared = true;
+                Ok(())
+            }
             // The outer kill of O1/O3 at a chosen point, before the lab's own (which then
             // does not happen again): exploration uses it to kill the outer tool early.
             "kill" if args.first() == Some(&"outer") => {
@@ -567,7 +576,7 @@ impl Lab<'_> {
                 Ok(())
             }
             other => Err(format!(
-                "unknown lab action {other:?} (known: exit, recycle, interrupt, ready, orphans, kill(outer))"
+                "unknown lab action {other:?} (known: exit, recycle, interrupt, ready, orphans, kill(outer), spare(outer))"
             )),
         }
     }
@@ -611,6 +620,7 @@ impl Lab<'_> {
         if self.race.setup.stop == Stop::KillOuter
             && self.started
             && !self.truth.outer_killed
+            && !self.outer_spared
             && (self.race.setup.child_start.is_none() || self.w.tree.is_some())
         {
             let _ = self.d.signal(Signal::SIGKILL);

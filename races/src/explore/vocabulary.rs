@@ -55,16 +55,18 @@ pub struct Vocabulary {
 
 /// The lab actions a race's setup makes meaningful, in a fixed order.
 ///
-/// The child may exit or be waited for in any race; the design may be interrupted in any race.
-/// A recycled PID only matters where the oracle watches victims (I1); orphans only where the
+/// The child may exit or be waited for in any race; the design may be interrupted in any race
+/// without an outer process. A recycled PID only matters where the oracle watches victims (I1); orphans only where the
 /// child's setup forks them; the outer kill only where there is an outer process.
 pub fn actions_for(race: &Race) -> Vec<Action> {
     let ident = |s: &str| Arg::Ident(s.to_string());
-    let mut v = vec![
-        Action::new("exit", vec![ident("child")]),
-        Action::new("ready", vec![ident("child")]),
-        Action::new("interrupt", vec![ident("design")]),
-    ];
+    let mut v =
+        vec![Action::new("exit", vec![ident("child")]), Action::new("ready", vec![ident("child")])];
+    // Where there is an outer process the lab's interrupt reaches it, not the design: that is
+    // `kill(outer)` again (with SIGINT), and the design dies with no report to judge.
+    if race.setup.stop != Stop::KillOuter {
+        v.push(Action::new("interrupt", vec![ident("design")]));
+    }
     if race.invariants.contains(&Invariant::I1NoStraySignal) {
         v.push(Action::new("recycle", vec![ident("child")]));
     }
@@ -103,13 +105,13 @@ fn passes(trace: &Trace) -> Vec<(At, (u32, u32), u64)> {
         .collect()
 }
 
-/// A schedule attaching `action` to every point of the catalog: the first point the design
-/// passes runs it, later ones fail harmlessly (the oracle then says `not forced`).
-fn everywhere(action: Action) -> Schedule {
+/// A schedule attaching `actions` to every point of the catalog: the first point the design
+/// passes runs them, later ones fail harmlessly (the oracle then says `not forced`).
+fn everywhere(actions: &[Action]) -> Schedule {
     let steps = points::ALL
         .iter()
         .filter(|p| actions_allowed_at(p))
-        .map(|p| Step::On { at: At::first(*p), action: action.clone() })
+        .flat_map(|p| actions.iter().map(|a| Step::On { at: At::first(*p), action: a.clone() }))
         .collect();
     Schedule { steps }
 }
@@ -129,7 +131,8 @@ impl Vocabulary {
     /// 1. `unforced`: the empty schedule, the path the design takes when nobody forces anything;
     /// 2. `child exits`: `exit(child)` attached to every point, so a design that would wait
     ///    forever for its child (no duration, no stop) runs to the end and shows its points
-    ///    (the first point reached exits the child; later ones fail harmlessly);
+    ///    (the first point reached exits the child; later ones fail harmlessly); where the lab
+    ///    would kill an outer process, `spare(outer)` first, so the design lives to report;
     /// 3. `interrupted`: the same, plus `interrupt(design)` at the last point passed so far,
     ///    so the design's interrupt path shows its points too, late enough not to race
     ///    anything.
@@ -154,7 +157,14 @@ impl Vocabulary {
             _ => {}
         }
         let ident = |s: &str| Arg::Ident(s.to_string());
-        let exits = everywhere(Action::new("exit", vec![ident("child")]));
+        // Where the lab kills an outer process once the child is up (O1, O3), the design dies
+        // with it and its trace is lost: these probes spare the outer process.
+        let mut first = Vec::new();
+        if race.setup.stop == Stop::KillOuter {
+            first.push(Action::new("spare", vec![ident("outer")]));
+        }
+        first.push(Action::new("exit", vec![ident("child")]));
+        let exits = everywhere(&first);
         run("child exits", exits.clone(), &mut probes);
         let last = probes
             .iter()
@@ -390,11 +400,12 @@ mod tests {
         assert_eq!(names("Q3"), ["exit", "ready", "interrupt"]);
         assert!(names("Z1").contains(&"orphans".to_string()));
         assert!(names("O1").contains(&"kill".to_string()));
+        assert!(!names("O1").contains(&"interrupt".to_string()));
     }
 
     #[test]
     fn no_action_is_attached_to_a_point_that_may_sit_in_a_signal_handler() {
-        let s = everywhere(Action::new("exit", vec![]));
+        let s = everywhere(&[Action::new("exit", vec![])]);
         assert!(s.actions().all(|(at, _)| at.point.actor() != "signal"));
         assert!(s.actions().count() > 5);
     }
