@@ -71,9 +71,12 @@ fn global_atomics_drops_an_interrupt_during_spawn_found_by_exploration() {
     finds("Q4", DesignId::GlobalAtomics, 30, 0);
 }
 
+/// The bound is wide: Z2's points vary from run to run (whether the reaper passes its points
+/// depends on who reaps first), so the draws do too, and the finding itself is racy (the
+/// reaper wins the status about 4 times in 5): a few percent of schedules break it.
 #[test]
 fn greedy_reaper_loses_the_main_childs_status_found_by_exploration() {
-    finds("Z2", DesignId::GreedyReaper, 40, 0);
+    finds("Z2", DesignId::GreedyReaper, 150, 0);
 }
 
 #[test]

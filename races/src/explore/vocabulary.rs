@@ -41,7 +41,8 @@ pub struct Vocabulary {
     /// Each thread's occurrences in the order it passed them; an occurrence belongs to the
     /// thread of the first probe that passed it. Ordered by (probe, first pass time).
     pub threads: Vec<Vec<At>>,
-    /// The lab actions this race makes meaningful.
+    /// The lab actions this race makes meaningful (without `interrupt(design)` for a design
+    /// that dies of SIGINT before it can report).
     pub actions: Vec<Action>,
     /// Indices into `points` where an action may be attached.
     pub action_points: Vec<usize>,
@@ -245,11 +246,24 @@ impl Vocabulary {
         let action_points =
             (0..points.len()).filter(|&i| actions_allowed_at(points[i].0)).collect();
         let patience = patience_for(race, &probes);
+        // A design the interrupted probe did not survive long enough to report (no handler:
+        // SIGINT's default action killed it) gets no `interrupt(design)`: drawing it would only
+        // end replays with nothing to judge.
+        let reported = |name: &str| {
+            probes.iter().any(|p| p.name == name && !passes(&p.output.trace).is_empty())
+        };
+        let dies_of_interrupt = probes.iter().any(|p| p.name == "interrupted")
+            && !reported("interrupted")
+            && reported("child exits");
+        let mut actions = actions_for(race);
+        if dies_of_interrupt {
+            actions.retain(|a| a.name != "interrupt");
+        }
         Vocabulary {
             points,
             threads_of,
             threads,
-            actions: actions_for(race),
+            actions,
             action_points,
             edge_pairs,
             patience,
