@@ -136,6 +136,14 @@ fn usage_errors_exit_2_and_name_what_was_wrong() {
         (&["replay", "--schedule", "main.reaepd < main.spawned"][..], "malformed --schedule"),
         (&["--repeat", "0"][..], "--repeat"),
         (&["replay", "Z1", "--design", "global_atomics"][..], "no race of"),
+        (&["explore", "Q9"][..], "unknown race \"Q9\""),
+        (&["explore", "--design", "nope"][..], "unknown design \"nope\""),
+        (
+            &["explore", "Z1", "--design", "global_atomics"][..],
+            "Z1 does not run against global_atomics",
+        ),
+        (&["explore", "--cases", "0"][..], "--cases"),
+        (&["explore", "--strategy", "dfs"][..], "--strategy"),
     ] {
         let out = racelab(args);
         let err = String::from_utf8_lossy(&out.stderr);

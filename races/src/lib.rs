@@ -25,7 +25,7 @@
 //! # Running it
 //!
 //! `cargo test -p races` replays every race against every design it applies to,
-//! `RACES_REPEAT` times each (default 20): a legacy design must reproduce every time, the
+//! `RACES_REPEAT` times each (default 10): a legacy design must reproduce every time, the
 //! reference never. `racelab replay Q1 --design global_atomics --repeat 1000` is the long run;
 //! `--schedule` replaces a race's schedule, `--format mermaid` draws the timeline.
 //!
@@ -47,6 +47,7 @@ pub mod catalog;
 pub mod conformance;
 pub mod design;
 pub mod docs;
+pub mod explore;
 pub mod junit;
 pub mod link;
 pub mod matrix;
@@ -117,7 +118,7 @@ pub fn replay_as(
     schedule: Option<&str>,
     user: RunAs,
 ) -> ReplayOutput {
-    let (input, spec) = request(race, design, schedule);
+    let (input, spec) = request(race, design, schedule, None);
     let cmd = as_user(racelab_sandbox::command(runner, scenario::SCENARIO, &input, &spec), user);
     answer(racelab_sandbox::run_command(cmd, &spec), race, schedule)
 }
@@ -196,7 +197,19 @@ impl Replayer {
         design: DesignId,
         schedule: Option<&str>,
     ) -> ReplayOutput {
-        let (input, spec) = request(race, design, schedule);
+        self.replay_with(race, design, schedule, None)
+    }
+
+    /// Like [`Replayer::replay`], with the lab's waits shortened or lengthened (`None`: the
+    /// defaults, [`scenario::Patience::DEFAULT`]).
+    pub fn replay_with(
+        &mut self,
+        race: &Race,
+        design: DesignId,
+        schedule: Option<&str>,
+        patience: Option<scenario::Patience>,
+    ) -> ReplayOutput {
+        let (input, spec) = request(race, design, schedule, patience);
         self.run(scenario::SCENARIO, input, spec, race, schedule)
     }
 }
@@ -206,14 +219,19 @@ fn request(
     race: &Race,
     design: DesignId,
     schedule: Option<&str>,
+    patience: Option<scenario::Patience>,
 ) -> (serde_json::Value, racelab_sandbox::Spec) {
     let input = ReplayInput {
         race: race.id.to_string(),
         design: design.name().to_string(),
         schedule: schedule.map(str::to_string),
+        patience,
     };
     let spec = racelab_sandbox::Spec {
-        deadline: scenario::REPLAY_DEADLINE + Duration::from_secs(3),
+        // Room for the lab's own deadline (which time held in lab actions extends, up to
+        // REPLAY_DEADLINE + 1.5 s) and its cleanup: a runner killed before its cleanup leaves
+        // an O2 child frozen.
+        deadline: scenario::REPLAY_DEADLINE + Duration::from_secs(5),
         ..racelab_sandbox::Spec::default()
     };
     (serde_json::to_value(&input).unwrap_or_default(), spec)

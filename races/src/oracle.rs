@@ -19,6 +19,9 @@ pub struct Truth {
     pub stop_requested_at: Option<u64>,
     /// How long past the stop request the design was still running when the bound passed.
     pub overran_bound: Option<u64>,
+    /// Time the design spent blocked in lab actions after the stop request (ns): the lab's
+    /// time, added to the I4 bound.
+    pub lab_held_ns: u64,
     /// The outer process was killed.
     pub outer_killed: bool,
     /// The lab SIGKILLed the design process itself, the child's parent (P1).
@@ -42,6 +45,10 @@ pub struct Truth {
     /// Whether the supervisor sent SIGKILL, when the lab saw it at the syscall (black-box
     /// programs); `None`: read it from the design's escalation points in the trace.
     pub sigkill_seen: Option<bool>,
+    /// When the lab saw the supervisor send a stop signal (SIGINT, SIGTERM, SIGHUP) to another
+    /// process at the syscall (black-box programs): the times it was let go. Ground truth that
+    /// an interrupt was forwarded when the child died of it before its own log began.
+    pub stop_signals_sent: Vec<u64>,
     /// Signals delivered one by one to the supervisor once the child was ready (F1): each must
     /// reach the child. (time, signal).
     pub forwarded: Vec<(u64, i32)>,
@@ -325,10 +332,29 @@ pub fn judge(
             );
         }
     }
-    // I3: an interrupt that reached the supervisor while the child lived reaches the child. A
-    // child that never started never lived (a supervisor that died of the signal first).
+    // I3: an interrupt that reached the supervisor while the child lived reaches the child.
+    // The child's own log is the evidence, and it starts with its `ready` line: a child that
+    // never said ready may have died of the forwarded signal before it could log it (a
+    // supervisor that forwards an interrupt from spawn on kills it mid-exec). Exploration
+    // found the reference "violating" I3 that way; it is unobservable, not a violation.
+    let mut unobservable = None;
+    // A black-box program's forward is seen at its kill syscall: that is the evidence then.
+    let forwarded_at_syscall = |at: u64| truth.stop_signals_sent.iter().any(|&t| t >= at);
     if let Some(&(at, true)) = truth.interrupts.first()
-        && w.ready_line.is_some()
+        && w.ready_line.is_none()
+        && race.invariants.contains(&Invariant::I3InterruptDelivered)
+        && !forwarded_at_syscall(at)
+    {
+        unobservable = Some(
+            "the child never said ready, so whether the interrupt reached it cannot be observed (it may have died of it before its signal log started)".to_string(),
+        );
+    } else if let Some(&(at, true)) = truth.interrupts.first()
+        // A child that ended by itself (the lab's `exit`) before it saw a stop signal was not
+        // left untold by the design: I3 asks that a live child be told, not that the design
+        // beat the child's own exit (exploration found the lab holding the design inside an
+        // action until the child had exited, which no design can beat).
+        && w.exiting.is_none()
+        && !(w.ready_line.is_none() && forwarded_at_syscall(at))
     {
         let got = w.signals.iter().any(|&(t, s)| t >= at && is_stop_signal(s));
         if !got {
@@ -410,7 +436,7 @@ pub fn judge(
             None => Verdict::Reproduced { violations: v },
         };
     }
-    if let Some(why) = not_forced {
+    if let Some(why) = not_forced.or(unobservable) {
         return Verdict::NotForced { why };
     }
     if truth.hung {

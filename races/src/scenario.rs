@@ -36,6 +36,27 @@ pub struct ReplayInput {
     pub design: String,
     /// A schedule replacing the race's own (text form); `Some("")` replays with none.
     pub schedule: Option<String>,
+    /// How long the lab waits for the design (`None`: [`Patience::DEFAULT`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub patience: Option<Patience>,
+}
+
+/// How long the lab waits in one replay: for a parked thread's edge (the hooks' deadline) and
+/// for the whole design. Exploration shortens both to what the design needed in its baseline,
+/// so a generated schedule that deadlocks costs little; a replay of a found schedule uses the
+/// defaults.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Patience {
+    /// The deadline of every wait at a point.
+    pub park: Duration,
+    /// How long the design may take before the lab gives up on it.
+    pub replay: Duration,
+}
+
+impl Patience {
+    /// What every replay gets unless told otherwise.
+    pub const DEFAULT: Patience =
+        Patience { park: Duration::from_secs(1), replay: REPLAY_DEADLINE };
 }
 
 /// What comes back across the process boundary.
@@ -158,6 +179,15 @@ struct Lab<'a> {
     race: &'static Race,
     design: DesignId,
     t0: u64,
+    replay_deadline: Duration,
+    /// The hooks' park deadline: also how long an action waits for the child to say ready.
+    park: Duration,
+    /// Time the design spent waiting for the lab's answers to its actions (ns).
+    held_ns: u64,
+    /// `spare(outer)` ran: the lab does not kill the outer process this replay.
+    outer_spared: bool,
+    /// When the lab began serving the action it is serving now.
+    serving_since: Option<u64>,
     events: Vec<Event>,
     w: Workload,
     w_in: OwnedFd,
@@ -188,7 +218,7 @@ pub fn run(input: serde_json::Value, init: &mut Init) -> Result<serde_json::Valu
         .ok_or_else(|| format!("unknown design {}", input.design))?;
     let text = input.schedule.unwrap_or_else(|| race.schedule.to_string());
     let schedule = Schedule::parse(&text).map_err(|e| format!("malformed schedule: {e}"))?;
-    let out = replay(race, design, schedule, init);
+    let out = replay(race, design, schedule, input.patience.unwrap_or(Patience::DEFAULT), init);
     serde_json::to_value(out).map_err(|e| e.to_string())
 }
 
@@ -200,6 +230,7 @@ fn replay(
     race: &'static Race,
     design: DesignId,
     schedule: Schedule,
+    patience: Patience,
     init: &mut Init,
 ) -> ReplayOutput {
     let t0 = init.now_ns();
@@ -213,7 +244,7 @@ fn replay(
             wall_ns: 0,
         };
     }
-    match start(race, design, schedule, init, t0) {
+    match start(race, design, schedule, patience, init, t0) {
         Ok(mut lab) => {
             lab.drive();
             let (verdict, trace, design_report) = lab.judge();
@@ -237,6 +268,7 @@ fn start<'a>(
     race: &'static Race,
     design: DesignId,
     schedule: Schedule,
+    patience: Patience,
     init: &'a mut Init,
     t0: u64,
 ) -> Result<Lab<'a>, String> {
@@ -262,7 +294,7 @@ fn start<'a>(
         {
             return 120;
         }
-        design_process(design, &setup, schedule, link_d, &runner, &lockfile, hang_r)
+        design_process(design, &setup, schedule, patience.park, link_d, &runner, &lockfile, hang_r)
     };
     // With KillOuter, `d` is the outer process O; the design process is its child.
     let d = if setup.stop == Stop::KillOuter {
@@ -302,6 +334,11 @@ fn start<'a>(
         race,
         design,
         t0,
+        replay_deadline: patience.replay,
+        park: patience.park,
+        held_ns: 0,
+        outer_spared: false,
+        serving_since: None,
         events: Vec::new(),
         w: Workload::default(),
         w_in: w_stdin_w,
@@ -322,10 +359,12 @@ fn start<'a>(
 }
 
 /// The design process: arm the schedule, run the design, report.
+#[allow(clippy::too_many_arguments)] // the design process's whole world, handed over once at fork
 fn design_process(
     design: DesignId,
     setup: &Setup,
     schedule: Schedule,
+    park: Duration,
     link: UnixStream,
     runner: &std::path::Path,
     lockfile: &std::path::Path,
@@ -333,7 +372,7 @@ fn design_process(
 ) -> i32 {
     let Ok(actions) = LabActions::new(link) else { return 122 };
     let actions = Arc::new(actions);
-    let options = ArmOptions { deadline: Duration::from_secs(1), ..ArmOptions::default() };
+    let options = ArmOptions { deadline: park, ..ArmOptions::default() };
     let armed = match racelab_hooks::arm(schedule, actions.clone(), options) {
         Ok(a) => a,
         Err(_) => return 123,
@@ -411,8 +450,16 @@ impl Lab<'_> {
         });
     }
 
+    /// When the lab gives up on the design: the replay's deadline, or a little after the I4
+    /// bound of a stop requested late.
     fn deadline(&self) -> u64 {
-        self.t0 + REPLAY_DEADLINE.as_nanos() as u64
+        let held = self.held_ns + self.serving_since.map_or(0, |s| init_now().saturating_sub(s));
+        let base = self.t0 + self.replay_deadline.as_nanos() as u64 + held;
+        let wanted = self.bound_deadline().map_or(base, |bound| base.max(bound + 50_000_000));
+        // Never past what the sandbox allows the runner (it SIGKILLs an overrunning runner, and
+        // a runner killed before its cleanup leaves a frozen child frozen): keep room for the
+        // cleanup.
+        wanted.min(self.t0 + (REPLAY_DEADLINE + Duration::from_millis(1500)).as_nanos() as u64)
     }
 
     fn design_done(&self) -> bool {
@@ -495,7 +542,20 @@ impl Lab<'_> {
                 continue;
             }
             let Some(action) = line.strip_prefix("req ") else { continue };
-            let answer = match self.act(action) {
+            // The design waits for the answer: time it spends here is the lab's, not the
+            // design's. It extends the replay's deadline and, after a stop request, I4's bound
+            // (exploration found a design held in `exit(child)`, waiting for a child that never
+            // said ready, judged as slow and its process as a survivor).
+            let began = init_now();
+            self.serving_since = Some(began);
+            let result = self.act(action);
+            self.serving_since = None;
+            let end = init_now();
+            self.held_ns += end - began;
+            if let Some(stop) = self.truth.stop_requested_at {
+                self.truth.lab_held_ns += end.saturating_sub(began.max(stop));
+            }
+            let answer = match result {
                 Ok(()) => "ok\n".to_string(),
                 Err(why) => {
                     self.note("lab", action, format!("failed: {why}"));
@@ -514,7 +574,11 @@ impl Lab<'_> {
     }
 
     fn wait_ready(&mut self) -> Result<i32, String> {
-        let deadline = (init_now() + 1_000_000_000).min(self.deadline());
+        // As long as a parked thread may wait: an action attached before the design spawned
+        // its child waits for nothing (the design is blocked in it), so the wait is the lab's
+        // patience, not a fixed second.
+        let wait = self.park.min(Duration::from_secs(1)).as_nanos() as u64;
+        let deadline = (init_now() + wait).min(self.deadline());
         if !self.pump(&|lab| lab.w.pid.is_some(), deadline, false) {
             return Err("the child never said ready".into());
         }
@@ -560,6 +624,19 @@ impl Lab<'_> {
                 self.victims.push(victim);
                 Ok(())
             }
+            // The outer kill of O1/O3 at a chosen point, before the lab's own (which then
+            // does not happen again): exploration uses it to kill the outer tool early.
+            "kill" if args.first() == Some(&"outer") => {
+                if self.race.setup.stop != Stop::KillOuter {
+                    return Err("this race has no outer process".into());
+                }
+                if !self.truth.outer_killed {
+                    let _ = self.d.signal(Signal::SIGKILL);
+                    self.note("lab", "kill-outer", "SIGKILL to the outer process".into());
+                    self.truth.outer_killed = true;
+                }
+                Ok(())
+            }
             "kill" => {
                 // `kill(design)`: the design process dies here, where the schedule put it (P1).
                 self.kill_design("scheduled");
@@ -581,6 +658,12 @@ impl Lab<'_> {
                 self.interrupt();
                 Ok(())
             }
+            // Exploration's probes: no outer kill this replay, so a design that would die
+            // with its outer process runs to the end and reports the points it passed.
+            "spare" if args.first() == Some(&"outer") => {
+                self.outer_spared = true;
+                Ok(())
+            }
             "ready" => self.wait_ready().map(|_| ()),
             "orphans" => {
                 // Hold the caller until the child's burst of orphans is over: every orphan has
@@ -595,7 +678,7 @@ impl Lab<'_> {
             }
             other => Err(format!(
                 "unknown lab action {other:?} (known: exit, recycle, interrupt, ready, orphans, \
-                 kill, tree)"
+                 kill(design), kill(outer), spare(outer), tree)"
             )),
         }
     }
@@ -636,7 +719,10 @@ impl Lab<'_> {
     }
 
     fn bound_deadline(&self) -> Option<u64> {
-        self.truth.stop_requested_at.map(|t| t + self.race.setup.bound.as_nanos() as u64)
+        self.truth.stop_requested_at.map(|t| {
+            let serving = self.serving_since.map_or(0, |s| init_now().saturating_sub(s.max(t)));
+            t + self.race.setup.bound.as_nanos() as u64 + self.truth.lab_held_ns + serving
+        })
     }
 
     /// Time-driven and state-driven steps of the scenario.
@@ -670,6 +756,7 @@ impl Lab<'_> {
         if self.race.setup.stop == Stop::KillOuter
             && self.started
             && !self.truth.outer_killed
+            && !self.outer_spared
             && (self.race.setup.child_start.is_none() || self.w.tree.is_some())
         {
             let _ = self.d.signal(Signal::SIGKILL);
@@ -677,11 +764,17 @@ impl Lab<'_> {
             self.truth.outer_killed = true;
         }
         if serve && self.w.orphans_done && !self.zombies_counted {
-            self.zombies_counted = true;
             let count = oracle::count_zombies_at_quiescence(self.d.pid(), &self.w.orphans);
-            self.note("lab", "zombies", format!("{count:?}"));
-            self.truth.zombies = Some(count);
-            let _ = self.write_child("exit 0");
+            // A design that sent the lab a request while we looked is waiting for us, not
+            // quiescent: serve it first and count again (exploration found the reference
+            // "leaving" 49 zombies while it sat in `ready(child)` at `reaper.reaped`,
+            // mid-drain, waiting for this very loop).
+            if self.link.buf.is_empty() && !readable(self.link.fd.as_fd(), Duration::ZERO) {
+                self.zombies_counted = true;
+                self.note("lab", "zombies", format!("{count:?}"));
+                self.truth.zombies = Some(count);
+                let _ = self.write_child("exit 0");
+            }
         }
         if let Some(at) = self.bound_deadline()
             && !self.bound_checked
@@ -689,8 +782,9 @@ impl Lab<'_> {
         {
             self.bound_checked = true;
             if !self.design_done() && self.final_report.is_none() {
+                let stop = self.truth.stop_requested_at.unwrap_or(at);
                 self.truth.overran_bound =
-                    Some(init_now() - self.truth.stop_requested_at.unwrap_or(at));
+                    Some(init_now().saturating_sub(stop + self.truth.lab_held_ns));
                 self.note("lab", "bound", "the design did not return within its bound".into());
                 if let Some(f) = &self.freezer {
                     let _ = f.thaw();
@@ -764,18 +858,18 @@ impl Lab<'_> {
 
     /// Runs the replay until the design is done (or the deadline), then collects ground truth.
     fn drive(&mut self) {
-        let deadline = self.deadline();
-        let finished = self.pump(
-            &|lab| {
-                lab.design_done()
-                    && (lab.final_report.is_some()
-                        || lab.link.eof
-                        || lab.truth.outer_killed
-                        || lab.truth.design_killed)
-            },
-            deadline,
-            true,
-        );
+        let done = |lab: &Lab<'_>| {
+            lab.design_done()
+                && (lab.final_report.is_some()
+                    || lab.link.eof
+                    || lab.truth.outer_killed
+                    || lab.truth.design_killed)
+        };
+        // The deadline grows when a stop is requested late: I4's bound check always happens.
+        let mut finished = false;
+        while !finished && init_now() < self.deadline() {
+            finished = self.pump(&done, self.deadline(), true);
+        }
         // Whatever is still queued (the final report may race the exit).
         self.serve_link();
         self.read_workload();
@@ -787,11 +881,18 @@ impl Lab<'_> {
             self.note(
                 "lab",
                 "deadline",
-                format!("the design did not finish within {REPLAY_DEADLINE:?}"),
+                format!("the design did not finish within {:?}", self.replay_deadline),
             );
         }
         self.truth.design_exit = self.d.fate(Duration::ZERO).ok();
-        if self.race.invariants.contains(&crate::verdict::Invariant::I5NoSurvivors) {
+        // I5 is about what is left once the supervisor returned or died: a design still
+        // supervising a live child at the deadline (no stop was ever asked of it) has not
+        // returned, and its child is not a survivor. (Exploration found this false positive:
+        // Q4b with no schedule reported the running child as a survivor.) A stop that was
+        // asked for and not honoured is I4's to judge.
+        if self.race.invariants.contains(&crate::verdict::Invariant::I5NoSurvivors)
+            && !(self.truth.hung && self.truth.stop_requested_at.is_none())
+        {
             self.truth.survivors =
                 oracle::survivors(self.init, &self.victims, Duration::from_millis(200));
             self.truth.lock_held =

@@ -1,6 +1,6 @@
 //! Replays every catalogued race against every design it applies to, on real processes in
 //! throw-away PID namespaces: a legacy design must reproduce its race every time, the
-//! reference never. `RACES_REPEAT=N` changes the number of replays per cell (default 20).
+//! reference never. `RACES_REPEAT=N` changes the number of replays per cell (default 10; the 1000-replay figures are in docs/replays.md).
 
 use races::catalog::{self, DesignId};
 use races::verdict::Verdict;
@@ -11,7 +11,7 @@ fn runner() -> PathBuf {
 }
 
 fn repeat() -> u32 {
-    std::env::var("RACES_REPEAT").ok().and_then(|v| v.parse().ok()).unwrap_or(20)
+    std::env::var("RACES_REPEAT").ok().and_then(|v| v.parse().ok()).unwrap_or(10)
 }
 
 /// Replays `race` against `design` `repeat()` times and checks each verdict: the first replay

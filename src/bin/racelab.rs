@@ -18,6 +18,9 @@ use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+#[path = "../explore_cli.rs"]
+mod explore_cli;
+
 #[derive(Parser)]
 #[command(
     name = "racelab",
@@ -68,6 +71,10 @@ enum Command {
         #[arg(long, default_value = "docs/benchmarks.svg")]
         svg: PathBuf,
     },
+    /// Draw random schedules over the points a design passes, replay them on real processes,
+    /// and shrink the first that breaks an invariant to a minimal `racelab replay` command.
+    /// Exit 0 when legacy designs broke and the reference did not, 1 otherwise.
+    Explore(explore_cli::ExploreArgs),
     /// Regenerate docs/races: one page per race, with timelines from real replays. With
     /// --peers, docs/peers.md instead: the conformance matrix of the black-box programs.
     Docs {
@@ -186,6 +193,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Some(Command::Docs { peers: true, repeat, peers_out, .. }) => peers(&peers_out, repeat),
         Some(Command::Docs { out, .. }) => docs(&out),
+        Some(Command::Explore(args)) => explore_cli::explore(args),
         Some(Command::Report { criterion, out, svg }) => {
             racelab_bench_report::write_report(&criterion, &out, &svg)
                 .with_context(|| format!("cannot write the report from {}", criterion.display()))?;

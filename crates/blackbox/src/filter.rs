@@ -39,6 +39,9 @@ pub const PROBES: &[&str] = &[
     "exit_group",
 ];
 
+/// The signals whose sending the lab observes at the syscall: SIGHUP, SIGINT, SIGKILL, SIGTERM.
+pub const OBSERVED: [i32; 4] = [1, 2, 9, 15];
+
 fn sysno(name: &str) -> Option<Sysno> {
     name.parse().ok()
 }
@@ -68,10 +71,13 @@ pub fn filter_for(points: &[SyscallPoint], returns: bool) -> Filter {
     for p in points {
         f = f.rule(rule(p));
     }
-    // Ground truth for I2: every SIGKILL the target sends, whatever the schedule says.
+    // Ground truth for the oracle, whatever the schedule says: every SIGKILL the target sends
+    // (I2), and every stop signal it forwards (I3, when the child dies of it before it logs).
     for (name, index) in [("kill", 1u8), ("tgkill", 2), ("pidfd_send_signal", 1)] {
         if let Some(s) = sysno(name) {
-            f = f.rule(Rule::notify(s).when(ArgCond::eq32(index, 9)));
+            for sig in OBSERVED {
+                f = f.rule(Rule::notify(s).when(ArgCond::eq32(index, sig as u32)));
+            }
         }
     }
     if returns {
@@ -100,9 +106,11 @@ mod tests {
         let notify = 0x7fc0_0000; // SECCOMP_RET_USER_NOTIF
         let allow = 0x7fff_0000;
         assert_eq!(f.evaluate(arch, nr("kill"), &[5, 15, 0, 0, 0, 0]), notify);
-        // SIGKILL is always observed; SIGINT is not named: allowed at no cost.
+        // SIGKILL and the stop signals are always observed; SIGUSR1 is not named: allowed at
+        // no cost.
         assert_eq!(f.evaluate(arch, nr("kill"), &[5, 9, 0, 0, 0, 0]), notify);
-        assert_eq!(f.evaluate(arch, nr("kill"), &[5, 2, 0, 0, 0, 0]), allow);
+        assert_eq!(f.evaluate(arch, nr("kill"), &[5, 2, 0, 0, 0, 0]), notify);
+        assert_eq!(f.evaluate(arch, nr("kill"), &[5, 10, 0, 0, 0, 0]), allow);
         assert_eq!(f.evaluate(arch, nr("getppid"), &[0; 6]), allow);
         // A negative pid (a process group) matches as a C int.
         let g = Schedule::parse("on tini.kill(-7, SIGTERM): ready(child)").unwrap();

@@ -25,8 +25,9 @@ pub struct ActionRequest {
     pub at: At,
 }
 
-/// A signal a target sent that the oracle wants to know about (every SIGKILL): ground truth
-/// seen at the syscall, whatever the target says afterwards.
+/// A signal a target sent that the oracle wants to know about (SIGKILL and the stop signals,
+/// [`crate::filter::OBSERVED`]): ground truth seen at the syscall, whatever the target says
+/// afterwards.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SentSignal {
     /// When it was let go (CLOCK_MONOTONIC ns).
@@ -355,10 +356,11 @@ fn in_vfork_wait(pid: i32, tid: i32) -> bool {
         && (wchan.contains("vfork") || wchan.contains("kernel_clone"))
 }
 
-/// (target, signal) of a signal-sending syscall, for the signals the oracle watches (SIGKILL).
+/// (target, signal) of a signal-sending syscall, for the signals the oracle watches.
 fn observed_signal(syscall: racelab_hooks::Sysno, args: &[u64; 6]) -> Option<(i64, i32)> {
     let index = racelab_hooks::syscall_point::signal_arg(syscall)?;
     let signal = args[index] as u32 as i32;
     let target = args[0] as u32 as i32;
-    (signal == 9 && syscall.name() != "rt_sigaction").then_some((i64::from(target), signal))
+    let watched = crate::filter::OBSERVED.contains(&signal) && syscall.name() != "rt_sigaction";
+    watched.then_some((i64::from(target), signal))
 }

@@ -121,6 +121,21 @@ impl std::error::Error for SpawnError {}
 const STEPS: [&str; 8] =
     ["exec", "setpgid", "setsid", "cgroup", "sigmask", "pdeathsig", "stdout", "stderr"];
 
+/// What the child knows of its parent, to catch a parent that died before the child's
+/// `PR_SET_PDEATHSIG` (P1): its pid, and with a new PID namespace (where `getppid()` is 0, so
+/// the pid cannot be compared) both ends of a close-on-exec "lifeline" pipe whose write end
+/// only the parent keeps. The kernel closes a dying process's files before it reparents its
+/// children and sends their death signals, so a child whose prctl came too late for the signal
+/// finds the pipe hung up.
+#[derive(Clone, Copy)]
+struct Parent {
+    pid: i32,
+    /// Read end of the lifeline, or -1.
+    lifeline_read: RawFd,
+    /// The child's copy of the write end (closed in the child before it looks), or -1.
+    lifeline_write: RawFd,
+}
+
 /// Spawns the child described by `req` and returns once it has exec'd (or failed to).
 ///
 /// The child: places itself (group/session, cgroup fallback), resets `req.reset_signals` to
@@ -134,7 +149,23 @@ const STEPS: [&str; 8] =
 pub fn spawn(req: &SpawnRequest<'_>) -> Result<Spawned, SpawnError> {
     let mut argv: Vec<*const libc::c_char> = req.argv.iter().map(|a| a.as_ptr()).collect();
     argv.push(std::ptr::null());
-    let parent_pid = rustix::process::getpid().as_raw_nonzero().get();
+    let pid = rustix::process::getpid().as_raw_nonzero().get();
+    // Found by `racelab explore O1 --design reference`: with a new PID namespace the parent
+    // could die between the clone and the child's prctl and leave the child (and its tree)
+    // running. Held until the child exec'd or failed: then its check is over.
+    let lifeline = if req.die_with_parent && req.new_pid_namespace {
+        Some(
+            rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
+                .map_err(|e| SpawnError::Clone(e.into()))?,
+        )
+    } else {
+        None
+    };
+    let parent_pid = Parent {
+        pid,
+        lifeline_read: lifeline.as_ref().map_or(-1, |(r, _)| r.as_raw_fd()),
+        lifeline_write: lifeline.as_ref().map_or(-1, |(_, w)| w.as_raw_fd()),
+    };
     if req.cgroup_dir.is_none() {
         match spawn_vforked(req, &argv, parent_pid) {
             Err(SpawnError::Clone(e))
@@ -155,7 +186,7 @@ pub fn spawn(req: &SpawnRequest<'_>) -> Result<Spawned, SpawnError> {
 struct VforkShared<'a, 'r> {
     req: &'a SpawnRequest<'r>,
     argv: *const *const libc::c_char,
-    parent_pid: i32,
+    parent_pid: Parent,
     /// `NO_FAILURE`, or the index in [`STEPS`] of the step that failed.
     failed: u8,
     errno: i32,
@@ -177,7 +208,7 @@ fn vfork_stack_size(argc: usize, hook: bool) -> usize {
 fn spawn_vforked(
     req: &SpawnRequest<'_>,
     argv: &[*const libc::c_char],
-    parent_pid: i32,
+    parent_pid: Parent,
 ) -> Result<Spawned, SpawnError> {
     let size = vfork_stack_size(argv.len(), req.child_hook.is_some());
     let guard = 4096;
@@ -314,7 +345,7 @@ fn reap_failed(pidfd: &OwnedFd, step: u8, errno: i32) -> SpawnError {
 fn spawn_forked(
     req: &SpawnRequest<'_>,
     argv: &[*const libc::c_char],
-    parent_pid: i32,
+    parent_pid: Parent,
 ) -> Result<Spawned, SpawnError> {
     let (rd, wr) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
         .map_err(|e| SpawnError::Clone(e.into()))?;
@@ -385,7 +416,7 @@ fn fork_fallback(
     req: &SpawnRequest<'_>,
     argv: &[*const libc::c_char],
     err_fd: RawFd,
-    parent_pid: i32,
+    parent_pid: Parent,
 ) -> Result<(i32, OwnedFd), SpawnError> {
     // SAFETY: the child branch only runs `child_after_fork` (async-signal-safe, never returns).
     let pid = unsafe { libc::fork() };
@@ -410,7 +441,7 @@ fn child_after_fork(
     req: &SpawnRequest<'_>,
     argv: &[*const libc::c_char],
     err_fd: RawFd,
-    parent_pid: i32,
+    parent_pid: Parent,
 ) -> ! {
     let (step, errno) = child_pre_exec(req, argv, parent_pid, false);
     let mut msg = [0u8; 8];
@@ -434,7 +465,7 @@ fn child_after_fork(
 fn child_pre_exec(
     req: &SpawnRequest<'_>,
     argv: &[*const libc::c_char],
-    parent_pid: i32,
+    parent: Parent,
     vforked: bool,
 ) -> (u8, i32) {
     // SAFETY: `__errno_location` is the errno slot of the TLS the child runs on (its own after
@@ -481,11 +512,20 @@ fn child_pre_exec(
             if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) != 0 {
                 return (5, errno());
             }
-            // P1: the parent may have died before the prctl; in a new PID namespace getppid()
-            // is 0 (the parent is outside), so only check when it can be compared.
+            // P1: the parent may have died before the prctl. In a new PID namespace getppid()
+            // is 0 (the parent is outside): there the lifeline tells, once our own copy of its
+            // write end is closed (this child's fd table is its own, even in the vfork style).
             let ppid = libc::getppid();
-            if !req.new_pid_namespace && ppid != parent_pid {
+            if !req.new_pid_namespace && ppid != parent.pid {
                 libc::_exit(127)
+            }
+            if parent.lifeline_read >= 0 {
+                libc::close(parent.lifeline_write);
+                let mut fds =
+                    libc::pollfd { fd: parent.lifeline_read, events: libc::POLLIN, revents: 0 };
+                if libc::poll(&mut fds, 1, 0) > 0 && fds.revents & libc::POLLHUP != 0 {
+                    libc::_exit(127)
+                }
             }
         }
         // Dispositions first, mask second: once unblocked, a signal must meet SIG_DFL.
@@ -598,7 +638,8 @@ mod tests {
         let script = format!("grep SigBlk /proc/self/status > {}", out.display());
         let argv = cstrings(&["/bin/sh", "-c", &script]);
         let req = request(&argv, &[]);
-        let parent = rustix::process::getpid().as_raw_nonzero().get();
+        let pid = rustix::process::getpid().as_raw_nonzero().get();
+        let parent = Parent { pid, lifeline_read: -1, lifeline_write: -1 };
         let mut argp: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
         argp.push(std::ptr::null());
         // SIGTERM blocked in this thread: it must not leak into the child.
@@ -672,7 +713,11 @@ mod tests {
             let mut req = request(&argv, &[]);
             req.stdout = Some(out_w.as_fd());
             req.stderr = Some(err_w.as_fd());
-            let parent = rustix::process::getpid().as_raw_nonzero().get();
+            let parent = Parent {
+                pid: rustix::process::getpid().as_raw_nonzero().get(),
+                lifeline_read: -1,
+                lifeline_write: -1,
+            };
             let mut argp: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
             argp.push(std::ptr::null());
             let spawned = if vforked {

@@ -496,9 +496,17 @@ impl<'a> Bb<'a> {
         oracle::kill_the_rest(self.init, &self.victims);
         if let Some(s) = self.session.take() {
             let (report, sent) = s.finish(now());
-            self.truth.sigkill_seen = Some(!sent.is_empty());
+            self.truth.sigkill_seen = Some(sent.iter().any(|s| s.signal == 9));
+            // A stop signal to another process: a forward (the program signalling itself, or
+            // its whole group with 0, is not the evidence asked for).
+            self.truth.stop_signals_sent = sent
+                .iter()
+                .filter(|s| s.signal != 9 && s.target != 0 && s.target != i64::from(s.by_pid))
+                .map(|s| s.time_ns)
+                .collect();
             for s in &sent {
-                self.note(&s.by_program, "sent", format!("{}({}, SIGKILL)", s.syscall, s.target));
+                let name = racelab_hooks::syscall_point::signal_name(s.signal).unwrap_or("?");
+                self.note(&s.by_program, "sent", format!("{}({}, {name})", s.syscall, s.target));
             }
             self.report = Some(report);
         }

@@ -87,7 +87,13 @@ impl Kernel {
     }
 
     pub(super) fn signal(&mut self, target: Target, sig: Signal) {
-        let kill = sig == Signal::SIGKILL;
+        // The escalation points mark the forced kill of the child, the step the stop reason
+        // must follow (I2). A SIGKILL to the group is not that step: with the grace kill it
+        // follows the child's own, and the sweep after the leader exited kills what is left of
+        // a tree whose child ended by itself. Marking those too made the oracle read a sweep as
+        // a forced kill: `racelab explore Q3 --design reference` found it with
+        // `on duration.expired: exit(child)` (reported Duration, "SIGKILL was sent").
+        let kill = sig == Signal::SIGKILL && target == Target::Child;
         if kill {
             point!(escalation.pid_loaded);
             point!(escalation.before_kill);
@@ -111,7 +117,7 @@ impl Kernel {
         }
         if kill {
             point!(escalation.kill_sent);
-        } else {
+        } else if sig != Signal::SIGKILL {
             point!(signal.forwarded);
         }
     }
