@@ -136,6 +136,18 @@ fn usage_errors_exit_2_and_name_what_was_wrong() {
         (&["replay", "--schedule", "main.reaepd < main.spawned"][..], "malformed --schedule"),
         (&["--repeat", "0"][..], "--repeat"),
         (&["replay", "Z1", "--design", "global_atomics"][..], "no race of"),
+        (
+            &["replay", "Q1", "--schedule", "on piano.kill(SIGKILL): exit(child)"][..],
+            "need --program",
+        ),
+        (
+            &["replay", "E1", "--program", "tini", "--schedule", "main.spawned < main.reaped"][..],
+            "a hook point",
+        ),
+        (
+            &["replay", "Q1", "--program", "nosuch"][..],
+            "unknown program \"nosuch\"; known programs: piano-0.14.0",
+        ),
         (&["explore", "Q9"][..], "unknown race \"Q9\""),
         (&["explore", "--design", "nope"][..], "unknown design \"nope\""),
         (

@@ -320,7 +320,23 @@ fn plan(args: &ReplayArgs) -> anyhow::Result<ReplayPlan> {
         plan.designs.push(design);
     }
     if let Some(text) = &args.schedule {
-        plan.schedule = Some(races::parse_schedule(text).context("malformed --schedule")?);
+        let schedule = races::parse_schedule(text).context("malformed --schedule")?;
+        // Hook points live in designs built with the lab's points, syscall points in programs
+        // run unmodified: a schedule cannot mix the two, and must fit what it replays against.
+        let black_box = !plan.programs.is_empty();
+        if let Some(p) = schedule.points().find(|p| p.syscall().is_some() != black_box) {
+            anyhow::bail!(
+                "--schedule names `{p}`, a {} point, but replays against {}: {}",
+                if black_box { "hook" } else { "syscall" },
+                if black_box { "a program (--program)" } else { "a design" },
+                if black_box {
+                    "a program passes syscall points only (program.syscall, see `racelab list --programs`)"
+                } else {
+                    "syscall points (program.syscall) need --program"
+                }
+            );
+        }
+        plan.schedule = Some(schedule);
     }
     anyhow::ensure!(
         !races::plan_cells(&plan).is_empty() || !races::program_cells(&plan).is_empty(),
