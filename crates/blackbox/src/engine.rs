@@ -126,7 +126,7 @@ pub struct Engine {
 fn syscall_of(at: &At, text: &dyn Fn() -> String) -> Result<SyscallPoint, EngineError> {
     match at.point {
         PointRef::Syscall(s) => Ok(s),
-        PointRef::Hook(_) => Err(EngineError::HookPoint(text())),
+        PointRef::Hook(_) | PointRef::Code(_) => Err(EngineError::HookPoint(text())),
     }
 }
 
@@ -145,7 +145,7 @@ impl Engine {
                 Step::Edge(e) => {
                     let before = syscall_of(&e.before, &|| e.to_string())?;
                     let after = syscall_of(&e.after, &|| e.to_string())?;
-                    if after.returned {
+                    if after.is_returned() {
                         return Err(EngineError::HeldReturn(e.to_string()));
                     }
                     add(before.entry());
@@ -153,7 +153,7 @@ impl Engine {
                 }
                 Step::On { at, action } => {
                     let p = syscall_of(at, &|| step.to_string())?;
-                    if p.returned {
+                    if p.is_returned() {
                         return Err(EngineError::HeldReturn(step.to_string()));
                     }
                     add(p);
@@ -194,9 +194,9 @@ impl Engine {
     /// Whether the schedule waits for a syscall's return anywhere (then every thread's next
     /// syscall must be observed: the session adds probe rules).
     pub fn needs_returns(&self) -> bool {
-        self.edges.iter().any(|e| e.before.point.syscall().is_some_and(|s| s.returned))
+        self.edges.iter().any(|e| e.before.point.syscall().is_some_and(|s| s.is_returned()))
             || self.actions.iter().any(|(_, a)| {
-                matches!(a.args.as_slice(), [Arg::Point(p)] if p.point.syscall().is_some_and(|s| s.returned))
+                matches!(a.args.as_slice(), [Arg::Point(p)] if p.point.syscall().is_some_and(|s| s.is_returned()))
             })
     }
 
@@ -223,7 +223,7 @@ impl Engine {
     fn passed(&self, at: &At) -> bool {
         match at.point {
             PointRef::Syscall(p) => self.passes.get(&p).copied().unwrap_or(0) >= at.occurrence,
-            PointRef::Hook(_) => false,
+            PointRef::Hook(_) | PointRef::Code(_) => false,
         }
     }
 
@@ -254,7 +254,7 @@ impl Engine {
             .points
             .iter()
             .filter(|p| {
-                !p.returned
+                p.moment == racelab_hooks::Moment::Entry
                     && p.program == a.program
                     && p.syscall == a.syscall
                     && p.args_match(&a.args)
@@ -391,14 +391,14 @@ impl Engine {
                     PointRef::Syscall(p) => {
                         self.arrivals.get(&p).copied().unwrap_or(0) >= e.after.occurrence
                     }
-                    PointRef::Hook(_) => false,
+                    PointRef::Hook(_) | PointRef::Code(_) => false,
                 };
                 let reason = if reached {
                     UnmetReason::Abandoned
                 } else {
                     let before_passes = match e.before.point {
                         PointRef::Syscall(p) => self.passes.get(&p).copied().unwrap_or(0),
-                        PointRef::Hook(_) => 0,
+                        PointRef::Hook(_) | PointRef::Code(_) => 0,
                     };
                     UnmetReason::AfterNeverReached { before_passes }
                 };
@@ -413,7 +413,7 @@ impl Engine {
                 PointRef::Syscall(p) => {
                     self.arrivals.get(&p).copied().unwrap_or(0) >= at.occurrence
                 }
-                PointRef::Hook(_) => false,
+                PointRef::Hook(_) | PointRef::Code(_) => false,
             };
             if !reached {
                 unmet_edges.push(UnmetEdge {

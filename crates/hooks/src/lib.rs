@@ -157,6 +157,7 @@
 //! - The controller's own synchronisation is checked by a loom model:
 //!   `RUSTFLAGS="--cfg loom" cargo test -p racelab-hooks --features hooks --release --lib loom`.
 
+pub mod code_point;
 pub mod points;
 pub use points::Point;
 
@@ -167,6 +168,7 @@ mod schedule;
 pub mod syscall_point;
 mod trace;
 
+pub use code_point::{CodePoint, CodeSite};
 pub use error::{HookError, ParseError};
 pub use report::{
     ActionError, ParkedThread, RunReport, StuckReason, StuckReport, UnmetEdge, UnmetReason,
@@ -174,7 +176,7 @@ pub use report::{
 pub use schedule::{
     Action, Actions, Arg, At, Edge, MAX_EDGES, NoActions, PointRef, Schedule, Step,
 };
-pub use syscall_point::{ArgMatch, SyscallPoint, Sysno};
+pub use syscall_point::{ArgMatch, Moment, SyscallPoint, Sysno};
 pub use trace::{Event, EventKind, Trace};
 
 #[cfg(feature = "hooks")]
