@@ -33,6 +33,6 @@ pub mod engine;
 pub mod filter;
 pub mod session;
 
-pub use engine::{Arrival, Decision, Engine, EngineError, NotifId};
+pub use engine::{Arrival, Decision, Engine, EngineError, NotifId, Site};
 pub use filter::{PROBES, filter_for};
 pub use session::{ActionRequest, PARKED, SentSignal, Session, program_label};

@@ -9,7 +9,7 @@ use std::os::fd::{AsFd, BorrowedFd};
 use racelab_hooks::{Action, At, Event, EventKind, RunReport};
 use racelab_sys::seccomp::{self, Listener, ListenerEvent, NotifyError};
 
-use crate::engine::{Arrival, Decision, Engine, NotifId};
+use crate::engine::{Arrival, Decision, Engine, NotifId, Site};
 
 /// How the trace says that a thread was verified parked in the kernel while an action ran.
 pub const PARKED: &str = "parked in the kernel";
@@ -131,8 +131,7 @@ impl Session {
                 tid: n.tid,
                 pid,
                 program,
-                syscall,
-                args: n.args,
+                site: Site::Entry { syscall, args: n.args },
                 time_ns: now_ns,
             });
             self.apply(decisions, now_ns);
