@@ -242,6 +242,18 @@ pub fn set_instruction_pointer(tid: Tid, rip: u64) -> io::Result<()> {
     check(unsafe { libc::ptrace(libc::PTRACE_SETREGS, tid, 0u64, &r as *const _) }).map(drop)
 }
 
+/// The thread's instruction pointer: x86-64 only here.
+#[cfg(not(target_arch = "x86_64"))]
+pub fn instruction_pointer(_tid: Tid) -> io::Result<u64> {
+    Err(io::ErrorKind::Unsupported.into())
+}
+
+/// Sets the thread's instruction pointer: x86-64 only here.
+#[cfg(not(target_arch = "x86_64"))]
+pub fn set_instruction_pointer(_tid: Tid, _ip: u64) -> io::Result<()> {
+    Err(io::ErrorKind::Unsupported.into())
+}
+
 /// What a syscall stop is about (`PTRACE_GET_SYSCALL_INFO`, Linux 5.3+).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SyscallInfo {
@@ -303,9 +315,25 @@ pub fn signal_code(tid: Tid) -> io::Result<i32> {
 /// signalfd (every ptrace stop and every exit of a tracee sends the tracer a SIGCHLD; the
 /// signals coalesce, so ask every tracee after each wake-up). `ECHILD`: `tid` is not (or no
 /// longer) traced by the calling thread's process, nor its child.
-pub fn wait(tid: Tid) -> io::Result<Option<Status>> {
+///
+/// `reap_exit`: whether an exit is consumed. A tracer that is also the process's real parent
+/// must leave the leader's exit (`tid` == pid) to its own reaping code (`reap_exit: false`:
+/// the exit is reported with `WNOWAIT`, the zombie stays, and the caller stops asking); every
+/// other exit must be consumed (an unreaped traced thread keeps its process from ending, and a
+/// tracer that is not the parent passes the leader's exit on to the parent by consuming it).
+pub fn wait(tid: Tid, reap_exit: bool) -> io::Result<Option<Status>> {
+    let peeked = waitid(tid, libc::WNOWAIT)?;
+    match peeked {
+        None => Ok(None),
+        Some(Status::Exited(_) | Status::Killed(_)) if !reap_exit => Ok(peeked),
+        // The state peeked stays until the tracer acts: consuming it now reads the same one.
+        Some(_) => waitid(tid, 0),
+    }
+}
+
+fn waitid(tid: Tid, extra: libc::c_int) -> io::Result<Option<Status>> {
     let mut info = std::mem::MaybeUninit::<libc::siginfo_t>::zeroed();
-    let flags = libc::WEXITED | libc::WSTOPPED | libc::__WALL | libc::WNOHANG;
+    let flags = libc::WEXITED | libc::WSTOPPED | libc::__WALL | libc::WNOHANG | extra;
     // SAFETY: the kernel fills one `siginfo_t` in `info` (zeroed first: with WNOHANG and no
     // change it leaves `si_pid` 0).
     let r = unsafe { libc::waitid(libc::P_PID, tid as libc::id_t, info.as_mut_ptr(), flags) };
@@ -344,7 +372,9 @@ pub struct GateOpener {
 
 /// A one-shot gate (a close-on-exec pipe): the launcher of a traced program calls
 /// [`GateWaiter::wait`] between `fork` and `execve`; the lab seizes it, then calls
-/// [`GateOpener::open`].
+/// [`GateOpener::open`]. Not for `std::process::Command`'s pre-exec hooks: `spawn` returns only
+/// once the child has exec'd, so the lab would never get to open the gate; fork by hand
+/// ([`crate::ns::fork_run`], the sandbox's `Init::fork`).
 pub fn gate() -> io::Result<(GateWaiter, GateOpener)> {
     let (r, w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
     Ok((GateWaiter { fd: r }, GateOpener { fd: w }))
@@ -372,18 +402,6 @@ impl GateOpener {
     pub fn open(self) -> io::Result<()> {
         rustix::io::write(&self.fd, b"g").map(drop).map_err(Into::into)
     }
-}
-
-/// Arms `cmd` so that its child waits at `waiter` right before the other pre-exec hooks that
-/// are registered AFTER this one (register it first: the child then waits before it installs
-/// a seccomp filter with [`crate::seccomp::notify_in_child`], and its wait is not a notified
-/// syscall). Drop `cmd` after `spawn`: it holds the waiter's fd.
-pub fn wait_for_tracer_in_child(cmd: &mut std::process::Command, waiter: GateWaiter) {
-    use std::os::unix::process::CommandExt;
-    // SAFETY: the closure makes one raw read(2) on an fd prepared before fork, allocates
-    // nothing and takes no lock: async-signal-safe, as required after fork in a possibly
-    // multi-threaded parent.
-    unsafe { cmd.pre_exec(move || waiter.wait()) };
 }
 
 #[cfg(test)]
