@@ -26,7 +26,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::os::fd::{AsFd, BorrowedFd};
-use std::path::PathBuf;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{SigSet, SigmaskHow, Signal};
@@ -699,7 +699,7 @@ fn parent_of(pid: i32) -> Option<i32> {
 }
 
 /// The runtime address of file offset `offset` of `exe` in `pid`'s memory, from its maps.
-fn runtime(pid: i32, exe: &PathBuf, offset: u64) -> Option<u64> {
+fn runtime(pid: i32, exe: &Path, offset: u64) -> Option<u64> {
     let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).ok()?;
     let exe = exe.to_string_lossy();
     maps.lines().find_map(|line| {

@@ -343,6 +343,146 @@ fn a_traced_program_with_no_hit_sees_its_signals_as_untraced() {
     assert_eq!(outcomes[0].1, 128 + libc_sigrtmin() + 3, "killed by SIGRTMIN+3");
 }
 
+/// The combination that holds a syscall's exit: the entry notified by seccomp (held there if
+/// the schedule says so), the exit a ptrace syscall-exit stop of the same call, in that order.
+fn a_notified_entry_and_a_held_exit_of_the_same_syscall_combine() {
+    let schedule =
+        format!("{LABEL}.clone < {LABEL}.clone.exit; on {LABEL}.clone.exit: terminate(target)");
+    let out = Replay::start(PROBE, &["fork-early"], &schedule, true).finish();
+    assert_eq!(out.lines, ["handler: monitored 0"], "{}", out.report);
+    assert_eq!(out.status, 143);
+    assert!(out.report.is_clean(), "{}", out.report);
+    let (entry, exit) = (format!("{LABEL}.clone"), format!("{LABEL}.clone.exit"));
+    let arrive = |s: &str| {
+        let events = &out.report.trace.events;
+        events.iter().position(|e| e.kind == EventKind::Arrive && e.subject == s).unwrap()
+    };
+    assert!(arrive(&entry) < pass_index(&out.report, &entry));
+    assert!(pass_index(&out.report, &entry) < arrive(&exit), "{}", out.report);
+    assert!(arrive(&exit) < pass_index(&out.report, &exit));
+    out.children.iter().for_each(|c| kill(*c));
+}
+
+/// The combination that does NOT work, pinned: `PTRACE_INTERRUPT` of a thread parked in a
+/// received notification (`WAIT_KILLABLE_RECV`) does not stop it there; continued, its `clone`
+/// finds the trap pending (`recalc_sigpending` counts it), fails with `ERESTARTNOINTR`, stops
+/// for the interrupt and is restarted: seccomp notifies the same `clone` a second time, and no
+/// child existed in between.
+fn an_interrupt_while_parked_restarts_the_clone() {
+    use racelab_sys::ptrace::{self as pt, Options, Status, Stop};
+    use racelab_sys::seccomp::{Filter, ListenerEvent, Rule, Sysno};
+    let compiled = Filter::new().rule(Rule::notify(Sysno::clone)).compile().unwrap();
+    let (lab, launcher) = rustix::net::socketpair(
+        rustix::net::AddressFamily::UNIX,
+        rustix::net::SocketType::STREAM,
+        rustix::net::SocketFlags::CLOEXEC,
+        None,
+    )
+    .unwrap();
+    let (waiter, opener) = racelab_sys::ptrace::gate().unwrap();
+    let path = CString::new(PROBE).unwrap();
+    let argv = [path.clone(), CString::new("fork-early").unwrap()];
+    let (out_r, out_w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).unwrap();
+    let launched = racelab_sys::ns::fork_run(move || {
+        let _ = nix::unistd::dup2_stdout(&out_w);
+        if waiter.wait().is_err() {
+            return 121;
+        }
+        let Ok(l) =
+            racelab_sys::seccomp::install_program(&compiled, ParkedSignals::DeferUntilAnswered)
+        else {
+            return 122;
+        };
+        let _ = racelab_sys::fdpass::send_fd(&launcher, l.as_fd());
+        drop(l);
+        let _ = nix::unistd::execv(&path, &argv);
+        127
+    })
+    .unwrap();
+    let pid = launched.pid;
+    let mut chld = SigSet::empty();
+    chld.add(Signal::SIGCHLD);
+    let sigfd = nix::sys::signalfd::SignalFd::with_flags(
+        &chld,
+        nix::sys::signalfd::SfdFlags::SFD_NONBLOCK | nix::sys::signalfd::SfdFlags::SFD_CLOEXEC,
+    )
+    .unwrap();
+    let next_stop = |timeout: Duration| -> Option<Status> {
+        let until = Instant::now() + timeout;
+        loop {
+            if let Some(s) = pt::wait(pid, false).unwrap() {
+                return Some(s);
+            }
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() || !wait_fd(&sigfd, left) {
+                return None;
+            }
+            while let Ok(Some(_)) = sigfd.read_signal() {}
+        }
+    };
+    pt::seize(pid, Options::TRACEEXEC | Options::EXITKILL).unwrap();
+    opener.open().unwrap();
+    assert!(wait_fd(&lab, DEADLINE));
+    let listener = Listener::from_fd(racelab_sys::fdpass::recv_fd(&lab).unwrap());
+    assert_eq!(next_stop(DEADLINE), Some(Status::Trapped(Stop::Event(pt::Event::Exec))));
+    pt::cont(pid, 0).unwrap();
+    assert_eq!(listener.wait(DEADLINE).unwrap(), ListenerEvent::Pending);
+    let first = listener.recv().unwrap();
+    assert_eq!(first.sysno(), Some(Sysno::clone));
+    pt::interrupt(pid).unwrap();
+    assert_eq!(next_stop(Duration::from_millis(300)), None, "no stop while parked");
+    listener.continue_syscall(first.id).unwrap();
+    assert_eq!(next_stop(DEADLINE), Some(Status::Trapped(Stop::Interrupt)));
+    let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap();
+    assert_eq!(children.trim(), "", "the first clone created no child");
+    pt::cont(pid, 0).unwrap();
+    assert_eq!(listener.wait(DEADLINE).unwrap(), ListenerEvent::Pending);
+    let again = listener.recv().unwrap();
+    assert_eq!((again.sysno(), again.tid), (Some(Sysno::clone), first.tid), "restarted");
+    assert_ne!(again.id, first.id);
+    listener.continue_syscall(again.id).unwrap();
+    // "forked N": the child of the restarted clone, to clean up.
+    assert!(wait_fd(&out_r, DEADLINE));
+    let mut buf = [0u8; 64];
+    let n = rustix::io::read(&out_r, &mut buf).unwrap();
+    let line = String::from_utf8_lossy(&buf[..n]).into_owned();
+    let child: i32 = line.trim().strip_prefix("forked ").unwrap().parse().unwrap();
+    kill(child);
+    kill(pid);
+    let _ = rustix::process::waitid(
+        rustix::process::WaitId::PidFd(launched.pidfd.as_fd()),
+        rustix::process::WaitIdOptions::EXITED,
+    );
+}
+
+/// The cost of tracing for signals: the time from `pidfd_send_signal` to the handler's line,
+/// untraced and traced (the tracer re-injects the signal at its signal-delivery-stop). Prints
+/// the medians; asserts only that every signal arrived.
+fn signal_latency_traced_vs_untraced() {
+    let mut medians = Vec::new();
+    for trace in [false, true] {
+        let schedule = if trace { format!("{LABEL}@0x0 < {LABEL}.reboot") } else { String::new() };
+        let mut r = Replay::start(PROBE, &["signals"], &schedule, trace);
+        r.pump(&|r| has_line(r, "ready"));
+        let mut samples = Vec::new();
+        for i in 0..200 {
+            let before = r.lines.len();
+            let t0 = Instant::now();
+            r.signal(if i % 2 == 0 { Signal::SIGUSR1 } else { Signal::SIGUSR2 });
+            r.pump(&|r| r.lines.len() > before);
+            samples.push(t0.elapsed());
+        }
+        samples.sort();
+        medians.push(samples[samples.len() / 2]);
+        r.signal(Signal::SIGKILL);
+        let _ = r.finish();
+    }
+    println!(
+        "  signal to handler, median of 200: untraced {:?}, traced {:?}",
+        medians[0], medians[1]
+    );
+}
+
 /// glibc's SIGRTMIN (34 on Linux with NPTL).
 fn libc_sigrtmin() -> i32 {
     34
@@ -375,6 +515,12 @@ const TESTS: &[Test] = &[
         "a_traced_program_with_no_hit_sees_its_signals_as_untraced",
         a_traced_program_with_no_hit_sees_its_signals_as_untraced,
     ),
+    (
+        "a_notified_entry_and_a_held_exit_of_the_same_syscall_combine",
+        a_notified_entry_and_a_held_exit_of_the_same_syscall_combine,
+    ),
+    ("an_interrupt_while_parked_restarts_the_clone", an_interrupt_while_parked_restarts_the_clone),
+    ("signal_latency_traced_vs_untraced", signal_latency_traced_vs_untraced),
 ];
 
 fn main() {
