@@ -481,6 +481,21 @@ fn signal_latency_traced_vs_untraced() {
         "  signal to handler, median of 200: untraced {:?}, traced {:?}",
         medians[0], medians[1]
     );
+    // A syscall, untraced, traced for a code point only (no syscall stop), and traced for an
+    // `.exit` point (every syscall stops at entry and exit, answered by this loop).
+    let mut per_call = Vec::new();
+    for (trace, schedule) in [
+        (false, String::new()),
+        (true, format!("{LABEL}@0x0 < {LABEL}.reboot")),
+        (true, format!("on {LABEL}.reboot.exit: terminate(target)")),
+    ] {
+        let out = Replay::start(PROBE, &["syscalls", "2000"], &schedule, trace).finish();
+        per_call.push(out.lines.first().cloned().unwrap_or_default());
+    }
+    println!(
+        "  getppid per call: untraced {}, code points only {}, with .exit points {}",
+        per_call[0], per_call[1], per_call[2]
+    );
 }
 
 /// glibc's SIGRTMIN (34 on Linux with NPTL).

@@ -7,6 +7,7 @@
 //! racelab-ptrace-probe fork-early   GNU timeout's pattern: a SIGTERM handler that exits 143
 //!                                   when MONITORED is still 0, then MONITORED = fork()
 //! racelab-ptrace-probe signals      prints "ready", then "got N" for SIGUSR1, SIGUSR2, SIGCONT
+//! racelab-ptrace-probe syscalls N   N getppid calls, prints "ns <per call>"
 //! ```
 //! Not part of the lab: tests only.
 
@@ -104,6 +105,15 @@ fn main() {
         "store" => store(),
         "fork-early" => fork_early(),
         "signals" => signals(),
+        "syscalls" => {
+            let n: u32 = std::env::args().nth(2).and_then(|a| a.parse().ok()).unwrap_or(1000);
+            let start = std::time::Instant::now();
+            for _ in 0..n {
+                let _ = rustix::process::getppid();
+            }
+            say(&format!("ns {}", start.elapsed().as_nanos() / u128::from(n.max(1))));
+            0
+        }
         _ => {
             eprintln!("usage: see the source of racelab-ptrace-probe");
             2
