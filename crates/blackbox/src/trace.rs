@@ -19,7 +19,7 @@
 //!   exit with `-ERESTART*` is not one: the syscall will run again.
 //! - an instruction: at the `PTRACE_EVENT_EXEC` stop of the program (or at the first stop after
 //!   the seize, for a running one) the code points of its image are located in its executable
-//!   ([`crate::locate`]) and an `int3` is written at each. A thread that traps there is put
+//!   ([`crate::locate()`]) and an `int3` is written at each. A thread that traps there is put
 //!   back on the instruction (`rip - 1`) and held ([`TraceEvent::Code`]); released, it is
 //!   single-stepped over the ORIGINAL instruction (the `int3` lifted for that one step) and
 //!   the breakpoint is re-armed as long as the schedule needs more arrivals there.

@@ -1,5 +1,5 @@
 //! Points at instructions of unmodified programs: `piano@0x19319c`,
-//! `piano@store(piano::FORCE_KILLED, run_child::{{closure}})`.
+//! `piano@store(piano::FORCE_KILLED, __rust_begin_short_backtrace)`.
 //!
 //! Some race windows of a black-box program hold no syscall: piano 0.14.0's duration thread
 //! loads `CHILD_PID`, stores `FORCE_KILLED`, then calls `kill` with nothing in between that
@@ -16,10 +16,15 @@
 //!   only.
 //! - `store(GLOBAL)` or `store(GLOBAL, WITHIN)` names every instruction that writes the global
 //!   `GLOBAL` (its symbol, demangled without the hash: `piano::FORCE_KILLED`), within the
-//!   functions whose demangled name contains `WITHIN` (`run_child::{{closure}}`; every function
-//!   when omitted). The lab resolves it against the binary when the replay starts
-//!   (`racelab_blackbox::locate`), so a schedule survives a rebuild. Each word runs up to the
-//!   next `,` or `)` and holds no blank.
+//!   functions whose demangled name contains `WITHIN` (every function when omitted). The lab
+//!   resolves it against the binary when the replay starts (`racelab_blackbox::locate`), so a
+//!   schedule survives a rebuild. Each word runs up to the next `,` or `)` and holds no blank.
+//!   Name the function the code ENDS UP in: a closure is usually inlined into std's thread
+//!   entry, and a legacy-mangled symbol keeps no generic argument, so piano 0.14.0's thread
+//!   closures are found as `piano@store(piano::FORCE_KILLED, __rust_begin_short_backtrace)`
+//!   (exactly the duration and SIGINT threads' stores), not under `run_child` (which finds
+//!   only run_child's own reset of the flag). A v0-mangled binary keeps the generic arguments
+//!   (`__rust_begin_short_backtrace::<piano::run_child::{closure#0}, ()>`).
 //!
 //! Code points are plain `Copy` data: names are interned like program names.
 

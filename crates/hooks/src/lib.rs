@@ -59,6 +59,12 @@
 //! arguments are identifiers, integers or durations (`7ns`, `500us`, `10ms`, `2s`). A `#`
 //! directly after a point name is an occurrence, anywhere else a comment.
 //!
+//! Black-box programs have their own points (the lab's black-box runner enforces them, the
+//! controller refuses them): syscall points `program.syscall(args)` at a syscall's entry,
+//! `.exit` (held after the syscall ran) or `.returned` (waited for), see [`syscall_point`];
+//! and code points `program@0x...` / `program@store(global, function)` at an instruction,
+//! see [`code_point`].
+//!
 //! `Schedule::to_string()` prints the canonical form (items joined by `; `, `#1` omitted) and
 //! `Schedule::parse(&s.to_string()) == Ok(s)`. A misspelt point is
 //! [`HookError::UnknownPoint`], whose message lists every known point; a syntax error is a
