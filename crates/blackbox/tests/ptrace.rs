@@ -93,12 +93,11 @@ impl Replay {
             if nix::unistd::dup2_stdout(&out_w).is_err() {
                 return 120;
             }
-            if let Some(dir) = &cwd {
-                if nix::unistd::dup2_stderr(&out_w).is_err()
-                    || std::env::set_current_dir(dir).is_err()
-                {
-                    return 120;
-                }
+            if let Some(dir) = &cwd
+                && (nix::unistd::dup2_stderr(&out_w).is_err()
+                    || std::env::set_current_dir(dir).is_err())
+            {
+                return 120;
             }
             if trace && waiter.wait().is_err() {
                 return 121;
