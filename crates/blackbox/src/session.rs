@@ -7,6 +7,30 @@
 //! The caller's loop polls the listener ([`AsFd`]) and, for a traced session, the tracer's
 //! SIGCHLD signalfd ([`Session::trace_fd`]), then calls [`Session::receive`]; it calls
 //! [`Session::tick`] at least every few milliseconds while something is held (deadlines).
+//!
+//! A replay whose schedule holds exits or instructions ([`Engine::needs_ptrace`]), as the
+//! lab's init runs it (tests/ptrace.rs does the same with a small loop):
+//!
+//! ```text
+//! init                                          launcher (forked by init)
+//! engine = Engine::new(&schedule, hold)
+//! (waiter, opener) = racelab_sys::ptrace::gate()
+//! fork the launcher ------------------------->  waiter.wait()       # before the filter
+//! [PID 1 case: read the inner pid first]
+//! tracer = Tracer::seize(pid, &engine)          (seized, resumed: it waits on)
+//! opener.open() ----------------------------->  install_program(filter), send_fd(listener)
+//! listener = recv_fd(..)                  <----
+//! session = Session::traced(listener, engine, tracer)
+//!                                               execve(program)   # PTRACE_EVENT_EXEC stop:
+//! loop: poll(listener, session.trace_fd(),      #   code points armed, syscall stops on
+//!            pipes, pidfds); session.receive(now);
+//!       next_action / action_done; session.tick(now)
+//! session.finish(now)                           # breakpoints lifted, threads detached
+//! ```
+//!
+//! The tracer must be used from the thread that seized (ptrace's rule), and blocks SIGCHLD in
+//! that thread while it lives: processes that thread forks meanwhile (victims) inherit the
+//! blocked SIGCHLD unless they reset their mask.
 
 use std::collections::{HashMap, VecDeque};
 use std::os::fd::{AsFd, BorrowedFd};
