@@ -8,7 +8,10 @@
 //!   the written order before `a` counts as passed. `await(p)` is an action the engine runs
 //!   itself: the action list pauses until `p` has passed.
 //! - A syscall point passes when its syscall is let go (continued). `p.returned` passes when
-//!   the thread that made `p`'s syscall made its next intercepted syscall, or ended.
+//!   the thread that made `p`'s syscall made its next intercepted syscall, or ended. `p.exit`
+//!   (held at the syscall's exit with ptrace) passes when the thread is let go back to user
+//!   space. A code point passes once the thread was stepped over its instruction (the session
+//!   does that before it reports the pass: see [`crate::session`]).
 //! - One notification may match several points (`tini.kill` and `tini.kill(SIGTERM)`): it
 //!   arrives at each, waits for the edges of each, runs the actions of each.
 //! - Every hold has a deadline; the first one to pass makes the run stuck: a report is kept, the
@@ -17,17 +20,44 @@
 use std::collections::{HashMap, VecDeque};
 
 use racelab_hooks::{
-    Action, ActionError, Arg, At, Edge, Event, EventKind, ParkedThread, PointRef, RunReport,
-    Schedule, Step, StuckReason, StuckReport, SyscallPoint, Sysno, Trace, UnmetEdge, UnmetReason,
+    Action, ActionError, Arg, At, CodePoint, Edge, Event, EventKind, Moment, ParkedThread,
+    PointRef, RunReport, Schedule, Step, StuckReason, StuckReport, SyscallPoint, Sysno, Trace,
+    UnmetEdge, UnmetReason,
 };
 
 /// The kernel's id of one notification (one parked syscall).
 pub type NotifId = u64;
 
-/// What the kernel reported: a thread entered a syscall the filter notifies.
+/// Where a held thread is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Site {
+    /// At the entry of a syscall the filter notifies (seccomp user notification).
+    Entry {
+        /// The syscall.
+        syscall: Sysno,
+        /// Its argument registers.
+        args: [u64; 6],
+    },
+    /// At the exit of a syscall (a ptrace syscall-exit stop): it ran, the thread has not
+    /// returned to user space.
+    Exit {
+        /// The syscall.
+        syscall: Sysno,
+        /// Its argument registers at entry.
+        args: [u64; 6],
+    },
+    /// At an instruction breakpoint (ptrace), before the instruction runs.
+    Code {
+        /// The code points armed at that instruction.
+        points: Vec<CodePoint>,
+    },
+}
+
+/// What the kernel reported: a thread reached a place the lab holds (a notified syscall entry,
+/// a traced syscall exit, a breakpoint).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Arrival {
-    /// The notification.
+    /// The hold's id (a seccomp notification's, or one the session made for a ptrace stop).
     pub id: NotifId,
     /// The thread, in the lab's PID namespace.
     pub tid: i32,
@@ -35,12 +65,31 @@ pub struct Arrival {
     pub pid: i32,
     /// The program image it runs, as points name it (`tini`, `dumb_init`).
     pub program: String,
-    /// The syscall.
-    pub syscall: Sysno,
-    /// Its argument registers.
-    pub args: [u64; 6],
+    /// Where it is.
+    pub site: Site,
     /// When (CLOCK_MONOTONIC ns).
     pub time_ns: u64,
+}
+
+impl Arrival {
+    /// Whether the point `p` of a schedule is this arrival.
+    fn is_at(&self, p: &PointRef) -> bool {
+        let syscall_here = |s: &SyscallPoint, syscall: &Sysno, args: &[u64; 6]| {
+            s.program == self.program && s.syscall == *syscall && s.args_match(args)
+        };
+        match (p, &self.site) {
+            (PointRef::Syscall(s), Site::Entry { syscall, args }) => {
+                s.moment == Moment::Entry && syscall_here(s, syscall, args)
+            }
+            (PointRef::Syscall(s), Site::Exit { syscall, args }) => {
+                s.moment == Moment::Exit && syscall_here(s, syscall, args)
+            }
+            (PointRef::Code(c), Site::Code { points }) => {
+                c.program == self.program && points.contains(c)
+            }
+            _ => false,
+        }
+    }
 }
 
 /// What the engine wants done.
@@ -65,7 +114,7 @@ pub enum Decision {
 pub enum EngineError {
     /// A hook point in a black-box schedule: nothing marks it in an unmodified program.
     #[error(
-        "`{0}` is a hook point: a black-box program passes only syscall points (program.syscall)"
+        "`{0}` is a hook point: a black-box program passes only syscall points (program.syscall) and code points (program@...)"
     )]
     HookPoint(String),
     /// A `.returned` point where the engine would have to hold a syscall's return.
@@ -106,12 +155,15 @@ struct Held {
 #[derive(Debug)]
 pub struct Engine {
     schedule: Schedule,
-    points: Vec<SyscallPoint>,
+    /// Every point an arrival may match (entries, exits, code points), once each.
+    points: Vec<PointRef>,
+    /// The syscall entries among them: what the seccomp filter notifies.
+    entries: Vec<SyscallPoint>,
     edges: Vec<Edge>,
     actions: Vec<(At, Action)>,
     deadline_ns: u64,
-    arrivals: HashMap<SyscallPoint, u32>,
-    passes: HashMap<SyscallPoint, u32>,
+    arrivals: HashMap<PointRef, u32>,
+    passes: HashMap<PointRef, u32>,
     held: Vec<Held>,
     /// The action running now: (notification, action text, point occurrence text).
     in_flight: Option<(NotifId, String, String)>,
@@ -123,10 +175,20 @@ pub struct Engine {
     events: Vec<Event>,
 }
 
-fn syscall_of(at: &At, text: &dyn Fn() -> String) -> Result<SyscallPoint, EngineError> {
+/// The point an arrival must match for `at`: a `.returned` is observed at its entry.
+fn black_box(at: &At, text: &dyn Fn() -> String) -> Result<PointRef, EngineError> {
     match at.point {
-        PointRef::Syscall(s) => Ok(s),
+        PointRef::Syscall(s) if s.is_returned() => Ok(PointRef::Syscall(s.entry())),
+        PointRef::Syscall(_) | PointRef::Code(_) => Ok(at.point),
         PointRef::Hook(_) => Err(EngineError::HookPoint(text())),
+    }
+}
+
+/// Refuses to hold a `.returned`.
+fn holdable(at: &At, text: &dyn Fn() -> String) -> Result<PointRef, EngineError> {
+    match at.point {
+        PointRef::Syscall(s) if s.is_returned() => Err(EngineError::HeldReturn(text())),
+        _ => black_box(at, text),
     }
 }
 
@@ -135,7 +197,7 @@ impl Engine {
     pub fn new(schedule: &Schedule, deadline_ns: u64) -> Result<Engine, EngineError> {
         schedule.validate().map_err(|e| EngineError::Invalid(e.to_string()))?;
         let mut points = Vec::new();
-        let mut add = |p: SyscallPoint| {
+        let mut add = |p: PointRef| {
             if !points.contains(&p) {
                 points.push(p);
             }
@@ -143,34 +205,29 @@ impl Engine {
         for step in &schedule.steps {
             match step {
                 Step::Edge(e) => {
-                    let before = syscall_of(&e.before, &|| e.to_string())?;
-                    let after = syscall_of(&e.after, &|| e.to_string())?;
-                    if after.returned {
-                        return Err(EngineError::HeldReturn(e.to_string()));
-                    }
-                    add(before.entry());
-                    add(after);
+                    add(black_box(&e.before, &|| e.to_string())?);
+                    add(holdable(&e.after, &|| e.to_string())?);
                 }
                 Step::On { at, action } => {
-                    let p = syscall_of(at, &|| step.to_string())?;
-                    if p.returned {
-                        return Err(EngineError::HeldReturn(step.to_string()));
-                    }
-                    add(p);
+                    add(holdable(at, &|| step.to_string())?);
                     if action.name == "await" {
                         match action.args.as_slice() {
-                            [Arg::Point(target)] => {
-                                add(syscall_of(target, &|| step.to_string())?.entry())
-                            }
+                            [Arg::Point(target)] => add(black_box(target, &|| step.to_string())?),
                             _ => return Err(EngineError::BadAwait(step.to_string())),
                         }
                     }
                 }
             }
         }
+        let entries = points
+            .iter()
+            .filter_map(|p| p.syscall().copied())
+            .filter(|s| s.moment == Moment::Entry)
+            .collect();
         Ok(Engine {
             schedule: schedule.clone(),
             points,
+            entries,
             edges: schedule.edges().copied().collect(),
             actions: schedule.actions().map(|(at, a)| (*at, a.clone())).collect(),
             deadline_ns,
@@ -186,17 +243,53 @@ impl Engine {
         })
     }
 
-    /// The distinct entry points the schedule names (the filter must notify each).
+    /// The distinct syscall entry points the schedule names (the filter must notify each).
     pub fn points(&self) -> &[SyscallPoint] {
-        &self.points
+        &self.entries
+    }
+
+    /// Whether the schedule holds a syscall exit or an instruction: then the program must be
+    /// traced (see [`crate::trace`]).
+    pub fn needs_ptrace(&self) -> bool {
+        self.points
+            .iter()
+            .any(|p| p.code().is_some() || p.syscall().is_some_and(|s| s.moment == Moment::Exit))
+    }
+
+    /// The `.exit` points the schedule names (held at a ptrace syscall-exit stop).
+    pub fn exit_points(&self) -> Vec<SyscallPoint> {
+        let exits = self.points.iter().filter_map(|p| p.syscall().copied());
+        exits.filter(|s| s.moment == Moment::Exit).collect()
+    }
+
+    /// The code points the schedule names, each with the number of arrivals the schedule
+    /// needs there (its highest occurrence named): the breakpoint stays armed until then.
+    pub fn code_points(&self) -> Vec<(CodePoint, u32)> {
+        let mut out: Vec<(CodePoint, u32)> = Vec::new();
+        let awaited = self.actions.iter().flat_map(|(_, a)| {
+            a.args.iter().filter_map(|arg| match arg {
+                Arg::Point(at) => Some(*at),
+                _ => None,
+            })
+        });
+        let ats = self.edges.iter().flat_map(|e| [e.before, e.after]);
+        let ats = ats.chain(self.actions.iter().map(|(at, _)| *at)).chain(awaited);
+        for at in ats {
+            let PointRef::Code(c) = at.point else { continue };
+            match out.iter_mut().find(|(p, _)| *p == c) {
+                Some((_, n)) => *n = (*n).max(at.occurrence),
+                None => out.push((c, at.occurrence)),
+            }
+        }
+        out
     }
 
     /// Whether the schedule waits for a syscall's return anywhere (then every thread's next
     /// syscall must be observed: the session adds probe rules).
     pub fn needs_returns(&self) -> bool {
-        self.edges.iter().any(|e| e.before.point.syscall().is_some_and(|s| s.returned))
+        self.edges.iter().any(|e| e.before.point.syscall().is_some_and(|s| s.is_returned()))
             || self.actions.iter().any(|(_, a)| {
-                matches!(a.args.as_slice(), [Arg::Point(p)] if p.point.syscall().is_some_and(|s| s.returned))
+                matches!(a.args.as_slice(), [Arg::Point(p)] if p.point.syscall().is_some_and(|s| s.is_returned()))
             })
     }
 
@@ -222,8 +315,8 @@ impl Engine {
 
     fn passed(&self, at: &At) -> bool {
         match at.point {
-            PointRef::Syscall(p) => self.passes.get(&p).copied().unwrap_or(0) >= at.occurrence,
             PointRef::Hook(_) => false,
+            p => self.passes.get(&p).copied().unwrap_or(0) >= at.occurrence,
         }
     }
 
@@ -240,7 +333,7 @@ impl Engine {
         let Some(points) = self.returning.remove(&tid) else { return };
         for p in points {
             let r = p.returning();
-            let n = self.passes.entry(r).or_insert(0);
+            let n = self.passes.entry(PointRef::Syscall(r)).or_insert(0);
             *n += 1;
             let subject = At::nth(r, *n).to_string();
             self.event((program, tid, pid), time_ns, EventKind::Pass, subject, String::new());
@@ -249,18 +342,12 @@ impl Engine {
 
     /// A notification arrived. Returns what to do now.
     pub fn arrive(&mut self, a: Arrival) -> Vec<Decision> {
-        self.returned(a.tid, a.pid, &a.program, a.time_ns);
-        let matching: Vec<SyscallPoint> = self
-            .points
-            .iter()
-            .filter(|p| {
-                !p.returned
-                    && p.program == a.program
-                    && p.syscall == a.syscall
-                    && p.args_match(&a.args)
-            })
-            .copied()
-            .collect();
+        // Only a syscall entry shows that the thread's previous syscall returned (an exit or
+        // a breakpoint comes before the thread made another one).
+        if matches!(a.site, Site::Entry { .. }) {
+            self.returned(a.tid, a.pid, &a.program, a.time_ns);
+        }
+        let matching: Vec<PointRef> = self.points.iter().filter(|p| a.is_at(p)).copied().collect();
         if matching.is_empty() {
             // Not a point, but it may have shown that an earlier syscall of this thread
             // returned: that can release others.
@@ -347,8 +434,7 @@ impl Engine {
     /// Returns the notification to answer.
     fn pass(&mut self, h: Held, time_ns: u64) -> NotifId {
         for at in &h.ats {
-            let Some(p) = at.point.syscall().copied() else { continue };
-            *self.passes.entry(p).or_insert(0) += 1;
+            *self.passes.entry(at.point).or_insert(0) += 1;
             self.event(
                 (&h.program, h.tid, h.pid),
                 time_ns,
@@ -356,7 +442,10 @@ impl Engine {
                 at.to_string(),
                 String::new(),
             );
-            if self.points.contains(&p.returning()) || self.awaits_return_of(&p) {
+            if let PointRef::Syscall(p) = at.point
+                && p.moment == Moment::Entry
+                && self.awaits_return_of(&p)
+            {
                 self.returning.entry(h.tid).or_default().push(p);
             }
         }
@@ -387,19 +476,12 @@ impl Engine {
             .iter()
             .filter(|e| !(self.passed(&e.before) && self.passed(&e.after)))
             .map(|e| {
-                let reached = match e.after.point {
-                    PointRef::Syscall(p) => {
-                        self.arrivals.get(&p).copied().unwrap_or(0) >= e.after.occurrence
-                    }
-                    PointRef::Hook(_) => false,
-                };
+                let reached =
+                    self.arrivals.get(&e.after.point).copied().unwrap_or(0) >= e.after.occurrence;
                 let reason = if reached {
                     UnmetReason::Abandoned
                 } else {
-                    let before_passes = match e.before.point {
-                        PointRef::Syscall(p) => self.passes.get(&p).copied().unwrap_or(0),
-                        PointRef::Hook(_) => 0,
-                    };
+                    let before_passes = self.passes.get(&e.before.point).copied().unwrap_or(0);
                     UnmetReason::AfterNeverReached { before_passes }
                 };
                 UnmetEdge { edge: e.to_string(), reason }
@@ -409,12 +491,7 @@ impl Engine {
         // syscall there). Listed like an edge whose later point was never reached.
         let mut unmet_edges = unmet_edges;
         for (at, action) in &self.actions {
-            let reached = match at.point {
-                PointRef::Syscall(p) => {
-                    self.arrivals.get(&p).copied().unwrap_or(0) >= at.occurrence
-                }
-                PointRef::Hook(_) => false,
-            };
+            let reached = self.arrivals.get(&at.point).copied().unwrap_or(0) >= at.occurrence;
             if !reached {
                 unmet_edges.push(UnmetEdge {
                     edge: format!("on {at}: {action}"),
@@ -725,8 +802,7 @@ mod tests {
             tid,
             pid: 100,
             program: program.into(),
-            syscall: syscall.parse().unwrap(),
-            args,
+            site: Site::Entry { syscall: syscall.parse().unwrap(), args },
             time_ns: ms * MS,
         }
     }
@@ -838,6 +914,47 @@ mod tests {
         let (_, report) = e.finish(2 * MS);
         assert_eq!(report.action_errors.len(), 1);
         assert_eq!(report.action_errors[0].action, "recycle(child)");
+    }
+
+    fn site(id: NotifId, tid: i32, program: &str, site: Site, ms: u64) -> Arrival {
+        Arrival { id, tid, pid: 100, program: program.into(), site, time_ns: ms * MS }
+    }
+
+    #[test]
+    fn a_held_exit_runs_its_actions_after_the_syscall_and_entries_are_not_notified() {
+        let mut e = engine("on timeout.clone.exit: terminate(target)");
+        assert!(e.needs_ptrace());
+        assert!(e.points().is_empty(), "an exit needs no seccomp rule");
+        assert_eq!(e.exit_points().len(), 1);
+        let syscall: Sysno = "clone".parse().unwrap();
+        // A notified entry of the same syscall (another schedule item could name it) is not
+        // the exit.
+        let entry = at(1, 7, "timeout", "clone", [0x1200011, 0, 0, 0, 0, 0], 0);
+        assert_eq!(e.arrive(entry), [Decision::Continue(1)]);
+        let exit = Site::Exit { syscall, args: [0x1200011, 0, 0, 0, 0, 0] };
+        let d = e.arrive(site(2, 7, "timeout", exit, 1));
+        assert_eq!(run_names(&d), ["run terminate(target)"]);
+        assert_eq!(e.action_done(2, Ok(()), 2), [Decision::Continue(2)]);
+        let (_, report) = e.finish(3 * MS);
+        assert!(report.is_clean(), "{report}");
+    }
+
+    #[test]
+    fn a_code_point_is_held_until_its_edge_is_met_and_needs_its_highest_occurrence() {
+        let text =
+            "a.write(1) < a@store(a::FLAG, worker); a@store(a::FLAG, worker)#3 < a.exit_group";
+        let mut e = engine(text);
+        assert!(e.needs_ptrace());
+        let flag = CodePoint::store("a", "a::FLAG", Some("worker"));
+        assert_eq!(e.code_points(), [(flag, 3)]);
+        let code = || Site::Code { points: vec![flag] };
+        assert!(e.arrive(site(1, 8, "a", code(), 0)).is_empty(), "held until main wrote");
+        // Another program's instruction at the same point name is not this one.
+        assert_eq!(e.arrive(site(2, 9, "b", code(), 1)), [Decision::Continue(2)]);
+        let d = e.arrive(at(3, 7, "a", "write", [1, 0, 0, 0, 0, 0], 2));
+        assert_eq!(d, [Decision::Continue(3), Decision::Continue(1)]);
+        let (_, report) = e.finish(3 * MS);
+        assert_eq!(report.unmet_edges.len(), 1, "#3 was never reached: {report}");
     }
 
     #[test]

@@ -1,7 +1,36 @@
 //! The I/O side of one black-box replay: receives the target's notifications from the seccomp
-//! listener, names the program image of each calling thread from /proc, feeds the [`Engine`]
-//! and answers the kernel. Lab actions come out as [`ActionRequest`]s: the caller (the lab's
-//! init, which owns the workload, the victims and the clock) carries them out and reports back.
+//! listener and, when the schedule holds exits or instructions, the stops of its [`Tracer`],
+//! names the program image of each thread from /proc, feeds the [`Engine`] and answers the
+//! kernel. Lab actions come out as [`ActionRequest`]s: the caller (the lab's init, which owns
+//! the workload, the victims and the clock) carries them out and reports back.
+//!
+//! The caller's loop polls the listener ([`AsFd`]) and, for a traced session, the tracer's
+//! SIGCHLD signalfd ([`Session::trace_fd`]), then calls [`Session::receive`]; it calls
+//! [`Session::tick`] at least every few milliseconds while something is held (deadlines).
+//!
+//! A replay whose schedule holds exits or instructions ([`Engine::needs_ptrace`]), as the
+//! lab's init runs it (tests/ptrace.rs does the same with a small loop):
+//!
+//! ```text
+//! init                                          launcher (forked by init)
+//! engine = Engine::new(&schedule, hold)
+//! (waiter, opener) = racelab_sys::ptrace::gate()
+//! fork the launcher ------------------------->  waiter.wait()       # before the filter
+//! [PID 1 case: read the inner pid first]
+//! tracer = Tracer::seize(pid, &engine)          (seized, resumed: it waits on)
+//! opener.open() ----------------------------->  install_program(filter), send_fd(listener)
+//! listener = recv_fd(..)                  <----
+//! session = Session::traced(listener, engine, tracer)
+//!                                               execve(program)   # PTRACE_EVENT_EXEC stop:
+//! loop: poll(listener, session.trace_fd(),      #   code points armed, syscall stops on
+//!            pipes, pidfds); session.receive(now);
+//!       next_action / action_done; session.tick(now)
+//! session.finish(now)                           # breakpoints lifted, threads detached
+//! ```
+//!
+//! The tracer must be used from the thread that seized (ptrace's rule), and blocks SIGCHLD in
+//! that thread while it lives: processes that thread forks meanwhile (victims) inherit the
+//! blocked SIGCHLD unless they reset their mask.
 
 use std::collections::{HashMap, VecDeque};
 use std::os::fd::{AsFd, BorrowedFd};
@@ -9,7 +38,8 @@ use std::os::fd::{AsFd, BorrowedFd};
 use racelab_hooks::{Action, At, Event, EventKind, RunReport};
 use racelab_sys::seccomp::{self, Listener, ListenerEvent, NotifyError};
 
-use crate::engine::{Arrival, Decision, Engine, NotifId};
+use crate::engine::{Arrival, Decision, Engine, NotifId, Site};
+use crate::trace::{TraceEvent, Tracer};
 
 /// How the trace says that a thread was verified parked in the kernel while an action ran.
 pub const PARKED: &str = "parked in the kernel";
@@ -72,6 +102,10 @@ pub struct Session {
     sent: Vec<SentSignal>,
     notes: Vec<Event>,
     targets_gone: bool,
+    tracer: Option<Tracer>,
+    /// Holds at ptrace stops: id -> tid (their ids count down from `u64::MAX`).
+    ptrace_ids: HashMap<NotifId, i32>,
+    next_ptrace_id: NotifId,
 }
 
 impl Session {
@@ -86,7 +120,25 @@ impl Session {
             sent: Vec::new(),
             notes: Vec::new(),
             targets_gone: false,
+            tracer: None,
+            ptrace_ids: HashMap::new(),
+            next_ptrace_id: NotifId::MAX,
         }
+    }
+
+    /// A session that also holds the threads `tracer` traces at their syscall exits and
+    /// breakpoints ([`Engine::needs_ptrace`]). Seize before the program runs
+    /// ([`Tracer::seize`]), then build the session.
+    pub fn traced(listener: Listener, engine: Engine, tracer: Tracer) -> Session {
+        let mut s = Session::new(listener, engine);
+        s.tracer = Some(tracer);
+        s
+    }
+
+    /// The tracer's SIGCHLD signalfd, to poll with the listener: readable when a traced
+    /// thread stopped or ended (then call [`Session::receive`]).
+    pub fn trace_fd(&self) -> Option<BorrowedFd<'_>> {
+        self.tracer.as_ref().map(AsFd::as_fd)
     }
 
     /// Every task running the filter has exited (the listener reported POLLHUP).
@@ -94,8 +146,14 @@ impl Session {
         self.targets_gone
     }
 
-    /// Receives every notification pending now (without blocking) and answers what can go.
+    /// Receives every notification and every ptrace stop pending now (without blocking) and
+    /// answers what can go.
     pub fn receive(&mut self, now_ns: u64) {
+        self.receive_notifications(now_ns);
+        self.pump_trace(now_ns);
+    }
+
+    fn receive_notifications(&mut self, now_ns: u64) {
         loop {
             match self.listener.wait(std::time::Duration::ZERO) {
                 Ok(ListenerEvent::Pending) => {}
@@ -132,12 +190,76 @@ impl Session {
                 tid: n.tid,
                 pid,
                 program,
-                syscall,
-                args: n.args,
+                site: Site::Entry { syscall, args: n.args },
                 time_ns: now_ns,
             });
             self.apply(decisions, now_ns);
         }
+    }
+
+    /// Feeds every ptrace event to the engine until the tracer has nothing more.
+    fn pump_trace(&mut self, now_ns: u64) {
+        loop {
+            let Some(tracer) = self.tracer.as_mut() else { return };
+            let events = tracer.poll();
+            if events.is_empty() {
+                return;
+            }
+            for ev in events {
+                self.trace_event(ev, now_ns);
+            }
+        }
+    }
+
+    fn trace_event(&mut self, ev: TraceEvent, now_ns: u64) {
+        let (tid, pid, site) = match ev {
+            TraceEvent::Exit { tid, pid, syscall, args, .. } => {
+                (tid, pid, Site::Exit { syscall, args })
+            }
+            TraceEvent::Code { tid, pid, points, .. } => (tid, pid, Site::Code { points }),
+            TraceEvent::Ended { tid, pid } => {
+                let ids: Vec<NotifId> =
+                    self.ptrace_ids.iter().filter(|(_, t)| **t == tid).map(|(i, _)| *i).collect();
+                for id in ids {
+                    self.ptrace_ids.remove(&id);
+                    self.held.remove(&id);
+                    let decisions = self.engine.gone(id, now_ns);
+                    self.apply(decisions, now_ns);
+                }
+                if let Some((_, program)) = self.threads.get(&tid).cloned() {
+                    let decisions = self.engine.thread_ended(tid, pid, &program, now_ns);
+                    self.apply(decisions, now_ns);
+                }
+                return;
+            }
+            TraceEvent::Note { tid, pid, subject, detail } => {
+                let actor = program_label(tid).unwrap_or_else(|| "lab".into());
+                self.note(now_ns, (pid, tid, actor), subject, detail);
+                return;
+            }
+        };
+        let id = self.next_ptrace_id;
+        self.next_ptrace_id -= 1;
+        let program = program_label(tid).unwrap_or_else(|| "?".into());
+        self.held.insert(id, (tid, pid, program.clone(), None));
+        self.ptrace_ids.insert(id, tid);
+        self.threads.insert(tid, (pid, program.clone()));
+        let decisions =
+            self.engine.arrive(Arrival { id, tid, pid, program, site, time_ns: now_ns });
+        self.apply(decisions, now_ns);
+    }
+
+    fn note(&mut self, time_ns: u64, who: (i32, i32, String), subject: String, detail: String) {
+        self.notes.push(Event {
+            time_ns,
+            pid: who.0 as u32,
+            tid: who.1 as u32,
+            actor: who.2,
+            kind: EventKind::Note,
+            subject,
+            detail,
+            peer: None,
+        });
     }
 
     fn apply(&mut self, decisions: Vec<Decision>, now_ns: u64) {
@@ -148,7 +270,11 @@ impl Session {
                     // Ground truth that the point holds its thread while the action runs: the
                     // kernel says the thread waits in seccomp's notification.
                     if let Some((tid, pid, program, _)) = self.held.get(&id) {
-                        let (parked, wchan) = parked_in_kernel(*pid, *tid);
+                        let (parked, wchan) = if self.ptrace_ids.contains_key(&id) {
+                            held_in_ptrace_stop(*tid)
+                        } else {
+                            parked_in_kernel(*pid, *tid)
+                        };
                         self.notes.push(Event {
                             time_ns: now_ns,
                             pid: *pid as u32,
@@ -165,6 +291,17 @@ impl Session {
                         });
                     }
                     self.requests.push_back(ActionRequest { id, action, at })
+                }
+                Decision::Continue(id) if self.ptrace_ids.contains_key(&id) => {
+                    let tid = self.ptrace_ids.remove(&id).unwrap_or_default();
+                    let info = self.held.remove(&id);
+                    let released = self.tracer.as_mut().map(|t| t.release(tid));
+                    if let Some(Err(e)) = released {
+                        if let Some((tid, pid, program, _)) = info {
+                            self.note(now_ns, (pid, tid, program), "gone".into(), e.to_string());
+                        }
+                        queue.extend(self.engine.gone(id, now_ns));
+                    }
                 }
                 Decision::Continue(id) => {
                     let info = self.held.remove(&id);
@@ -205,14 +342,17 @@ impl Session {
     pub fn action_done(&mut self, id: NotifId, result: Result<(), String>, now_ns: u64) {
         let decisions = self.engine.action_done(id, result, now_ns);
         self.apply(decisions, now_ns);
+        self.pump_trace(now_ns);
     }
 
     /// Deadlines, parked threads that died, threads that ended while owing a return.
     pub fn tick(&mut self, now_ns: u64) {
+        self.pump_trace(now_ns);
         let dead: Vec<NotifId> = self
             .held
             .keys()
             .copied()
+            .filter(|id| !self.ptrace_ids.contains_key(id))
             .filter(|id| !self.listener.id_valid(seccomp::NotifId(*id)))
             .collect();
         for id in dead {
@@ -235,6 +375,7 @@ impl Session {
         }
         let decisions = self.engine.tick(now_ns);
         self.apply(decisions, now_ns);
+        self.pump_trace(now_ns);
     }
 
     /// Whether no thread running `program` can make progress: each is parked here, or waits in
@@ -302,9 +443,15 @@ impl Session {
     pub fn finish(mut self, now_ns: u64) -> (RunReport, Vec<SentSignal>) {
         let (decisions, mut report) = self.engine.finish(now_ns);
         self.apply(decisions, now_ns);
-        // Anything still held (an action never reported back) goes too.
+        // Anything still held (an action never reported back) goes too; the tracer lifts its
+        // breakpoints and detaches (a held thread goes on from its point).
         for id in self.held.keys().copied().collect::<Vec<_>>() {
-            let _ = self.listener.continue_syscall(seccomp::NotifId(id));
+            if !self.ptrace_ids.contains_key(&id) {
+                let _ = self.listener.continue_syscall(seccomp::NotifId(id));
+            }
+        }
+        if let Some(t) = self.tracer.as_mut() {
+            t.detach_all();
         }
         report.trace.events.append(&mut self.notes);
         report.trace.sort();
@@ -333,6 +480,13 @@ fn parked_in_kernel(pid: i32, tid: i32) -> (bool, String) {
         std::thread::yield_now();
     }
     (false, wchan)
+}
+
+/// Whether thread `tid` is in a ptrace stop (state `t`), and its state line.
+fn held_in_ptrace_stop(tid: i32) -> (bool, String) {
+    let stat = std::fs::read_to_string(format!("/proc/{tid}/stat")).unwrap_or_default();
+    let state = stat.rsplit_once(')').and_then(|(_, r)| r.split_whitespace().next());
+    (state == Some("t"), format!("ptrace stop, state {}", state.unwrap_or("?")))
 }
 
 /// Whether thread `tid` of `pid` waits for a vfork child: blocked (state D) in `clone`,

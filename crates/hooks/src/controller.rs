@@ -100,7 +100,7 @@ pub fn arm(
     options: ArmOptions,
 ) -> Result<Armed, HookError> {
     schedule.validate()?;
-    if let Some(p) = schedule.points().find(|p| p.syscall().is_some()) {
+    if let Some(p) = schedule.points().find(|p| p.hook().is_none()) {
         return Err(HookError::SyscallPointInHookSchedule { point: p.to_string() });
     }
     if options.trace_capacity > MAX_TRACE {

@@ -24,6 +24,14 @@ pub enum HookError {
         /// The syscall name as written.
         syscall: String,
     },
+    /// A code point's site is malformed (`program@0x1234`, `program@store(global, within)`).
+    #[error("code point `{point}`: {reason}")]
+    BadCodePoint {
+        /// The point as written.
+        point: String,
+        /// What is wrong.
+        reason: String,
+    },
     /// A syscall point's arguments do not fit its syscall.
     #[error("point `{point}`: {reason}")]
     BadSyscallArgs {
@@ -32,10 +40,10 @@ pub enum HookError {
         /// What is wrong.
         reason: String,
     },
-    /// The in-process controller was armed with a syscall point: those are enforced by the
-    /// black-box runner (seccomp user notification), not by `point!`.
+    /// The in-process controller was armed with a syscall or code point: those are enforced by
+    /// the black-box runner (seccomp user notification, ptrace), not by `point!`.
     #[error(
-        "`{point}` is a syscall point of a black-box program; the hook controller only enforces hook points (run it with --program)"
+        "`{point}` is a point of a black-box program; the hook controller only enforces hook points (run it with --program)"
     )]
     SyscallPointInHookSchedule {
         /// The point.

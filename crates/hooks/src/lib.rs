@@ -59,6 +59,12 @@
 //! arguments are identifiers, integers or durations (`7ns`, `500us`, `10ms`, `2s`). A `#`
 //! directly after a point name is an occurrence, anywhere else a comment.
 //!
+//! Black-box programs have their own points (the lab's black-box runner enforces them, the
+//! controller refuses them): syscall points `program.syscall(args)` at a syscall's entry,
+//! `.exit` (held after the syscall ran) or `.returned` (waited for), see [`syscall_point`];
+//! and code points `program@0x...` / `program@store(global, function)` at an instruction,
+//! see [`code_point`].
+//!
 //! `Schedule::to_string()` prints the canonical form (items joined by `; `, `#1` omitted) and
 //! `Schedule::parse(&s.to_string()) == Ok(s)`. A misspelt point is
 //! [`HookError::UnknownPoint`], whose message lists every known point; a syntax error is a
@@ -157,6 +163,7 @@
 //! - The controller's own synchronisation is checked by a loom model:
 //!   `RUSTFLAGS="--cfg loom" cargo test -p racelab-hooks --features hooks --release --lib loom`.
 
+pub mod code_point;
 pub mod points;
 pub use points::Point;
 
@@ -167,6 +174,7 @@ mod schedule;
 pub mod syscall_point;
 mod trace;
 
+pub use code_point::{CodePoint, CodeSite};
 pub use error::{HookError, ParseError};
 pub use report::{
     ActionError, ParkedThread, RunReport, StuckReason, StuckReport, UnmetEdge, UnmetReason,
@@ -174,7 +182,7 @@ pub use report::{
 pub use schedule::{
     Action, Actions, Arg, At, Edge, MAX_EDGES, NoActions, PointRef, Schedule, Step,
 };
-pub use syscall_point::{ArgMatch, SyscallPoint, Sysno};
+pub use syscall_point::{ArgMatch, Moment, SyscallPoint, Sysno};
 pub use trace::{Event, EventKind, Trace};
 
 #[cfg(feature = "hooks")]

@@ -8,18 +8,23 @@
 //!           | 'on' at ':' action (',' action)*  # actions run in the written order
 //! at       := point ('#' digits)?                # occurrence, default #1
 //! point    := actor '.' ident                    # a hook point of the catalog
-//!           | program '.' syscall ('(' sarg (',' sarg)* ')')? ('.' 'returned')?
+//!           | program '.' syscall ('(' sarg (',' sarg)* ')')? ('.' ('returned' | 'exit'))?
+//!           | program '@' site                   # a code point, see crate::code_point
 //! sarg     := '_' | '-'? digits | SIGNAL          # see crate::syscall_point
+//! site     := '0x' hexdigits                     # an ELF virtual address of the executable
+//!           | 'store' '(' word (',' word)? ')'   # the stores to a global (within functions)
+//! word     := a run of characters but blanks, ',', '(', ')' and ';'
 //! action   := ident ('(' (arg (',' arg)*)? ')')?
 //! arg      := ident | '-'? digits | digits ('ns' | 'us' | 'ms' | 's') | at
 //! ```
 
 use std::time::Duration;
 
+use crate::code_point::{self, CodePoint};
 use crate::error::{HookError, ParseError};
 use crate::points;
 use crate::schedule::{Action, Arg, At, Edge, PointRef, Schedule, Step};
-use crate::syscall_point::{self, ArgMatch, MAX_ARGS, SyscallPoint, Sysno};
+use crate::syscall_point::{self, ArgMatch, MAX_ARGS, Moment, SyscallPoint, Sysno};
 
 // The parser sits above the schedule types: it knows them, they do not know it.
 impl Schedule {
@@ -177,7 +182,7 @@ impl<'a> Parser<'a> {
     fn item(&mut self, steps: &mut Vec<Step>) -> Result<(), HookError> {
         let start = self.pos;
         let first = self.ident("a point name or `on`")?;
-        if first == "on" && self.peek() != Some('.') {
+        if first == "on" && !matches!(self.peek(), Some('.' | '@')) {
             return self.on_item(steps);
         }
         self.pos = start;
@@ -217,6 +222,10 @@ impl<'a> Parser<'a> {
     fn at(&mut self) -> Result<At, HookError> {
         let start = self.pos;
         let actor = self.ident("a point name `actor.window` or `program.syscall`")?;
+        if self.eat('@') {
+            let point = PointRef::Code(self.code_point(start, actor)?);
+            return self.occurrence(point);
+        }
         if !self.eat('.') {
             return Err(self.expected("`.` in a point name `actor.window`").into());
         }
@@ -232,6 +241,11 @@ impl<'a> Parser<'a> {
         } else {
             PointRef::Syscall(self.syscall_point(start, actor, window)?)
         };
+        self.occurrence(point)
+    }
+
+    /// An optional `#n` after a point.
+    fn occurrence(&mut self, point: PointRef) -> Result<At, HookError> {
         let mut occurrence = 1;
         if self.eat('#') {
             let at = self.pos;
@@ -247,7 +261,79 @@ impl<'a> Parser<'a> {
         Ok(At { point, occurrence })
     }
 
-    /// The rest of `program.syscall`: argument matches and `.returned`.
+    /// The rest of `program@`: `0x...` or `store(global[, within])`.
+    fn code_point(&mut self, start: usize, program: &str) -> Result<CodePoint, HookError> {
+        const WHAT: &str = "`0x` and hex digits, or store(global) or store(global, function)";
+        let bad = |p: &Parser<'_>, reason: String| HookError::BadCodePoint {
+            point: p.src[start..p.pos].to_string(),
+            reason,
+        };
+        if self.rest().starts_with("0x") {
+            self.pos += 2;
+            let digits_at = self.pos;
+            while self.peek().is_some_and(|c| c.is_ascii_hexdigit()) {
+                self.bump();
+            }
+            let digits = &self.src[digits_at..self.pos];
+            if digits.is_empty() {
+                return Err(self.expected("hex digits after `0x`").into());
+            }
+            if self.peek().is_some_and(is_ident_char) {
+                return Err(self.expected("hex digits").into());
+            }
+            return u64::from_str_radix(digits, 16)
+                .map(|a| CodePoint::address(program, a))
+                .map_err(|_| bad(self, "the address does not fit in 64 bits".into()));
+        }
+        let word_at = self.pos;
+        let kind = self.ident(WHAT).map_err(|_| {
+            self.pos = word_at;
+            self.expected(WHAT)
+        })?;
+        if kind != "store" {
+            self.pos = word_at;
+            return Err(bad(self, format!("unknown site `{kind}`: expected {WHAT}")));
+        }
+        if !self.eat('(') {
+            return Err(self.expected("`(` after `store`").into());
+        }
+        self.skip_spaces();
+        let global = self.word("the global's symbol (`crate::NAME`)")?;
+        self.skip_spaces();
+        let within = if self.eat(',') {
+            self.skip_spaces();
+            let w = self.word("text of the function's name")?;
+            self.skip_spaces();
+            Some(w)
+        } else {
+            None
+        };
+        if !self.eat(')') {
+            return Err(self.expected("`,` or `)` in store(global, function)").into());
+        }
+        Ok(CodePoint::store(program, global, within))
+    }
+
+    /// Spaces and tabs only (no comments: inside `store(...)` a `#` is part of a name).
+    fn skip_spaces(&mut self) {
+        while matches!(self.peek(), Some(' ' | '\t')) {
+            self.bump();
+        }
+    }
+
+    /// A word of `store(...)`: see crate::code_point.
+    fn word(&mut self, what: &str) -> Result<&'a str, ParseError> {
+        let start = self.pos;
+        while self.peek().is_some_and(code_point::is_word_char) {
+            self.bump();
+        }
+        if start == self.pos {
+            return Err(self.expected(what));
+        }
+        Ok(&self.src[start..self.pos])
+    }
+
+    /// The rest of `program.syscall`: argument matches and `.returned` or `.exit`.
     fn syscall_point(
         &mut self,
         start: usize,
@@ -296,9 +382,13 @@ impl<'a> Parser<'a> {
                 }
             }
         }
-        if self.rest().starts_with(".returned") {
-            self.pos += ".returned".len();
-            point.returned = true;
+        for (suffix, moment) in [(".returned", Moment::Returned), (".exit", Moment::Exit)] {
+            let rest = self.rest();
+            if rest.starts_with(suffix) && !rest[suffix.len()..].starts_with(is_ident_char) {
+                self.pos += suffix.len();
+                point.moment = moment;
+                break;
+            }
         }
         Ok(point)
     }
@@ -363,8 +453,8 @@ impl<'a> Parser<'a> {
             Some(c) if is_ident_start(c) => {
                 let start = self.pos;
                 let word = self.ident(WHAT)?;
-                if self.peek() == Some('.') {
-                    // `actor.window` or `program.syscall...`: a point argument.
+                if matches!(self.peek(), Some('.' | '@')) {
+                    // `actor.window`, `program.syscall...` or `program@site`: a point argument.
                     self.pos = start;
                     return Ok(Arg::Point(self.at()?));
                 }
@@ -543,6 +633,84 @@ mod tests {
     }
 
     #[test]
+    fn held_exits_parse_and_are_not_confused_with_exit_syscalls() {
+        let s = Schedule::parse(
+            "on timeout.clone.exit: terminate(target)\n\
+             piano.exit_group < tini.exit.exit; tini.wait4(-1).exit#2 < tini.exit",
+        )
+        .unwrap();
+        assert_eq!(
+            s.to_string(),
+            "on timeout.clone.exit: terminate(target); piano.exit_group < tini.exit.exit; \
+             tini.wait4(-1).exit#2 < tini.exit"
+        );
+        let points: Vec<crate::SyscallPoint> = s.points().map(|p| *p.syscall().unwrap()).collect();
+        assert!(points[0].is_exit() && points[0].syscall.name() == "clone");
+        assert!(!points[1].is_exit() && points[1].syscall.name() == "exit_group");
+        assert!(points[2].is_exit() && points[2].syscall.name() == "exit");
+        assert!(!points[4].is_exit() && points[4].syscall.name() == "exit");
+        assert!(s.needs_ptrace());
+        assert!(!Schedule::parse("tini.kill.returned < tini.exit").unwrap().needs_ptrace());
+    }
+
+    #[test]
+    fn code_points_parse_by_address_and_by_located_store() {
+        let s = Schedule::parse(
+            "on piano@store(piano::FORCE_KILLED, run_child::{{closure}}): \
+               await(piano.rt_sigaction(SIGINT)#4)\n\
+             piano@0x19319C#2 < piano.exit_group   # a comment\n\
+             on@store( on::X ) < on@0x0; on on@0x10: ready(child)",
+        )
+        .unwrap();
+        assert_eq!(
+            s.to_string(),
+            "on piano@store(piano::FORCE_KILLED, run_child::{{closure}}): \
+             await(piano.rt_sigaction(SIGINT)#4); \
+             piano@0x19319c#2 < piano.exit_group; on@store(on::X) < on@0x0; \
+             on on@0x10: ready(child)"
+        );
+        let first = s.points().next().unwrap();
+        assert_eq!(first.actor(), "piano");
+        assert_eq!(
+            first.code().unwrap().site,
+            crate::CodeSite::Store {
+                global: "piano::FORCE_KILLED",
+                within: Some("run_child::{{closure}}")
+            }
+        );
+        assert!(s.has_syscall_points() && s.needs_ptrace());
+        // An awaited code point needs ptrace too.
+        assert!(Schedule::parse("on a.kill: await(a@0x10)").unwrap().needs_ptrace());
+    }
+
+    #[test]
+    fn malformed_code_points_are_errors_naming_what_was_expected() {
+        let parse_errors = [
+            ("piano@ < a.kill", "`0x` and hex digits"),
+            ("piano@0x < a.kill", "hex digits after `0x`"),
+            ("piano@0x12zz < a.kill", "hex digits"),
+            ("piano@store < a.kill", "`(` after `store`"),
+            ("piano@store() < a.kill", "the global's symbol"),
+            ("piano@store(a b) < a.kill", "`,` or `)`"),
+            ("piano@store(a, ) < a.kill", "text of the function's name"),
+            ("piano@store(a, b", "`,` or `)`"),
+        ];
+        for (text, expected) in parse_errors {
+            match Schedule::parse(text) {
+                Err(HookError::Parse(e)) => assert!(e.expected.contains(expected), "{text:?}: {e}"),
+                other => panic!("{text:?}: unexpected {other:?}"),
+            }
+        }
+        let err = Schedule::parse("piano@load(x) < a.kill").unwrap_err();
+        assert!(
+            matches!(&err, HookError::BadCodePoint { reason, .. } if reason.contains("unknown site `load`")),
+            "{err}"
+        );
+        let err = Schedule::parse("piano@0x10000000000000000 < a.kill").unwrap_err();
+        assert!(err.to_string().contains("does not fit in 64 bits"), "{err}");
+    }
+
+    #[test]
     fn empty_text_and_comments_are_the_empty_schedule() {
         assert_eq!(Schedule::parse("").unwrap(), Schedule::new());
         assert_eq!(Schedule::parse(" ;\n# nothing\n;;").unwrap(), Schedule::new());
@@ -556,25 +724,41 @@ mod tests {
             prop_oneof![Just("tini"), Just("dumb_init"), Just("piano")],
             proptest::sample::select(names.to_vec()),
             proptest::collection::vec(arg, 6),
-            any::<bool>(),
+            prop_oneof![
+                Just(crate::Moment::Entry),
+                Just(crate::Moment::Exit),
+                Just(crate::Moment::Returned)
+            ],
             1i32..32,
         )
-            .prop_map(|(program, name, args, returned, sig)| {
+            .prop_map(|(program, name, args, moment, sig)| {
                 let sysno: crate::Sysno = name.parse().unwrap();
                 let mut p = crate::SyscallPoint::new(program, sysno);
                 p.args.copy_from_slice(&args);
                 if let Some(i) = crate::syscall_point::signal_arg(sysno) {
                     p.args[i] = crate::ArgMatch::Signal(sig);
                 }
-                p.returned = returned;
+                p.moment = moment;
                 p
             })
+    }
+
+    fn code_point() -> impl Strategy<Value = crate::CodePoint> {
+        let word = "[a-zA-Z0-9_:{}<>#.$&*-]{1,12}";
+        prop_oneof![
+            (prop_oneof![Just("piano"), Just("on")], any::<u64>())
+                .prop_map(|(program, a)| crate::CodePoint::address(program, a)),
+            (word, proptest::option::of(word)).prop_map(|(global, within)| {
+                crate::CodePoint::store("piano", &global, within.as_deref())
+            }),
+        ]
     }
 
     fn at() -> impl Strategy<Value = At> {
         let point = prop_oneof![
             (0..points::ALL.len()).prop_map(|i| crate::PointRef::Hook(points::ALL[i])),
             syscall_point().prop_map(crate::PointRef::Syscall),
+            code_point().prop_map(crate::PointRef::Code),
         ];
         (point, prop_oneof![Just(1u32), 1u32..5, Just(u32::MAX)])
             .prop_map(|(point, occurrence)| At { point, occurrence })

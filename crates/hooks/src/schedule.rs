@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use serde::{Serialize, Serializer};
 
+use crate::code_point::CodePoint;
 use crate::error::HookError;
 use crate::points::Point;
 use crate::syscall_point::SyscallPoint;
@@ -15,14 +16,16 @@ use crate::syscall_point::SyscallPoint;
 /// Most edges one schedule may carry (the controller keeps them in a fixed table).
 pub const MAX_EDGES: usize = 64;
 
-/// A point a schedule names: a hook point compiled into a design, or a syscall of an unmodified
-/// program ([`SyscallPoint`]).
+/// A point a schedule names: a hook point compiled into a design, a syscall of an unmodified
+/// program ([`SyscallPoint`]) or an instruction of one ([`CodePoint`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum PointRef {
     /// A point of the catalog, marked in code with `point!`.
     Hook(&'static Point),
-    /// The entry (or return) of a syscall of a black-box program.
+    /// The entry, exit or return of a syscall of a black-box program.
     Syscall(SyscallPoint),
+    /// An instruction of a black-box program.
+    Code(CodePoint),
 }
 
 impl PointRef {
@@ -30,15 +33,23 @@ impl PointRef {
     pub fn hook(&self) -> Option<&'static Point> {
         match self {
             PointRef::Hook(p) => Some(p),
-            PointRef::Syscall(_) => None,
+            PointRef::Syscall(_) | PointRef::Code(_) => None,
         }
     }
 
     /// The syscall point, if this is one.
     pub fn syscall(&self) -> Option<&SyscallPoint> {
         match self {
-            PointRef::Hook(_) => None,
+            PointRef::Hook(_) | PointRef::Code(_) => None,
             PointRef::Syscall(s) => Some(s),
+        }
+    }
+
+    /// The code point, if this is one.
+    pub fn code(&self) -> Option<&CodePoint> {
+        match self {
+            PointRef::Code(c) => Some(c),
+            PointRef::Hook(_) | PointRef::Syscall(_) => None,
         }
     }
 
@@ -47,6 +58,7 @@ impl PointRef {
         match self {
             PointRef::Hook(p) => p.actor(),
             PointRef::Syscall(s) => s.program,
+            PointRef::Code(c) => c.program,
         }
     }
 }
@@ -63,11 +75,18 @@ impl From<SyscallPoint> for PointRef {
     }
 }
 
+impl From<CodePoint> for PointRef {
+    fn from(c: CodePoint) -> PointRef {
+        PointRef::Code(c)
+    }
+}
+
 impl fmt::Display for PointRef {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             PointRef::Hook(p) => f.write_str(p.name),
             PointRef::Syscall(s) => write!(f, "{s}"),
+            PointRef::Code(c) => write!(f, "{c}"),
         }
     }
 }
@@ -108,6 +127,12 @@ impl From<&'static Point> for At {
 
 impl From<SyscallPoint> for At {
     fn from(point: SyscallPoint) -> At {
+        At::first(point)
+    }
+}
+
+impl From<CodePoint> for At {
+    fn from(point: CodePoint) -> At {
         At::first(point)
     }
 }
@@ -261,9 +286,20 @@ impl Schedule {
         })
     }
 
-    /// Whether any point of the schedule is a syscall point (a black-box schedule).
+    /// Whether any point of the schedule is a point of a black-box program (a syscall or a code
+    /// point): a black-box schedule.
     pub fn has_syscall_points(&self) -> bool {
-        self.points().any(|p| p.syscall().is_some())
+        self.points().any(|p| p.hook().is_none())
+    }
+
+    /// Whether some point needs ptrace to be held: a syscall's `.exit` or a code point (seccomp
+    /// sees syscall entries only). `await(p)` arguments count too.
+    pub fn needs_ptrace(&self) -> bool {
+        let ptrace = |p: &PointRef| p.code().is_some() || p.syscall().is_some_and(|s| s.is_exit());
+        self.points().any(|p| ptrace(&p))
+            || self.actions().any(|(_, a)| {
+                a.args.iter().any(|arg| matches!(arg, Arg::Point(at) if ptrace(&at.point)))
+            })
     }
 
     /// Every point the schedule names, in order of appearance (with repeats).

@@ -5,7 +5,7 @@
 //! of a syscall made by a program the lab did not build (the lab parks the calling thread
 //! there with seccomp user notification, see `racelab-blackbox`). In a schedule it is written
 //! `program.syscall`, optionally followed by argument matches in parentheses and by
-//! `.returned`:
+//! `.returned` or `.exit`:
 //!
 //! - `program` is the program's image as the lab names it: the file name of the executable the
 //!   calling thread runs, with `-` written `_` (`dumb_init` for `/usr/bin/dumb-init`). The
@@ -20,7 +20,15 @@
 //!   `kill(_, SIGKILL)`. The canonical form prints every match at its position.
 //! - `.returned` is the moment the thread came back from that syscall: the lab knows it when
 //!   the same thread reaches its next intercepted syscall (or ends). `a.returned < b` makes `b`
-//!   wait until the syscall `a` has done its work, not only until it was let go.
+//!   wait until the syscall `a` has done its work, not only until it was let go. It can only be
+//!   waited for (before `<`, or in `await(...)`), never held.
+//! - `.exit` is the syscall's EXIT, held: the syscall has done its work (a `clone` has created
+//!   the child and knows its PID), the thread has not returned to user space yet. A signal the
+//!   lab sends meanwhile is handled on the way back, before the program's next instruction
+//!   (`timeout.clone.exit`: the parent's SIGTERM handler runs before `monitored_pid = fork()`
+//!   stores the PID). Seccomp sees entries only: the lab holds an exit with ptrace (a
+//!   syscall-exit-stop, see `racelab-blackbox`), so a schedule with an `.exit` point traces its
+//!   program.
 //!
 //! Syscall points are plain `Copy` data: program names are interned (each distinct name is
 //! kept once for the life of the process).
@@ -75,8 +83,22 @@ impl fmt::Display for ArgMatch {
 /// The most arguments a syscall has.
 pub const MAX_ARGS: usize = 6;
 
+/// Which moment of a syscall a point names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Moment {
+    /// The entry: the thread is held before the syscall runs (`program.syscall`).
+    #[default]
+    Entry,
+    /// The exit, held: the syscall ran, the thread has not returned to user space
+    /// (`program.syscall.exit`; needs ptrace).
+    Exit,
+    /// The return, observed: the same thread reached its next intercepted syscall or ended
+    /// (`program.syscall.returned`; can be waited for, never held).
+    Returned,
+}
+
 /// One syscall point. Two points are equal when they name the same program, syscall, argument
-/// matches and `.returned`.
+/// matches and moment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct SyscallPoint {
     /// The program image (`tini`, `dumb_init`, `piano`), interned.
@@ -85,8 +107,8 @@ pub struct SyscallPoint {
     pub syscall: Sysno,
     /// Argument matches, by position; trailing `Any`s are not printed.
     pub args: [ArgMatch; MAX_ARGS],
-    /// The point is the syscall's return, not its entry.
-    pub returned: bool,
+    /// Entry, exit or return.
+    pub moment: Moment,
 }
 
 impl SyscallPoint {
@@ -96,7 +118,7 @@ impl SyscallPoint {
             program: intern(program),
             syscall,
             args: [ArgMatch::Any; MAX_ARGS],
-            returned: false,
+            moment: Moment::Entry,
         }
     }
 
@@ -105,16 +127,35 @@ impl SyscallPoint {
         self.args.iter().zip(raw).all(|(m, r)| m.matches(*r))
     }
 
-    /// The same point at the syscall's return.
-    pub fn returning(mut self) -> SyscallPoint {
-        self.returned = true;
-        self
+    /// The same point at the syscall's return (`.returned`).
+    pub fn returning(self) -> SyscallPoint {
+        self.at(Moment::Returned)
+    }
+
+    /// The same point at the syscall's held exit (`.exit`).
+    pub fn exiting(self) -> SyscallPoint {
+        self.at(Moment::Exit)
     }
 
     /// The same point at the syscall's entry.
-    pub fn entry(mut self) -> SyscallPoint {
-        self.returned = false;
+    pub fn entry(self) -> SyscallPoint {
+        self.at(Moment::Entry)
+    }
+
+    /// The same point at `moment`.
+    pub fn at(mut self, moment: Moment) -> SyscallPoint {
+        self.moment = moment;
         self
+    }
+
+    /// Whether this is the `.returned` form (observed, never held).
+    pub fn is_returned(&self) -> bool {
+        self.moment == Moment::Returned
+    }
+
+    /// Whether this is the `.exit` form (held with ptrace).
+    pub fn is_exit(&self) -> bool {
+        self.moment == Moment::Exit
     }
 }
 
@@ -132,8 +173,10 @@ impl fmt::Display for SyscallPoint {
             }
             f.write_str(")")?;
         }
-        if self.returned {
-            f.write_str(".returned")?;
+        match self.moment {
+            Moment::Entry => {}
+            Moment::Exit => f.write_str(".exit")?,
+            Moment::Returned => f.write_str(".returned")?,
         }
         Ok(())
     }
@@ -217,6 +260,8 @@ mod tests {
         p.args[1] = ArgMatch::Signal(9);
         assert_eq!(p.to_string(), "piano.kill(_, SIGKILL)");
         assert_eq!(p.returning().to_string(), "piano.kill(_, SIGKILL).returned");
+        assert_eq!(p.exiting().to_string(), "piano.kill(_, SIGKILL).exit");
+        assert_eq!(p.exiting().entry(), p);
         assert_eq!(
             SyscallPoint::new("tini", "setpgid".parse().unwrap()).to_string(),
             "tini.setpgid"

@@ -14,6 +14,8 @@ pub mod env;
 pub mod fdpass;
 pub mod mem;
 pub mod ns;
+#[cfg(target_os = "linux")]
+pub mod ptrace;
 #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 pub mod seccomp;
 pub mod sigaction;
