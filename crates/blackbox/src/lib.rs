@@ -99,12 +99,14 @@
 
 pub mod engine;
 pub mod filter;
+mod image;
 pub mod locate;
 pub mod session;
 pub mod trace;
 
 pub use engine::{Arrival, Decision, Engine, EngineError, NotifId, Site};
 pub use filter::{PROBES, filter_for};
+pub use image::program_label;
 pub use locate::{Executable, LocateError, Located, locate};
-pub use session::{ActionRequest, PARKED, SentSignal, Session, program_label};
+pub use session::{ActionRequest, PARKED, SentSignal, Session};
 pub use trace::{TraceError, TraceEvent, Tracer};

@@ -39,6 +39,7 @@ use racelab_hooks::{Action, At, Event, EventKind, RunReport};
 use racelab_sys::seccomp::{self, Listener, ListenerEvent, NotifyError};
 
 use crate::engine::{Arrival, Decision, Engine, NotifId, Site};
+use crate::image::program_label;
 use crate::trace::{TraceEvent, Tracer};
 
 /// How the trace says that a thread was verified parked in the kernel while an action ran.
@@ -72,16 +73,6 @@ pub struct SentSignal {
     pub target: i64,
     /// The signal.
     pub signal: i32,
-}
-
-/// The program image a thread runs, as syscall points name it: the executable's file name with
-/// `-` written `_` (`/usr/bin/dumb-init` is `dumb_init`). `None` when the thread is gone.
-pub fn program_label(tid: i32) -> Option<String> {
-    let exe = std::fs::read_link(format!("/proc/{tid}/exe")).ok()?;
-    let name = exe.file_name()?.to_string_lossy().into_owned();
-    // A binary replaced on disk while running reads as "name (deleted)".
-    let name = name.strip_suffix(" (deleted)").unwrap_or(&name).to_string();
-    Some(name.replace('-', "_"))
 }
 
 fn tgid(tid: i32) -> Option<i32> {

@@ -35,8 +35,8 @@ use racelab_hooks::{CodePoint, SyscallPoint, Sysno};
 use racelab_sys::ptrace::{self, Event, Options, Status, Stop, SyscallInfo, Tid};
 
 use crate::engine::Engine;
+use crate::image::program_label;
 use crate::locate::Executable;
-use crate::session::program_label;
 
 /// How long [`Tracer::release`] waits for a single step, and [`Tracer::detach_all`] for the
 /// stops it asks for, before it leaves them to later events.

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 
 use racelab_hooks::Schedule;
 
-use super::ExploreError;
+use super::outcome::ExploreError;
 use crate::catalog::{DesignId, Race};
 
 /// The directory of this repository's exploration regressions.

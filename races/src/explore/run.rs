@@ -9,11 +9,11 @@ use proptest::test_runner::{Config, RngAlgorithm, TestCaseError, TestError, Test
 use racelab_hooks::{EventKind, Schedule, Step};
 
 use super::generate::ScheduleStrategy;
-use super::vocabulary::{ProbeFailure, Vocabulary};
-use super::{
+use super::outcome::{
     Counts, Exploration, ExploreConfig, ExploreError, Found, KnownHit, Progress, Stress,
-    regressions,
 };
+use super::regressions;
+use super::vocabulary::{ProbeFailure, Vocabulary};
 use crate::Replayer;
 use crate::catalog::{DesignId, Race};
 use crate::scenario::ReplayOutput;
