@@ -42,7 +42,7 @@ fn bench(c: &mut Criterion) {
     g.bench_function("floor: exec runner", |b| {
         b.iter(|| std::process::Command::new(&runner).output().expect("runner runs"))
     });
-    let check = |r: &catalog::Race, design: DesignId, out: &races::scenario::ReplayOutput| {
+    let check = |r: &catalog::Race, design: DesignId, out: &races::ReplayOutput| {
         let ok = r.designs.iter().any(|(d, e)| *d == design && e.check(&out.verdict).is_ok());
         assert!(ok, "{} {}: {:?}", r.id, design.name(), out.verdict);
     };

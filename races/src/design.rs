@@ -1,5 +1,5 @@
-//! The Design adapter: one small interface every design is driven through, and the report
-//! shape the oracle compares with ground truth.
+//! The Design adapter: one small interface every design is driven through, returning the
+//! design's own report ([`crate::design_report`]) for the oracle to compare with ground truth.
 //!
 //! An adapter runs inside the design process (a child of the lab's init, one design per
 //! process: the legacy replicas keep real process-wide state). It starts the workload under
@@ -7,69 +7,12 @@
 //! (interrupts, terminations) are real signals the lab sends to this process.
 
 use crate::catalog::{DesignId, Setup, Stop};
+use crate::design_report::{DesignReport, Reason, Status};
 use racelab_legacy::{RunOptions, StopReason as PianoReason, piano};
 use racelab_supervisor_lab as reference;
-use serde::{Deserialize, Serialize};
 use std::ffi::OsString;
 use std::path::Path;
 use std::time::Duration;
-
-/// A stop reason, normalised across designs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Reason {
-    /// The child ended on its own.
-    Exited,
-    /// The duration limit ended it.
-    Duration,
-    /// An interrupt ended it.
-    Interrupted,
-    /// The design says it had to SIGKILL the child.
-    ForcedKill,
-    /// The design says the child could not be killed.
-    Unkillable,
-    /// The design has no notion of a stop reason (it reports a status only).
-    Unreported,
-    /// The design failed to supervise at all.
-    Failed,
-}
-
-/// How the child ended, as the design reports it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Status {
-    /// Exit code.
-    Code(i32),
-    /// Killed by this signal.
-    Signal(i32),
-}
-
-/// The design's own word. The oracle never trusts it: it compares it with ground truth.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DesignReport {
-    /// The stop reason it reports.
-    pub reason: Reason,
-    /// The child's status it reports (None: it has none).
-    pub status: Option<Status>,
-    /// The exit code its front end would return.
-    pub exit_code: i32,
-    /// Warnings it would print.
-    pub warnings: Vec<String>,
-    /// Its report verbatim, for the record.
-    pub raw: String,
-}
-
-impl DesignReport {
-    fn failed(what: impl std::fmt::Display) -> DesignReport {
-        DesignReport {
-            reason: Reason::Failed,
-            status: None,
-            exit_code: 125,
-            warnings: Vec::new(),
-            raw: what.to_string(),
-        }
-    }
-}
 
 /// The reference's grace when the race asks for none: piano's `--kill-timeout 0` means "never
 /// escalate"; the reference always bounds its wait, so it gets its own bound instead.
@@ -239,6 +182,11 @@ fn run_next_five(
     result.unwrap_or_else(DesignReport::failed)
 }
 
+/// argv[1] that makes a runner executable run a legacy wrapper mode (`__legacy
+/// exec-under-lock --lockfile L -- ...`): how the reference runs the lock wrapper of O1 under
+/// itself. The runner dispatches it ([`crate::runner`]).
+pub const LEGACY_MODE: &str = "__legacy";
+
 /// The legacy wrapper mode that takes a lock and execs the program (O1).
 const LOCK_MODE: &str = "exec-under-lock";
 
@@ -281,7 +229,7 @@ fn run_reference(
             config.die_with_supervisor = true;
             if setup.under_lock {
                 // The same lock wrapper the legacy design is, now under the reference.
-                let mut argv = vec![crate::runner::LEGACY_MODE.into(), LOCK_MODE.into()];
+                let mut argv = vec![LEGACY_MODE.into(), LOCK_MODE.into()];
                 argv.extend(lock_wrapper_args(lockfile, program, args));
                 (runner.into(), argv)
             } else {

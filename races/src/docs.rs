@@ -2,7 +2,7 @@
 //! comparison that keeps the committed pages in sync with the generator.
 
 use crate::catalog::{DesignId, Race};
-use crate::scenario::ReplayOutput;
+use crate::output::ReplayOutput;
 use racelab_hooks::{EventKind, Trace};
 use std::collections::BTreeSet;
 use std::fmt::Write;

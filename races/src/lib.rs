@@ -22,6 +22,24 @@
 //!    `prevented`, `not forced` (the lab could not force the schedule), `skipped` (a missing
 //!    capability, named) or `lab error`.
 //!
+//! # The modules, bottom to top
+//!
+//! Each module uses only modules listed before it here.
+//!
+//! - What a race is: [`verdict`] (the invariants, the verdict), [`catalog`] (the races, the
+//!   designs, each race's setup).
+//! - The facts the oracle judges: [`child_log`] (what the workload said), [`design_report`]
+//!   (the design's own word), [`truth`] (what the lab saw); [`output`] (what a replay hands
+//!   back), [`programs`] (the black-box programs and how to read their reports).
+//! - Gathering and judging: [`conformance`] (which program runs which case), [`evidence`]
+//!   (ground truth read from the kernel), [`oracle`] (the verdict from the facts).
+//! - The designs: [`design`] (the adapters), [`link`] (the design process's line to init).
+//! - Init's side shared by both scenarios: `lab` (pipes, notes, the workload's channel).
+//! - The scenarios: [`scenario`] (instrumented designs), [`blackbox`] (unmodified programs).
+//! - [`runner`]: the runner executable's dispatch to a scenario.
+//! - The caller's side: [`matrix`], [`schema`], [`junit`], [`render`], [`docs`], [`explore`],
+//!   and this file (replays through the sandbox, plans).
+//!
 //! # Running it
 //!
 //! `cargo test -p races` replays every race against every design it applies to,
@@ -42,30 +60,60 @@
 //! their one thread, and an edge they could only satisfy by waiting for themselves is recorded
 //! as unrealizable instead of deadlocking.
 
-pub mod blackbox;
-pub mod catalog;
-pub mod conformance;
-pub mod design;
-pub mod docs;
-pub mod explore;
-pub mod junit;
-pub mod link;
-pub mod matrix;
-pub mod oracle;
-pub mod programs;
-pub mod render;
-pub mod runner;
-pub mod scenario;
-pub mod schema;
+// The modules, bottom to top (see the crate docs): each uses only modules of the groups above
+// its own.
+
+// What a race is and what a replay concludes.
 pub mod verdict;
+
+pub mod catalog;
+
+// The facts the oracle judges.
+pub mod child_log;
+pub mod design_report;
+pub mod truth;
+
+pub mod output;
+pub mod programs;
+
+// How facts are gathered and judged; which programs run which cases.
+pub mod conformance;
+pub mod evidence;
+pub mod oracle;
+
+// The designs, and the link from the design process to the lab's init.
+pub mod design;
+pub mod link;
+
+// Init's side of every replay.
+mod lab;
 pub mod workload;
 
+// The scenarios: instrumented designs, unmodified programs.
+pub mod blackbox;
+pub mod scenario;
+
+// The runner executable's dispatch.
+pub mod runner;
+
+// The caller's side: reports, docs pages, exploration.
+pub mod explore;
+pub mod matrix;
+
+pub mod docs;
+pub mod schema;
+
+pub mod junit;
+
+pub mod render;
+
 pub use matrix::PlanReport;
+pub use output::ReplayOutput;
 pub use render::Format;
 
 use catalog::{DesignId, Race};
 use racelab_hooks::{HookError, Schedule};
-use scenario::{ReplayInput, ReplayOutput};
+use scenario::ReplayInput;
 use std::path::Path;
 use std::time::Duration;
 use verdict::Verdict;
@@ -297,12 +345,12 @@ fn answer(
     race: &Race,
     schedule: Option<&str>,
 ) -> ReplayOutput {
-    let lab_error = |message: String| ReplayOutput {
-        verdict: Verdict::LabError { message },
-        trace: Default::default(),
-        design_report: None,
-        schedule: schedule.unwrap_or(race.schedule).to_string(),
-        wall_ns: 0,
+    let lab_error = |message: String| {
+        ReplayOutput::early(
+            Verdict::LabError { message },
+            schedule.unwrap_or(race.schedule).to_string(),
+            0,
+        )
     };
     match outcome {
         Ok(racelab_sandbox::RunOutcome::Finished { output, .. }) => serde_json::from_value(output)

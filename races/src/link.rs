@@ -6,7 +6,7 @@
 //! `err <why>`, and finally `report <json>` from the design process (or, from a design that
 //! never returned, `hooks <json>`: its trace, which the lab asked for before ending it).
 
-use crate::design::DesignReport;
+use crate::design_report::DesignReport;
 use racelab_hooks::{Action, Actions, Point, RunReport};
 use serde::{Deserialize, Serialize};
 use std::io::{BufRead, BufReader, Write};

@@ -3,7 +3,7 @@
 //! `schema`, `junit` and `render`.
 
 use crate::catalog::{DesignId, Race};
-use crate::scenario::ReplayOutput;
+use crate::output::ReplayOutput;
 use crate::verdict::{Expect, Verdict};
 use std::collections::BTreeMap;
 use std::fmt::Write;

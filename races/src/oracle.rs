@@ -1,250 +1,16 @@
-//! The oracle: judges a replay from the ground truth the lab collected itself (victim fates,
-//! the signals the child reported, /proc after the stop, the trace of points passed), and
-//! compares it with the design's own report. It never takes the design's word for what happened.
+//! The oracle: judges a replay from the facts below it: the lab's [`Truth`] (victim fates,
+//! interrupts, /proc after the stop), the child's own [`ChildLog`] (the signals it reported,
+//! the exit it announced) and the trace of points passed, and compares them with the design's
+//! own [`DesignReport`]. It never takes the design's word for what happened, and it knows
+//! nothing of how a scenario gathered the facts.
 
-use crate::catalog::{Race, Stop};
-use crate::design::{DesignReport, Reason, Status};
-use crate::scenario::Workload;
+use crate::catalog::Race;
+use crate::child_log::ChildLog;
+use crate::design_report::{DesignReport, Reason, Status};
+use crate::truth::Truth;
 use crate::verdict::{Invariant, Verdict, Violation};
 use racelab_hooks::{EventKind, RunReport, Trace, UnmetReason};
-use racelab_sandbox::{Fate, Init, Victim};
-use std::time::{Duration, Instant};
-
-/// What the lab saw.
-#[derive(Debug, Default)]
-pub struct Truth {
-    /// Interrupts sent to the design: (time, was the child alive then).
-    pub interrupts: Vec<(u64, bool)>,
-    /// When the first stop request was made.
-    pub stop_requested_at: Option<u64>,
-    /// How long past the stop request the design was still running when the bound passed.
-    pub overran_bound: Option<u64>,
-    /// Time the design spent blocked in lab actions after the stop request (ns): the lab's
-    /// time, added to the I4 bound.
-    pub lab_held_ns: u64,
-    /// The outer process was killed.
-    pub outer_killed: bool,
-    /// The lab SIGKILLed the design process itself, the child's parent (P1).
-    pub design_killed: bool,
-    /// The stop request I4 counts from is the child's own end (S1, H1).
-    pub bound_from_child_end: bool,
-    /// The design did not finish before the replay deadline.
-    pub hung: bool,
-    /// How the design process ended.
-    pub design_exit: Option<Fate>,
-    /// Victims: (pid, fate when the run ended).
-    pub victims: Vec<(i32, Option<Fate>)>,
-    /// Processes of the child's tree alive after the design returned or died: (pid, state, name).
-    pub survivors: Vec<(i32, char, String)>,
-    /// The lock file was still locked after the stop.
-    pub lock_held: bool,
-    /// Zombies whose parent is the design, at quiescence.
-    pub zombies: Option<Result<usize, String>>,
-    /// Things that went wrong in the lab itself.
-    pub lab_errors: Vec<String>,
-    /// Whether the supervisor sent SIGKILL, when the lab saw it at the syscall (black-box
-    /// programs); `None`: read it from the design's escalation points in the trace.
-    pub sigkill_seen: Option<bool>,
-    /// When the lab saw the supervisor send a stop signal (SIGINT, SIGTERM, SIGHUP) to another
-    /// process at the syscall (black-box programs): the times it was let go. Ground truth that
-    /// an interrupt was forwarded when the child died of it before its own log began.
-    pub stop_signals_sent: Vec<u64>,
-    /// Signals delivered one by one to the supervisor once the child was ready (F1): each must
-    /// reach the child. (time, signal).
-    pub forwarded: Vec<(u64, i32)>,
-}
-
-/// The capability a race needs that this machine lacks, if any.
-pub fn missing_capability(race: &Race) -> Option<String> {
-    if race.setup.stop == Stop::FreezeThenInterrupt && !racelab_cgroup::freezer_v1_usable() {
-        return Some("v1 freezer: a writable cgroup v1 freezer hierarchy (root on a hybrid cgroup host) makes the child unkillable".into());
-    }
-    None
-}
-
-fn stat(pid: i32) -> Option<(char, i32, String)> {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let (head, rest) = s.rsplit_once(')')?;
-    let name = head.split_once('(').map(|(_, n)| n.to_string()).unwrap_or_default();
-    let mut f = rest.split_whitespace();
-    let state = f.next()?.chars().next()?;
-    let ppid = f.next()?.parse().ok()?;
-    Some((state, ppid, name))
-}
-
-fn ns_pids() -> Vec<i32> {
-    let mut v: Vec<i32> = std::fs::read_dir("/proc")
-        .map(|d| d.flatten().filter_map(|e| e.file_name().to_str()?.parse().ok()).collect())
-        .unwrap_or_default();
-    v.sort_unstable();
-    v
-}
-
-fn pidfd(pid: i32) -> Option<std::os::fd::OwnedFd> {
-    rustix::process::pidfd_open(
-        rustix::process::Pid::from_raw(pid)?,
-        rustix::process::PidfdFlags::empty(),
-    )
-    .ok()
-}
-
-fn exited_within(pid: i32, until: Instant) -> bool {
-    let Some(fd) = pidfd(pid) else { return true };
-    let left = until.saturating_duration_since(Instant::now());
-    let mut fds = [rustix::event::PollFd::new(&fd, rustix::event::PollFlags::IN)];
-    let ts = rustix::time::Timespec::try_from(left).ok();
-    matches!(rustix::event::poll(&mut fds, ts.as_ref()), Ok(n) if n > 0)
-}
-
-/// Processes still alive (not zombies) after `grace`, other than init and the victims: what is
-/// left of the child's tree once the design returned or died.
-pub fn survivors(init: &Init, victims: &[Victim], grace: Duration) -> Vec<(i32, char, String)> {
-    let until = Instant::now() + grace;
-    let me = init.pid();
-    let candidates: Vec<i32> = ns_pids()
-        .into_iter()
-        .filter(|p| *p != me && !victims.iter().any(|v| v.pid() == *p))
-        .collect();
-    candidates
-        .into_iter()
-        .filter(|&pid| !exited_within(pid, until))
-        .filter_map(|pid| stat(pid).filter(|(s, _, _)| *s != 'Z').map(|(s, _, n)| (pid, s, n)))
-        .collect()
-}
-
-/// Whether `path` is still locked by someone (flock).
-pub fn lock_held(path: &str) -> bool {
-    let Ok(file) = std::fs::File::open(path) else { return false };
-    match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
-        Ok(()) => false,
-        Err(e) => e == rustix::io::Errno::WOULDBLOCK,
-    }
-}
-
-/// Waits until every pid in `pids` has exited (or was already reaped), at most `timeout`.
-pub fn wait_exited(pids: &[i32], timeout: Duration) -> Result<(), String> {
-    let until = Instant::now() + timeout;
-    match pids.iter().find(|&&p| !exited_within(p, until)) {
-        Some(p) => Err(format!("process {p} did not exit within {timeout:?}")),
-        None => Ok(()),
-    }
-}
-
-/// Whether `pid` has any signal pending (process-wide or for its main thread).
-pub fn signal_pending(pid: i32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/status")).is_ok_and(|s| {
-        s.lines().any(|l| {
-            (l.starts_with("SigPnd:") || l.starts_with("ShdPnd:"))
-                && u64::from_str_radix(l.split_whitespace().nth(1).unwrap_or("0"), 16)
-                    .is_ok_and(|m| m != 0)
-        })
-    })
-}
-
-const SIGCHLD_BIT: u64 = 1 << (17 - 1);
-
-fn sigchld_pending(pid: i32) -> bool {
-    let mut paths = vec![format!("/proc/{pid}/status")];
-    if let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) {
-        paths.extend(tasks.flatten().map(|t| format!("{}/status", t.path().display())));
-    }
-    paths.iter().any(|p| {
-        std::fs::read_to_string(p).is_ok_and(|s| {
-            s.lines().any(|l| {
-                (l.starts_with("SigPnd:") || l.starts_with("ShdPnd:"))
-                    && u64::from_str_radix(l.split_whitespace().nth(1).unwrap_or("0"), 16)
-                        .is_ok_and(|m| m & SIGCHLD_BIT != 0)
-            })
-        })
-    })
-}
-
-fn all_threads_sleeping(pid: i32) -> bool {
-    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return true };
-    tasks.flatten().all(|t| {
-        std::fs::read_to_string(t.path().join("stat"))
-            .ok()
-            .and_then(|s| {
-                s.rsplit_once(')')
-                    .and_then(|(_, r)| r.split_whitespace().next().map(str::to_string))
-            })
-            .is_some_and(|st| st == "S")
-    })
-}
-
-/// What became of each victim when the run ended. A signal sent just before the design
-/// returned may still be pending (the kill(2) returned, the victim has not run yet): a pending
-/// signal is ground truth too, so its effect is waited for (bounded).
-pub fn victim_fates(victims: &[Victim]) -> Vec<(i32, Option<Fate>)> {
-    victims
-        .iter()
-        .map(|v| {
-            let wait =
-                if signal_pending(v.pid()) { Duration::from_secs(1) } else { Duration::ZERO };
-            (v.pid(), v.fate(wait).ok())
-        })
-        .collect()
-}
-
-/// SIGKILLs every process of the namespace but init and the victims (their fates were taken):
-/// the end of a replay.
-pub fn kill_the_rest(init: &Init, victims: &[Victim]) {
-    for pid in init.ns_pids() {
-        if pid != 1 && !victims.iter().any(|v| v.pid() == pid) {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid),
-                nix::sys::signal::Signal::SIGKILL,
-            );
-        }
-    }
-}
-
-/// Whether `pid` has exited (or was already reaped).
-pub fn exited(pid: i32) -> bool {
-    exited_within(pid, Instant::now())
-}
-
-/// Whether `reaper` is quiet now: no SIGCHLD pending and all its threads asleep.
-pub fn quiet(reaper: i32) -> bool {
-    !sigchld_pending(reaper) && all_threads_sleeping(reaper)
-}
-
-/// The zombies whose parent is `reaper`, now.
-pub fn zombies_of(reaper: i32) -> usize {
-    ns_pids()
-        .into_iter()
-        .filter(|&p| stat(p).is_some_and(|(s, pp, _)| s == 'Z' && pp == reaper))
-        .count()
-}
-
-/// Counts zombies whose parent is `reaper` once the burst is over: every orphan has exited,
-/// no SIGCHLD is pending for the reaper, and all its threads sleep (it has done what it will do
-/// about the notifications it got). The kernel offers no event for "a process went idle", so
-/// this re-reads /proc with a short backoff, bounded by a deadline.
-pub fn count_zombies_at_quiescence(reaper: i32, orphans: &[i32]) -> Result<usize, String> {
-    let until = Instant::now() + Duration::from_secs(1);
-    wait_exited(orphans, Duration::from_secs(1))?;
-    let mut backoff = Duration::from_micros(100);
-    let mut stable = 0;
-    while Instant::now() < until {
-        if !sigchld_pending(reaper) && all_threads_sleeping(reaper) {
-            stable += 1;
-            // Two consecutive quiet looks: the reaper is blocked waiting for the next SIGCHLD.
-            if stable >= 2 {
-                let n = ns_pids()
-                    .into_iter()
-                    .filter(|&p| stat(p).is_some_and(|(s, pp, _)| s == 'Z' && pp == reaper))
-                    .count();
-                return Ok(n);
-            }
-        } else {
-            stable = 0;
-        }
-        std::thread::sleep(backoff);
-        backoff = (backoff * 2).min(Duration::from_millis(2));
-    }
-    Err(format!("the reaper {reaper} never went quiet within 1 s"))
-}
+use racelab_sandbox::Fate;
 
 /// A SIGKILL was sent: the escalation passed the point right before its kill call. (The point
 /// after the call may never be recorded: once the child dies the design can return and exit
@@ -273,7 +39,7 @@ pub fn judge(
     race: &Race,
     needs_warning: bool,
     truth: &Truth,
-    w: &Workload,
+    w: &ChildLog,
     report: Option<&DesignReport>,
     hooks: Option<&RunReport>,
     trace: &Trace,
@@ -459,7 +225,7 @@ pub fn judge(
 /// Ground truth that the child was SIGKILLed with nobody asking (P2): it is dead, it never
 /// announced an exit of its own and saw no catchable stop signal (the workload reports both
 /// before it ends), no stop was requested, and the design's process was not killed.
-fn killed_unasked(truth: &Truth, w: &Workload) -> bool {
+fn killed_unasked(truth: &Truth, w: &ChildLog) -> bool {
     w.pid.is_some()
         && !w.alive()
         && w.exiting.is_none()

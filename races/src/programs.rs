@@ -5,8 +5,10 @@
 //! Each program says where its binary is (and how to install it when it is missing), which
 //! image label its syscall points use (`dumb_init` for `/usr/bin/dumb-init`), how to start it
 //! over the lab's workload with a case's options, and how to read its own report (exit code,
-//! warning lines) for the oracle.
+//! warning lines) for the oracle ([`Program::report`]).
 
+use crate::design_report::{DesignReport, Reason, Status};
+use racelab_sandbox::Fate;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -296,6 +298,30 @@ impl Program {
             _ => return Vec::new(),
         };
         stderr.lines().filter(|l| l.contains(marker)).map(str::to_string).collect()
+    }
+
+    /// Its own report, read from how it ended (`fate`: its exit code, or the signal that killed
+    /// it) and what it wrote on stderr (warnings, and the record). `duration` says the run had
+    /// a duration limit: piano's 0 then means the duration ended it.
+    pub fn report(&self, fate: Option<Fate>, stderr: &str, duration: bool) -> DesignReport {
+        let (status, exit_code) = match fate {
+            Some(Fate::Exited { code }) => (Some(Status::Code(code)), code),
+            Some(Fate::Killed { signal }) => (Some(Status::Signal(signal)), 128 + signal),
+            _ => (None, -1),
+        };
+        let warnings = self.force_kill_warnings(stderr);
+        let reason = if !warnings.is_empty() {
+            Reason::ForcedKill
+        } else {
+            match (self.kind, exit_code) {
+                (Kind::Piano | Kind::Supervise, 130) => Reason::Interrupted,
+                (Kind::Piano, 0) if duration => Reason::Duration,
+                (Kind::Piano | Kind::Supervise, _) => Reason::Exited,
+                _ => Reason::Unreported,
+            }
+        };
+        let raw: String = stderr.chars().take(2000).collect();
+        DesignReport { reason, status, exit_code, warnings, raw }
     }
 }
 

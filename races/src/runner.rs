@@ -4,9 +4,6 @@
 use racelab_sandbox::Init;
 use serde_json::Value;
 
-/// argv[1] that runs a legacy wrapper mode (`__legacy exec-under-lock --lockfile L -- ...`).
-pub const LEGACY_MODE: &str = "__legacy";
-
 fn scenarios(name: &str, input: Value, init: &mut Init) -> Result<Value, String> {
     match name {
         crate::scenario::SCENARIO => {
@@ -30,7 +27,7 @@ pub fn dispatch_if_runner() {
     let args: Vec<String> = std::env::args().collect();
     match args.get(1).map(String::as_str) {
         Some(crate::workload::MODE) => crate::workload::main(&args[2..]),
-        Some(LEGACY_MODE) => {
+        Some(crate::design::LEGACY_MODE) => {
             let mode = args.get(2).cloned().unwrap_or_default();
             racelab_legacy::wrapper_main(&mode, args[3..].iter().map(Into::into))
         }

@@ -396,7 +396,7 @@ impl DoctorDocument {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scenario::ReplayOutput;
+    use crate::output::ReplayOutput;
     use crate::verdict::Violation;
 
     fn output(verdict: Verdict, wall_ns: u64) -> ReplayOutput {

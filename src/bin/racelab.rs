@@ -263,7 +263,7 @@ fn peers(out: &Path, repeat: u32) -> anyhow::Result<ExitCode> {
         ..ReplayPlan::default()
     };
     let bar = progress_bar(&programs);
-    let mut tick = |_: &races::matrix::Cell, _: &races::scenario::ReplayOutput| {
+    let mut tick = |_: &races::matrix::Cell, _: &races::ReplayOutput| {
         if let Some(b) = &bar {
             b.inc(1);
         }

@@ -1,9 +1,8 @@
 //! The launcher: the process that becomes the program, with the replay's seccomp filter
 //! installed and its listener handed to init.
 
-use super::pipe;
+use crate::lab::{Lines, now, pipe, readable};
 use crate::programs::Program;
-use crate::scenario::{Lines, readable};
 use nix::sys::signal::Signal;
 use racelab_blackbox::{Engine, Session};
 use racelab_sandbox::{Child, Init};
@@ -152,12 +151,12 @@ pub(super) fn launch(
     })?;
     let target_pid = if pid1 {
         let mut lines = Lines::new(pid_r);
-        let until = super::now() + 2_000_000_000;
+        let until = now() + 2_000_000_000;
         loop {
             if let Some(l) = lines.next_line() {
                 break l.trim().parse::<i32>().map_err(|e| format!("PID 1's pid: {e}"))?;
             }
-            if lines.eof || super::now() > until {
+            if lines.eof || now() > until {
                 return Err("the launcher did not report PID 1's pid".into());
             }
             readable(lines.fd.as_fd(), Duration::from_millis(100));

@@ -10,20 +10,24 @@
 //! W exit, recycle W's PID, signal P) run meanwhile. The oracle judges from what init saw: W's
 //! signal log, the victims' fates, /proc, P's exit and stderr, every SIGKILL P sent (seen at the
 //! syscall).
+//!
+//! The files, bottom to top: `launch.rs` (the launcher that becomes the program), `drive.rs`
+//! (init's side of the replay: the loop, the lab's actions, the case's steps, the ground truth
+//! and the verdict), and this file: the entry point.
 
-mod lab;
+mod drive;
 mod launch;
 
 use crate::conformance::{self, Case, Cell, CellExpect};
+use crate::lab::now;
+use crate::output::ReplayOutput;
 use crate::programs::{self, Program};
-use crate::scenario::ReplayOutput;
 use crate::verdict::Verdict;
-use lab::Bb;
+use drive::Bb;
 use racelab_blackbox::Engine;
 use racelab_hooks::{Action, Schedule, Trace};
 use racelab_sandbox::Init;
 use serde::{Deserialize, Serialize};
-use std::os::fd::OwnedFd;
 use std::time::Duration;
 
 /// The scenario's name in the runner.
@@ -64,14 +68,6 @@ pub fn run(input: serde_json::Value, init: &mut Init) -> Result<serde_json::Valu
     let schedule = Schedule::parse(&text).map_err(|e| format!("malformed schedule: {e}"))?;
     let out = replay(case, cell, program, schedule, input.unforced, init);
     serde_json::to_value(out).map_err(|e| e.to_string())
-}
-
-pub(crate) fn now() -> u64 {
-    racelab_sandbox::now_ns()
-}
-
-pub(crate) fn pipe() -> Result<(OwnedFd, OwnedFd), String> {
-    rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).map_err(|e| format!("pipe: {e}"))
 }
 
 fn replay(
@@ -130,7 +126,7 @@ fn replay(
             );
         }
     };
-    match Bb::start(case, cell, program, &binary, &runner, engine, init, t0) {
+    match Bb::start(case, cell, program, &binary, &runner, engine, init, t0, REPLAY_DEADLINE) {
         Ok(mut bb) => {
             bb.late = late;
             bb.drive();

@@ -16,7 +16,7 @@ use super::regressions;
 use super::vocabulary::{ProbeFailure, Vocabulary};
 use crate::Replayer;
 use crate::catalog::{DesignId, Race};
-use crate::scenario::ReplayOutput;
+use crate::output::ReplayOutput;
 use crate::verdict::{Invariant, Verdict};
 
 /// Replays of a shrink candidate before it counts as no longer breaking the invariant.

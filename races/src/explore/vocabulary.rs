@@ -10,7 +10,8 @@ use racelab_hooks::{Action, Arg, At, EventKind, Schedule, Step, Trace};
 
 use crate::Replayer;
 use crate::catalog::{DesignId, Race, Stop};
-use crate::scenario::{Patience, ReplayOutput};
+use crate::output::ReplayOutput;
+use crate::scenario::Patience;
 use crate::verdict::{Invariant, Verdict};
 
 /// The probes' park deadline (and wait for the child's `ready`).

@@ -1,18 +1,23 @@
-//! The replay itself, as init drives it: the workload's lines, the program's stderr, the
-//! notifications, the lab's actions, the case's own steps, and the oracle's ground truth.
+//! The black-box replay itself, as init drives it: the workload's lines, the program's
+//! stderr, the seccomp notifications, the lab's actions, the case's own steps, and the ground
+//! truth for the oracle. Above the launcher, which starts the program.
 
 use super::launch::launch;
-use super::{Case, Cell, REPLAY_DEADLINE, now};
 use crate::catalog::Race;
-use crate::design::{DesignReport, Reason, Status};
-use crate::oracle::{self, Truth};
+use crate::child_log::ChildLog;
+use crate::conformance::{Case, Cell};
+use crate::design_report::DesignReport;
+use crate::lab::{
+    ChildPipes, Lines, Notes, close_timeline, now, orphans_exited, readable, record_victim_fates,
+};
 use crate::programs::{self, Kind, Program, RunOptions};
-use crate::scenario::{Lines, Workload, readable};
+use crate::truth::Truth;
 use crate::verdict::{Invariant, Verdict};
+use crate::{evidence, oracle};
 use nix::sys::signal::Signal;
 use racelab_blackbox::{ActionRequest, Engine, Session};
-use racelab_hooks::{Action, Arg, Event, EventKind, Trace};
-use racelab_sandbox::{Child, Fate, Init, Mechanism, Victim};
+use racelab_hooks::{Action, Arg, Trace};
+use racelab_sandbox::{Child, Init, Mechanism, Victim};
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -23,10 +28,12 @@ pub(super) struct Bb<'a> {
     case: &'static Case,
     program: &'static Program,
     t0: u64,
-    events: Vec<Event>,
-    w: Workload,
-    w_in: OwnedFd,
-    w_out: Lines,
+    /// How long the replay may take before the lab gives up on the program.
+    replay_deadline: Duration,
+    notes: Notes,
+    /// What the child said.
+    w: ChildLog,
+    pipes: ChildPipes,
     err: Lines,
     stderr: String,
     child: Child,
@@ -59,6 +66,7 @@ impl<'a> Bb<'a> {
         engine: Engine,
         init: &'a mut Init,
         t0: u64,
+        replay_deadline: Duration,
     ) -> Result<Bb<'a>, String> {
         let race = case.race();
         let setup = race.setup;
@@ -87,10 +95,10 @@ impl<'a> Bb<'a> {
             case,
             program,
             t0,
-            events: Vec::new(),
-            w: Workload::default(),
-            w_in: l.w_in,
-            w_out: Lines::new(l.w_out),
+            replay_deadline,
+            notes: Notes::default(),
+            w: ChildLog::default(),
+            pipes: ChildPipes::new(l.w_in, l.w_out),
             err: Lines::new(l.err),
             stderr: String::new(),
             child: l.child,
@@ -111,20 +119,11 @@ impl<'a> Bb<'a> {
     }
 
     fn note(&mut self, actor: &str, subject: &str, detail: String) {
-        self.events.push(Event {
-            time_ns: now(),
-            pid: 1,
-            tid: 1,
-            actor: actor.to_string(),
-            kind: EventKind::Note,
-            subject: subject.to_string(),
-            detail,
-            peer: None,
-        });
+        self.notes.note(actor, subject, detail);
     }
 
     fn deadline(&self) -> u64 {
-        self.t0 + REPLAY_DEADLINE.as_nanos() as u64
+        self.t0 + self.replay_deadline.as_nanos() as u64
     }
 
     fn program_done(&self) -> bool {
@@ -133,11 +132,7 @@ impl<'a> Bb<'a> {
 
     /// Reads what arrived: the workload's lines, the program's stderr, the notifications.
     fn absorb(&mut self) {
-        self.w_out.fill();
-        while let Some(line) = self.w_out.next_line() {
-            self.w.absorb(&line, now());
-            self.note("child", "says", line);
-        }
+        self.pipes.read(&mut self.w, &mut self.notes);
         self.err.fill();
         while let Some(line) = self.err.next_line() {
             self.stderr.push_str(&line);
@@ -171,12 +166,8 @@ impl<'a> Bb<'a> {
             rustix::event::PollFd::new(&child_fd, rustix::event::PollFlags::IN),
             rustix::event::PollFd::new(&self.target, rustix::event::PollFlags::IN),
         ];
-        if !self.w_out.eof {
-            fds.push(rustix::event::PollFd::new(&self.w_out.fd, rustix::event::PollFlags::IN));
-        }
-        if !self.err.eof {
-            fds.push(rustix::event::PollFd::new(&self.err.fd, rustix::event::PollFlags::IN));
-        }
+        fds.extend(self.pipes.output.poll_entry());
+        fds.extend(self.err.poll_entry());
         if let Some(s) = &self.session
             && !s.targets_gone()
         {
@@ -206,9 +197,7 @@ impl<'a> Bb<'a> {
     }
 
     fn write_child(&mut self, line: &str) -> Result<(), String> {
-        rustix::io::write(&self.w_in, format!("{line}\n").as_bytes())
-            .map(|_| ())
-            .map_err(|e| format!("writing to the child: {e}"))
+        self.pipes.write(line)
     }
 
     fn wait_ready(&mut self) -> Result<i32, String> {
@@ -328,9 +317,7 @@ impl<'a> Bb<'a> {
                 if !self.pump(&|b| b.w.orphans_done, deadline) {
                     return Err("the child never finished its orphans".into());
                 }
-                oracle::wait_exited(&self.w.orphans, Duration::from_secs(1))?;
-                self.note("lab", "orphans", format!("{} orphans exited", self.w.orphans.len()));
-                Ok(())
+                orphans_exited(&self.w, &mut self.notes)
             }
             other => Err(format!(
                 "unknown lab action {other:?} (known: ready, exit, recycle, interrupt, terminate, signal, orphans, await)"
@@ -362,8 +349,7 @@ impl<'a> Bb<'a> {
         if self.started && self.sent < self.case.signals.len() {
             let prev_seen = self.sent == 0 || {
                 let (at, sig) = self.truth.forwarded[self.sent - 1];
-                self.w.signals.iter().any(|&(t, s)| t >= at && s == sig)
-                    || now() >= at + self.race.setup.bound.as_nanos() as u64
+                self.w.saw_since(at, sig) || now() >= at + self.race.setup.bound.as_nanos() as u64
             };
             if prev_seen {
                 let sig = self.case.signals[self.sent];
@@ -379,7 +365,7 @@ impl<'a> Bb<'a> {
             && self.sent == self.case.signals.len()
         {
             let (at, sig) = self.truth.forwarded[self.sent - 1];
-            let seen = self.w.signals.iter().any(|&(t, s)| t >= at && s == sig);
+            let seen = self.w.saw_since(at, sig);
             if seen || now() >= at + self.race.setup.bound.as_nanos() as u64 {
                 self.sent += 1;
                 let _ = self.write_child("exit 0");
@@ -411,15 +397,15 @@ impl<'a> Bb<'a> {
     fn count_zombies_when_quiet(&mut self) {
         let started = *self.quiet.1.get_or_insert_with(now);
         let reaper = self.target_pid;
-        let exited = self.w.orphans.iter().all(|&p| oracle::exited(p));
+        let exited = self.w.orphans.iter().all(|&p| evidence::exited(p));
         let held = self.session.as_ref().is_some_and(|s| s.holds_any_of(reaper));
-        if exited && !held && oracle::quiet(reaper) {
+        if exited && !held && evidence::quiet(reaper) {
             self.quiet.0 += 1;
         } else {
             self.quiet.0 = 0;
         }
         let result = if self.quiet.0 >= 2 {
-            Ok(oracle::zombies_of(reaper))
+            Ok(evidence::zombies_of(reaper))
         } else if now() > started + 1_000_000_000 {
             Err(format!("the reaper {reaper} never went quiet within 1 s"))
         } else {
@@ -457,7 +443,7 @@ impl<'a> Bb<'a> {
                 self.note(
                     "lab",
                     "deadline",
-                    format!("the program did not finish within {REPLAY_DEADLINE:?}"),
+                    format!("the program did not finish within {:?}", self.replay_deadline),
                 );
                 break;
             }
@@ -475,17 +461,9 @@ impl<'a> Bb<'a> {
         self.truth.design_exit = self.child.fate(Duration::ZERO).ok();
         if self.race.invariants.contains(&Invariant::I5NoSurvivors) && self.program_done() {
             self.truth.survivors =
-                oracle::survivors(self.init, &self.victims, Duration::from_millis(200));
+                evidence::survivors(self.init, &self.victims, Duration::from_millis(200));
         }
-        let fates = oracle::victim_fates(&self.victims);
-        for (pid, fate) in fates {
-            self.note(
-                "lab",
-                "victim",
-                format!("the process that took PID {pid} ended as {fate:?}"),
-            );
-            self.truth.victims.push((pid, fate));
-        }
+        record_victim_fates(&self.victims, &mut self.truth, &mut self.notes);
         self.cleanup();
     }
 
@@ -493,7 +471,7 @@ impl<'a> Bb<'a> {
         // The tree first (with SIGKILL nothing held can do anything), then the session: its
         // held syscalls are let go into dead threads.
         let _ = self.child.kill(Duration::from_millis(500));
-        oracle::kill_the_rest(self.init, &self.victims);
+        evidence::kill_the_rest(self.init, &self.victims);
         if let Some(s) = self.session.take() {
             let (report, sent) = s.finish(now());
             self.truth.sigkill_seen = Some(sent.iter().any(|s| s.signal == 9));
@@ -519,35 +497,18 @@ impl<'a> Bb<'a> {
         }
     }
 
-    fn design_report(&self) -> DesignReport {
-        let (status, exit_code) = match self.truth.design_exit {
-            Some(Fate::Exited { code }) => (Some(Status::Code(code)), code),
-            Some(Fate::Killed { signal }) => (Some(Status::Signal(signal)), 128 + signal),
-            _ => (None, -1),
-        };
-        let warnings = self.program.force_kill_warnings(&self.stderr);
-        let reason = if !warnings.is_empty() {
-            Reason::ForcedKill
-        } else {
-            match (self.program.kind, exit_code) {
-                (Kind::Piano | Kind::Supervise, 130) => Reason::Interrupted,
-                (Kind::Piano, 0) if self.race.setup.duration.is_some() => Reason::Duration,
-                (Kind::Piano | Kind::Supervise, _) => Reason::Exited,
-                _ => Reason::Unreported,
-            }
-        };
-        let raw: String = self.stderr.chars().take(2000).collect();
-        DesignReport { reason, status, exit_code, warnings, raw }
-    }
-
     pub(super) fn judge(self) -> (Verdict, Trace, DesignReport) {
-        let report = self.design_report();
+        let report = self.program.report(
+            self.truth.design_exit,
+            &self.stderr,
+            self.race.setup.duration.is_some(),
+        );
         let hooks = self.report.clone().unwrap_or_default();
-        let mut trace =
-            Trace::merge([Trace { events: self.events.clone(), dropped: 0 }, hooks.trace.clone()]);
+        let program_done = self.program_done();
+        let mut trace = self.notes.merged_with(Some(&hooks.trace));
         // The program's own status, not the launcher's, is what a black-box report is about;
         // a program that never ended reports nothing.
-        let own = (self.program_done()).then_some(&report);
+        let own = program_done.then_some(&report);
         let verdict = oracle::judge(
             self.race,
             self.program.kind == Kind::Piano,
@@ -570,8 +531,7 @@ impl<'a> Bb<'a> {
             }
             v => v,
         };
-        // The oracle's conclusion closes the timeline, so a reader sees what broke where.
-        trace.events.push(verdict.closing_event(now()));
+        close_timeline(&mut trace, &verdict);
         (verdict, trace, report)
     }
 }
