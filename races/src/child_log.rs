@@ -3,6 +3,7 @@
 //! orphans and the tree it made), with the times the lab read it. One of the facts the oracle
 //! judges: the child's own account, written before the design could interfere with it.
 
+use racelab_sandbox::ReportLine;
 use std::os::fd::OwnedFd;
 
 /// Everything init knows about the workload W from its own lines.
@@ -35,31 +36,24 @@ impl ChildLog {
         !matches!(rustix::event::poll(&mut fds, Some(&now)), Ok(n) if n > 0)
     }
 
-    /// Takes in one line the workload wrote (`ready`, `sig N`, `exiting C`, `orphan P`,
-    /// `orphans-done`, `tree P...`), seen at `now`.
+    /// Takes in one line the workload wrote (see `racelab_sandbox::workload` for the
+    /// protocol), seen at `now`. Lines it does not know (a program's own output on the same
+    /// pipe) are left out.
     pub fn absorb(&mut self, line: &str, now: u64) {
-        let mut words = line.split_whitespace();
-        match words.next() {
-            Some("ready") => {
-                let pid = words.next().and_then(|p| p.parse::<i32>().ok());
-                if let Some(pid) = pid {
-                    self.pid = Some(pid);
-                    self.pidfd = rustix::process::Pid::from_raw(pid).and_then(|p| {
-                        rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty()).ok()
-                    });
-                }
+        match ReportLine::parse(line) {
+            Some(ReportLine::Ready { pid, .. }) => {
+                self.pid = Some(pid);
+                self.pidfd = rustix::process::Pid::from_raw(pid).and_then(|p| {
+                    rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty()).ok()
+                });
                 self.ready_line = Some(line.to_string());
             }
-            Some("sig") => {
-                if let Some(s) = words.next().and_then(|s| s.parse().ok()) {
-                    self.signals.push((now, s));
-                }
-            }
-            Some("exiting") => self.exiting = words.next().and_then(|c| c.parse().ok()),
-            Some("orphan") => self.orphans.extend(words.next().and_then(|p| p.parse::<i32>().ok())),
-            Some("orphans-done") => self.orphans_done = true,
-            Some("tree") => self.tree = Some(words.filter_map(|p| p.parse().ok()).collect()),
-            _ => {}
+            Some(ReportLine::Signal(s)) => self.signals.push((now, s)),
+            Some(ReportLine::Exiting(code)) => self.exiting = Some(code),
+            Some(ReportLine::Orphan(pid)) => self.orphans.push(pid),
+            Some(ReportLine::OrphansDone) => self.orphans_done = true,
+            Some(ReportLine::Tree(pids)) => self.tree = Some(pids),
+            Some(ReportLine::Daemon(_) | ReportLine::Error(_)) | None => {}
         }
     }
 

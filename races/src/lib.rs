@@ -15,8 +15,9 @@
 //!    catalog tests) execs the runner once as a server and forks a fresh runner per replay.
 //! 2. The namespace's PID 1 is the lab's init ([`scenario`]). It forks the design process,
 //!    which arms the schedule, runs the design ([`design`]) over the workload child
-//!    ([`workload`]), and sends its hook actions (make the child exit, recycle its PID,
-//!    interrupt) to init over a socket ([`link`]).
+//!    (`racelab_sandbox::workload`, driven over its stdin and stdout), and sends its hook
+//!    actions (make the child exit, recycle its PID, interrupt) to init over a socket
+//!    ([`link`]).
 //! 3. The oracle ([`oracle`]) turns victim fates, the child's signal log, /proc and the trace
 //!    into a [`verdict::Verdict`]: `reproduced` (with the broken invariants and evidence),
 //!    `prevented`, `not forced` (the lab could not force the schedule), `skipped` (a missing
@@ -87,7 +88,6 @@ pub mod link;
 
 // Init's side of every replay.
 mod lab;
-pub mod workload;
 
 // The scenarios: instrumented designs, unmodified programs.
 pub mod blackbox;

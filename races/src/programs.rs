@@ -357,18 +357,15 @@ mod tests {
     #[test]
     fn command_lines_follow_each_programs_syntax() {
         let w = Path::new("/w");
-        let a = vec!["__replay-child".to_string()];
+        let a = vec!["__workload".to_string()];
         let opts = RunOptions { grace: Duration::from_millis(200), ..RunOptions::default() };
         let piano = find("piano-0.14.0").unwrap().args(&opts, w, &a);
-        assert_eq!(piano, ["run", "--kill-timeout", "0.2", "--", "__replay-child"]);
+        assert_eq!(piano, ["run", "--kill-timeout", "0.2", "--", "__workload"]);
         let g = RunOptions { flags: vec!["-g".into()], ..RunOptions::default() };
-        assert_eq!(
-            find("tini").unwrap().args(&g, w, &a),
-            ["-s", "-g", "--", "/w", "__replay-child"]
-        );
+        assert_eq!(find("tini").unwrap().args(&g, w, &a), ["-s", "-g", "--", "/w", "__workload"]);
         assert_eq!(
             find("timeout").unwrap().args(&opts, w, &a),
-            ["--kill-after=0.2", "1000", "/w", "__replay-child"]
+            ["--kill-after=0.2", "1000", "/w", "__workload"]
         );
     }
 

@@ -26,7 +26,6 @@ fn scenarios(name: &str, input: Value, init: &mut Init) -> Result<Value, String>
 pub fn dispatch_if_runner() {
     let args: Vec<String> = std::env::args().collect();
     match args.get(1).map(String::as_str) {
-        Some(crate::workload::MODE) => crate::workload::main(&args[2..]),
         Some(crate::design::LEGACY_MODE) => {
             let mode = args.get(2).cloned().unwrap_or_default();
             racelab_legacy::wrapper_main(&mode, args[3..].iter().map(Into::into))

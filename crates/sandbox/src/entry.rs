@@ -19,8 +19,8 @@ pub fn runner_main(scenarios: Scenarios<'_>) -> ! {
         Some(WORKLOAD_MODE) => crate::workload_main::main(&args[2..]),
         _ => {
             eprintln!(
-                "usage: {} __run <json> | __serve | __workload [--ignore-term] [--report P] \
-                 [--ctl P]\n\
+                "usage: {} __run <json> | __serve | __workload [--ignore-term] [--pdeathsig] \
+                 [--report P] [--ctl P] [--command C]...\n\
                  (a racelab sandbox runner: started by racelab_sandbox::run, not by hand)",
                 args.first().map_or("runner", String::as_str)
             );

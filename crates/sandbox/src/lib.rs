@@ -19,7 +19,9 @@
 //!   dearest step of a short run).
 //! - **forcing a PID** ([`Init::recycle`]): after a process was reaped, make a [`Victim`] take
 //!   exactly its PID, through `ns_last_pid` + fork or `clone3(set_tid)`, always verified.
-//! - **the workload** ([`Workload`]): the design-under-test's child, driven over FIFOs.
+//! - **the workload** ([`Workload`], [`workload_main`]): the supervised child of every
+//!   replay and supervisor test, driven over its stdin and stdout (or FIFOs, or inherited fds),
+//!   reporting what it inherited and every signal it gets.
 //! - **capabilities** ([`Capabilities::probe`], [`skip_unless`]).
 //!
 //! What it is not for: judging designs (the `races` crate's oracle), scheduling interleavings
@@ -92,3 +94,4 @@ pub use server::Server;
 pub use skip::skip_unless;
 pub use spec::{Fault, RunOutcome, Spec, UserNs};
 pub use workload::{Channel, ReportLine, Workload};
+pub use workload_main::main as workload_main;

@@ -1,67 +1,96 @@
-//! The workload program itself (the runner's `__workload` mode). See [`crate::workload`] for
-//! its protocol. Single-threaded, so it may fork; every fork runs a tiny closure and `_exit`s.
+//! The workload program itself (a runner's `__workload` mode, or [`crate::workload_main`] from
+//! another `main`). See [`crate::workload`] for its protocol. Single-threaded, so it may fork;
+//! every fork runs a tiny closure and `_exit`s.
 
-use std::os::fd::{AsFd, OwnedFd};
-use std::time::Duration;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
-use nix::sys::signal::{SigSet, SigmaskHow, Signal};
+use nix::sys::signal::{SigSet, SigmaskHow, Signal, sigprocmask};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
+use racelab_sys::ns::{exit_now, fork_run};
 use rustix::event::{PollFd, PollFlags};
 use rustix::fs::{Mode, OFlags};
 
-use crate::proc::poll_readable;
-use racelab_sys::ns::{exit_now, fork_run};
-
-/// The signals the workload reads from its signalfd.
-const REPORTED: [Signal; 7] = [
-    Signal::SIGHUP,
-    Signal::SIGINT,
-    Signal::SIGQUIT,
-    Signal::SIGUSR1,
-    Signal::SIGUSR2,
-    Signal::SIGALRM,
-    Signal::SIGTERM,
-];
-
 /// Exit code for bad usage or a channel that cannot be opened.
 const EXIT_USAGE: i32 = 2;
+/// Exit code when its own setup failed (mask, signalfd, prctl).
+const EXIT_SETUP: i32 = 125;
 
 struct Options {
     ignore_term: bool,
+    pdeathsig: bool,
     report: Option<String>,
     ctl: Option<String>,
+    /// Commands run right after `ready`, before the command channel is read.
+    first: Vec<String>,
 }
 
 fn parse(args: &[String]) -> Result<Options, String> {
-    let mut o = Options { ignore_term: false, report: None, ctl: None };
+    let mut o = Options {
+        ignore_term: false,
+        pdeathsig: false,
+        report: None,
+        ctl: None,
+        first: Vec::new(),
+    };
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
             "--ignore-term" => o.ignore_term = true,
+            "--pdeathsig" => o.pdeathsig = true,
             "--report" => o.report = Some(it.next().ok_or("--report needs a value")?.clone()),
             "--ctl" => o.ctl = Some(it.next().ok_or("--ctl needs a value")?.clone()),
+            "--command" => o.first.push(it.next().ok_or("--command needs a value")?.clone()),
             other => return Err(format!("unknown option {other:?}")),
         }
     }
     Ok(o)
 }
 
-/// `SigBlk` and `SigIgn` from /proc/self/status.
-fn inherited_sets() -> (u64, u64) {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let field = |key: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(key))
-            .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
-            .unwrap_or(0)
-    };
-    (field("SigBlk:"), field("SigIgn:"))
+/// Where the report lines go: stdout, or a `--report` channel.
+enum Report {
+    Stdout(std::io::Stdout),
+    Channel(OwnedFd),
 }
 
+impl Report {
+    /// Writes one line with a single write(2) where it fits (a pipe takes up to PIPE_BUF
+    /// bytes at once): lines from the forked children sharing the channel never interleave.
+    fn say(&self, line: &str) {
+        let fd = match self {
+            Report::Stdout(s) => s.as_fd(),
+            Report::Channel(fd) => fd.as_fd(),
+        };
+        let text = format!("{line}\n");
+        let mut rest = text.as_bytes();
+        while !rest.is_empty() {
+            match rustix::io::write(fd, rest) {
+                Ok(n) => rest = &rest[n..],
+                Err(rustix::io::Errno::INTR) => {}
+                Err(_) => return,
+            }
+        }
+    }
+}
+
+/// Where the commands come from: stdin, or a `--ctl` channel.
+enum Commands {
+    Stdin(std::io::Stdin),
+    Channel(OwnedFd),
+}
+
+impl Commands {
+    fn fd(&self) -> BorrowedFd<'_> {
+        match self {
+            Commands::Stdin(s) => s.as_fd(),
+            Commands::Channel(fd) => fd.as_fd(),
+        }
+    }
+}
+
+/// Opens a channel: `fd:N` reopens an inherited fd through /proc (a pipe or FIFO gives a new fd
+/// on the same pipe), which keeps this crate free of `unsafe` fd adoption; a path is a FIFO or
+/// a file.
 fn open_channel(spec: &str, write: bool) -> std::io::Result<OwnedFd> {
-    // An inherited fd is reopened through /proc (a pipe or FIFO gives a new fd on the same
-    // pipe), which keeps this crate free of `unsafe` fd adoption.
     let path = match spec.strip_prefix("fd:") {
         Some(n) => format!("/proc/self/fd/{n}"),
         None => spec.to_owned(),
@@ -81,184 +110,221 @@ fn open_channel(spec: &str, write: bool) -> std::io::Result<OwnedFd> {
     Ok(rustix::fs::open(path.as_str(), flags | OFlags::CLOEXEC, Mode::from_raw_mode(0o644))?)
 }
 
-/// Writes one line with a single write(2), so lines from several processes never interleave.
-fn say(report: Option<&OwnedFd>, line: &str) {
-    if let Some(fd) = report {
-        let _ = rustix::io::write(fd, format!("{line}\n").as_bytes());
-    }
-}
-
-/// The workload's main. Never returns.
-pub(crate) fn main(args: &[String]) -> ! {
-    // First, before anything changes them: what the parent passed down.
-    let (sigblk, sigign) = inherited_sets();
-    let opts = match parse(args) {
-        Ok(o) => o,
+/// Runs the workload with `args` (everything after its mode) and never returns.
+pub fn main(args: &[String]) -> ! {
+    let code = match parse(args) {
+        Ok(opts) => run(&opts).unwrap_or_else(|(code, e)| {
+            eprintln!("workload: {e}");
+            code
+        }),
         Err(e) => {
             eprintln!("workload: {e}");
-            exit_now(EXIT_USAGE)
+            EXIT_USAGE
         }
     };
-    let open = |spec: &Option<String>, write: bool| match spec {
-        None => None,
-        Some(s) => match open_channel(s, write) {
-            Ok(fd) => Some(fd),
-            Err(e) => {
-                eprintln!("workload: cannot open {s}: {e}");
-                exit_now(EXIT_USAGE)
-            }
-        },
-    };
-    let report = open(&opts.report, true);
-    let ctl = open(&opts.ctl, false);
-    let mut mask = SigSet::empty();
-    for s in REPORTED {
-        // Default dispositions: an inherited SIG_IGN would discard the signal before the
-        // signalfd sees it, and the re-raise below must be fatal.
-        let _ = racelab_sys::spawn::reset_to_default(s);
-        mask.add(s);
-    }
-    // Deliberately REPLACE the inherited mask: exactly our signalfd set is blocked.
-    if let Err(e) = nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&mask), None) {
-        eprintln!("workload: sigprocmask: {e}");
-        exit_now(EXIT_USAGE)
-    }
-    let sfd = match SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("workload: signalfd: {e}");
-            exit_now(EXIT_USAGE)
-        }
-    };
-    let pid = rustix::process::getpid().as_raw_nonzero().get();
-    let sigign = sigign & !crate::workload::sig_bit(Signal::SIGPIPE as i32);
-    say(report.as_ref(), &format!("ready {pid} sigblk={sigblk:016x} sigign={sigign:016x}"));
-    event_loop(&opts, report.as_ref(), ctl, &sfd)
+    exit_now(code)
 }
 
-fn event_loop(
+fn status_field(status: &str, key: &str) -> String {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(key))
+        .map(|v| v.trim().to_string())
+        .unwrap_or_else(|| "?".into())
+}
+
+/// Its own pid as the namespace of the /proc it sees numbers it (the leftmost `NSpid`).
+fn own_pid(status: &str) -> String {
+    status_field(status, "NSpid:").split_whitespace().next().unwrap_or("?").to_string()
+}
+
+fn run(opts: &Options) -> Result<i32, (i32, String)> {
+    // Read what we inherited before changing anything.
+    let setup = |e: String| (EXIT_SETUP, e);
+    let status = std::fs::read_to_string("/proc/self/status").map_err(|e| setup(e.to_string()))?;
+    let pid = own_pid(&status);
+    let blk = status_field(&status, "SigBlk:");
+    let ign = status_field(&status, "SigIgn:");
+    let open = |spec: &str, write: bool| {
+        open_channel(spec, write).map_err(|e| (EXIT_USAGE, format!("cannot open {spec}: {e}")))
+    };
+    let report = match &opts.report {
+        Some(spec) => Report::Channel(open(spec, true)?),
+        None => Report::Stdout(std::io::stdout()),
+    };
+    let commands = match &opts.ctl {
+        Some(spec) => Commands::Channel(open(spec, false)?),
+        None => Commands::Stdin(std::io::stdin()),
+    };
+
+    let mut all = SigSet::all();
+    all.remove(Signal::SIGCHLD); // stays default: we reap our own forks by pidfd below
+    sigprocmask(SigmaskHow::SIG_SETMASK, Some(&all), None).map_err(|e| setup(e.to_string()))?;
+    let sfd =
+        SignalFd::with_flags(&all, SfdFlags::SFD_CLOEXEC).map_err(|e| setup(e.to_string()))?;
+    if opts.pdeathsig {
+        // Tied to the thread that created this process (prctl(2)), whichever one that was.
+        rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))
+            .map_err(|e| setup(format!("prctl(PR_SET_PDEATHSIG): {e}")))?;
+    }
+    report.say(&format!("ready {pid} {blk} {ign}"));
+    serve(opts, &report, &commands, &sfd).map_err(setup)
+}
+
+/// Reports signals and runs commands until a stop signal or `exit` ends it; the exit code.
+fn serve(
     opts: &Options,
-    report: Option<&OwnedFd>,
-    mut ctl: Option<OwnedFd>,
+    report: &Report,
+    commands: &Commands,
     sfd: &SignalFd,
-) -> ! {
-    let mut pending = Vec::new();
-    let mut keep = Vec::new(); // pidfds of spawn-tree children: kept open, never waited
+) -> Result<i32, String> {
+    for line in &opts.first {
+        if let Some(code) = command(line, report) {
+            report.say(&format!("exiting {code}"));
+            return Ok(code);
+        }
+    }
+    let commands_fd = commands.fd();
+    let mut commands_open = true;
+    let mut pending: Vec<u8> = Vec::new();
     loop {
         let mut fds = vec![PollFd::new(sfd, PollFlags::IN)];
-        if let Some(c) = &ctl {
-            fds.push(PollFd::new(c, PollFlags::IN));
+        if commands_open {
+            fds.push(PollFd::new(&commands_fd, PollFlags::IN));
         }
         match rustix::event::poll(&mut fds, None) {
-            Ok(_) | Err(rustix::io::Errno::INTR) => {}
-            Err(_) => exit_now(EXIT_USAGE),
+            Ok(_) => {}
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(format!("poll: {e}")),
         }
-        let sig_ready = !fds[0].revents().is_empty();
-        let ctl_ready = fds.len() == 2 && !fds[1].revents().is_empty();
+        let sig_ready = fds[0].revents().contains(PollFlags::IN);
+        let cmd_ready = fds.get(1).is_some_and(|f| !f.revents().is_empty());
+        drop(fds);
         if sig_ready && let Ok(Some(info)) = sfd.read_signal() {
-            let n = info.ssi_signo as i32;
-            say(report, &format!("sig {n}"));
-            let fatal = matches!(
-                Signal::try_from(n),
-                Ok(Signal::SIGINT | Signal::SIGHUP | Signal::SIGQUIT)
-            ) || (n == Signal::SIGTERM as i32 && !opts.ignore_term);
-            if fatal && let Ok(sig) = Signal::try_from(n) {
-                die_by(sig);
+            let signo = info.ssi_signo as i32;
+            report.say(&format!("sig {signo}"));
+            let stops = [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP].map(|s| s as i32);
+            if stops.contains(&signo) && !opts.ignore_term {
+                report.say(&format!("exiting {}", 128 + signo));
+                return Ok(128 + signo);
             }
         }
-        if ctl_ready && let Some(c) = &ctl {
-            let mut buf = [0u8; 512];
-            match rustix::io::read(c, &mut buf) {
-                Ok(0) | Err(_) => ctl = None, // no more commands; keep serving signals
-                Ok(n) => {
-                    pending.extend_from_slice(&buf[..n]);
-                    while let Some(nl) = pending.iter().position(|&b| b == b'\n') {
-                        let line: Vec<u8> = pending.drain(..=nl).collect();
-                        let line = String::from_utf8_lossy(&line).trim().to_owned();
-                        command(&line, report, &mut keep);
-                    }
+        if cmd_ready {
+            let mut chunk = [0u8; 512];
+            let got = match rustix::io::read(commands_fd, &mut chunk) {
+                Ok(0) => None,
+                Ok(n) => Some(n),
+                Err(rustix::io::Errno::INTR | rustix::io::Errno::AGAIN) => continue,
+                Err(_) => None,
+            };
+            match got {
+                Some(n) => pending.extend_from_slice(&chunk[..n]),
+                // No more commands (a last line without its newline still counts); signals
+                // are still served.
+                None => {
+                    commands_open = false;
+                    pending.push(b'\n');
+                }
+            }
+            while let Some(nl) = pending.iter().position(|&b| b == b'\n') {
+                let line: Vec<u8> = pending.drain(..=nl).collect();
+                let line = String::from_utf8_lossy(&line[..nl]).trim().to_owned();
+                if let Some(code) = command(&line, report) {
+                    report.say(&format!("exiting {code}"));
+                    return Ok(code);
                 }
             }
         }
     }
 }
 
-/// Ends the process by `sig` (wait status "killed by sig"): it is pending-blocked now.
-fn die_by(sig: Signal) -> ! {
-    let _ = nix::sys::signal::raise(sig);
-    let mut one = SigSet::empty();
-    one.add(sig);
-    // Unblocking delivers the pending signal with its default (fatal) action.
-    let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_UNBLOCK, Some(&one), None);
-    exit_now(128 + sig as i32)
+/// The pid of the process behind `pidfd` as the lab sees it: the `Pid:` line of the pidfd's
+/// fdinfo is in the PID namespace of the /proc it is read from (the lab's), whereas fork's
+/// return value is in ours, which differs when we run under a PID 1 of a namespace of its own.
+fn lab_pid(pidfd: &OwnedFd, ours: i32) -> i32 {
+    use std::os::fd::AsRawFd;
+    std::fs::read_to_string(format!("/proc/self/fdinfo/{}", pidfd.as_raw_fd()))
+        .ok()
+        .and_then(|t| {
+            t.lines().find_map(|l| l.strip_prefix("Pid:")).and_then(|v| v.trim().parse().ok())
+        })
+        .filter(|p: &i32| *p > 0)
+        .unwrap_or(ours)
 }
 
-/// Blocks forever with an empty mask (so any fatal signal ends it). For tree members.
+/// Blocks until killed: every catchable signal is blocked (inherited), so only SIGKILL ends it.
 fn block_forever() -> i32 {
-    let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
     loop {
         nix::unistd::pause();
     }
 }
 
-fn command(line: &str, report: Option<&OwnedFd>, keep: &mut Vec<OwnedFd>) {
-    let mut it = line.split_ascii_whitespace();
-    let word = it.next().unwrap_or("");
-    let n: Option<i64> = it.next().and_then(|s| s.parse().ok());
-    match (word, n) {
-        ("exit", Some(code)) => exit_now(code as i32),
-        ("fork-orphans", Some(k)) => {
-            for _ in 0..k {
-                let mid = fork_run(|| {
-                    // The grandchild exits at once; its parent too, so it is an orphan that
-                    // the nearest reaper (subreaper or PID 1) must collect.
-                    match fork_run(|| 0) {
-                        Ok(g) => {
-                            say(report, &format!("orphan {}", g.pid));
-                            0
-                        }
-                        Err(_) => 1,
-                    }
-                });
-                wait_briefly(mid);
-            }
-            say(report, &format!("orphans {k}"));
-        }
-        ("spawn-tree", Some(k)) => {
-            let mut pids = Vec::new();
-            for _ in 0..k {
-                match fork_run(block_forever) {
-                    Ok(c) => {
-                        pids.push(c.pid.to_string());
-                        keep.push(c.pidfd);
-                    }
-                    Err(e) => say(report, &format!("error spawn-tree: {e}")),
-                }
-            }
-            say(report, &format!("tree {}", pids.join(" ")));
-        }
-        ("setsid-daemon", None) => {
-            let mid = fork_run(|| {
-                match fork_run(|| {
-                    let _ = nix::unistd::setsid();
-                    say(report, &format!("daemon {}", rustix::process::getpid().as_raw_nonzero()));
-                    block_forever()
-                }) {
-                    Ok(_) => 0,
-                    Err(_) => 1,
-                }
-            });
-            wait_briefly(mid);
-        }
-        _ => say(report, &format!("error unknown command {line:?}")),
-    }
+/// Waits for a child that exits at once (the middle of a double fork), so its child is
+/// orphaned now, not later.
+fn reap(child: &racelab_sys::ns::Forked) {
+    let _ = rustix::process::waitid(
+        rustix::process::WaitId::PidFd(child.pidfd.as_fd()),
+        rustix::process::WaitIdOptions::EXITED,
+    );
 }
 
-/// Reaps an intermediate child of a double fork (it exits at once; bounded anyway).
-fn wait_briefly(child: std::io::Result<racelab_sys::ns::Forked>) {
-    if let Ok(c) = child
-        && poll_readable(c.pidfd.as_fd(), Duration::from_secs(5)).unwrap_or(false)
-    {
-        let _ = crate::proc::try_reap(c.pidfd.as_fd());
+/// Runs one command; `Some(code)` means exit with it. A command that fails says `error ...`.
+fn command(line: &str, report: &Report) -> Option<i32> {
+    let mut words = line.split_whitespace();
+    let word = words.next()?;
+    let n: Option<i32> = words.next().and_then(|a| a.parse().ok());
+    let result = match (word, n) {
+        ("exit", Some(code)) => return Some(code),
+        ("fork-orphans", Some(k)) => fork_orphans(k, report),
+        ("spawn-tree", Some(k)) => spawn_tree(k, report),
+        ("setsid-daemon", None) => setsid_daemon(report),
+        _ => Err(format!("unknown command {line:?}")),
+    };
+    if let Err(e) = result {
+        report.say(&format!("error {e}"));
     }
+    None
+}
+
+fn fork_orphans(k: i32, report: &Report) -> Result<(), String> {
+    for _ in 0..k {
+        // The grandchild exits at once; its parent too, so it is an orphan that the nearest
+        // reaper (subreaper or PID 1) must collect.
+        let middle = fork_run(|| match fork_run(|| 0) {
+            Ok(grandchild) => {
+                report.say(&format!("orphan {}", lab_pid(&grandchild.pidfd, grandchild.pid)));
+                0
+            }
+            Err(_) => 1,
+        })
+        .map_err(|e| format!("fork: {e}"))?;
+        reap(&middle);
+    }
+    report.say("orphans-done");
+    Ok(())
+}
+
+fn spawn_tree(k: i32, report: &Report) -> Result<(), String> {
+    let mut pids = Vec::new();
+    for _ in 0..k {
+        let child = fork_run(block_forever).map_err(|e| format!("fork: {e}"))?;
+        pids.push(lab_pid(&child.pidfd, child.pid).to_string());
+    }
+    report.say(&format!("tree {}", pids.join(" ")));
+    Ok(())
+}
+
+fn setsid_daemon(report: &Report) -> Result<(), String> {
+    let middle = fork_run(|| {
+        let daemon = fork_run(|| {
+            let _ = nix::unistd::setsid();
+            let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+            report.say(&format!("daemon {}", own_pid(&status)));
+            block_forever()
+        });
+        i32::from(daemon.is_err())
+    })
+    .map_err(|e| format!("fork: {e}"))?;
+    reap(&middle);
+    Ok(())
 }

@@ -71,9 +71,10 @@ fn sigkill_to_a_forced_pid_inside_never_reaches_a_canary_outside() {
     if !sandbox_or_skip() {
         return;
     }
-    // The canary: a child of this test, blocked forever (the workload with no channels).
-    let canary =
-        KillOnDrop(racelab_sandbox::Workload::new(RUNNER).command().spawn().expect("spawn canary"));
+    // The canary: a child of this test, blocked forever (the workload, its commands at an end).
+    let mut canary = racelab_sandbox::Workload::new(RUNNER).command();
+    canary.stdin(std::process::Stdio::null()).stdout(std::process::Stdio::null());
+    let canary = KillOnDrop(canary.spawn().expect("spawn canary"));
     let pid = canary.0.id() as i32;
     let canary_fd = rustix::process::pidfd_open(
         rustix::process::Pid::from_raw(pid).unwrap(),

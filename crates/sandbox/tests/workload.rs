@@ -104,7 +104,8 @@ fn the_ready_line_shows_the_inherited_mask_and_the_workload_still_gets_the_signa
     assert_eq!(w.line(), ReportLine::Signal(Signal::SIGUSR2 as i32));
     w.signal(Signal::SIGTERM);
     assert_eq!(w.line(), ReportLine::Signal(15));
-    assert_eq!(w.end(), (None, Some(15)), "SIGTERM ends it by SIGTERM");
+    assert_eq!(w.line(), ReportLine::Exiting(128 + 15));
+    assert_eq!(w.end(), (Some(128 + 15), None), "SIGTERM ends it with 128 + 15");
 }
 
 #[test]
@@ -113,7 +114,10 @@ fn with_ignore_term_sigterm_is_reported_and_exit_comes_from_the_control_pipe() {
     assert!(matches!(w.line(), ReportLine::Ready { sigblk: 0, .. }));
     w.signal(Signal::SIGTERM);
     assert_eq!(w.line(), ReportLine::Signal(15));
+    w.send("bogus");
+    assert!(matches!(w.line(), ReportLine::Error(_)), "an unknown command is reported");
     w.send("exit 3");
+    assert_eq!(w.line(), ReportLine::Exiting(3));
     assert_eq!(w.end(), (Some(3), None));
 }
 
@@ -144,8 +148,8 @@ fn tree_daemon_and_orphan_commands_make_the_processes_they_announce() {
     loop {
         match w.line() {
             ReportLine::Orphan(_) => orphans += 1,
-            ReportLine::Orphans(n) => {
-                assert_eq!((n, orphans), (2, 2));
+            ReportLine::OrphansDone => {
+                assert_eq!(orphans, 2);
                 break;
             }
             other => panic!("unexpected {other:?}"),
@@ -160,4 +164,23 @@ fn tree_daemon_and_orphan_commands_make_the_processes_they_announce() {
 /// A pidfd for a live descendant (started by this test), to kill it at the end.
 fn open(pid: i32) -> OwnedFd {
     rustix::process::pidfd_open(Pid::from_raw(pid).unwrap(), PidfdFlags::empty()).unwrap()
+}
+
+#[test]
+fn by_default_it_reads_stdin_and_reports_on_stdout() {
+    use std::io::{BufRead, BufReader, Write};
+    use std::process::Stdio;
+    let mut child = Workload::new(RUNNER)
+        .command()
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut next = || ReportLine::parse(&lines.next().unwrap().unwrap());
+    assert!(matches!(next(), Some(ReportLine::Ready { .. })));
+    writeln!(stdin, "exit 4").unwrap();
+    assert_eq!(next(), Some(ReportLine::Exiting(4)));
+    assert_eq!(child.wait().unwrap().code(), Some(4));
 }

@@ -70,10 +70,12 @@ impl<'a> Bb<'a> {
     ) -> Result<Bb<'a>, String> {
         let race = case.race();
         let setup = race.setup;
-        let mut wargs = vec![crate::workload::MODE.to_string()];
-        if setup.child_ignores_term {
-            wargs.push("--ignore-term".into());
-        }
+        let wargs: Vec<String> = racelab_sandbox::Workload::new(runner)
+            .ignore_term(setup.child_ignores_term)
+            .args()
+            .into_iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
         let opts = RunOptions {
             duration: setup.duration,
             grace: setup.grace,

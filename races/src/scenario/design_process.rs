@@ -52,13 +52,10 @@ impl DesignProcess {
         if let Some(hang) = self.hang {
             hang_watchdog(hang, armed.clone(), actions.clone());
         }
-        let mut args = vec![crate::workload::MODE.into()];
-        if self.setup.child_ignores_term {
-            args.push("--ignore-term".into());
-        }
-        if self.setup.child_pdeathsig {
-            args.push("--pdeathsig".into());
-        }
+        let args = racelab_sandbox::Workload::new(&self.runner)
+            .ignore_term(self.setup.child_ignores_term)
+            .pdeathsig(self.setup.child_pdeathsig)
+            .args();
         let runner = &self.runner;
         let report =
             crate::design::run(self.design, &self.setup, runner, runner, &args, &self.lockfile);
