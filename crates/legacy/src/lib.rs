@@ -51,7 +51,6 @@ pub mod reaping_handler;
 pub mod spawner_thread;
 pub mod unbounded_drain;
 pub mod unbounded_poll;
-pub mod workload;
 
 pub use error::LegacyError;
 pub use piano::{ChildOutcome, RunOptions, StopReason};
@@ -99,7 +98,13 @@ pub fn main_code(mode: &str, args: impl IntoIterator<Item = std::ffi::OsString>)
         "group-kill-after-reap" => group_kill_after_reap::main_code(args),
         "reaping-handler" => reaping_handler::main_code(args),
         "unbounded-drain" => unbounded_drain::main_code(args),
-        "workload" => workload::workload_main(args),
+        // The lab's one workload program (`racelab_sandbox::workload`), for the replicas'
+        // tests: `racelab-legacy-wrapper workload [--ignore-term] [--pdeathsig] ...`.
+        "workload" => {
+            let args: Vec<String> =
+                args.into_iter().map(|a| a.to_string_lossy().into_owned()).collect();
+            racelab_sandbox::workload_main(&args)
+        }
         other => {
             eprintln!(
                 "racelab-legacy-wrapper: unknown mode {other:?}; modes: {}",

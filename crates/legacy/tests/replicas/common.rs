@@ -1,7 +1,7 @@
 //! Test helpers: spawn the wrapper, read its output lines with deadlines, wait with a pidfd
 //! deadline, and never leave a process behind (the guard kills and reaps on drop).
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{Receiver, channel};
 use std::time::{Duration, Instant};
@@ -73,6 +73,12 @@ impl Running {
             seen_stderr: Vec::new(),
             reaped: None,
         }
+    }
+
+    /// Sends one command line to the wrapper's stdin (which the workload inherits).
+    pub fn send(&mut self, line: &str) {
+        let stdin = self.stdin.as_mut().expect("stdin still open");
+        writeln!(stdin, "{line}").expect("write to the wrapper's stdin");
     }
 
     pub fn pid(&self) -> i32 {

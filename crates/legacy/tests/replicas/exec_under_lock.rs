@@ -16,7 +16,7 @@ fn the_program_holds_the_lock_and_a_second_run_says_already_running() {
     let lock_arg = lock.to_str().expect("utf-8 path");
     let mut first = Running::start(
         "exec-under-lock",
-        &["--lockfile", lock_arg, "--info", "first", "--", exe(), "workload", "wait-stdin"],
+        &["--lockfile", lock_arg, "--info", "first", "--", exe(), "workload", "--pdeathsig"],
     );
     first.expect_stdout("ready");
     // exec: the program is the wrapper process itself, and it holds the lock.
@@ -28,7 +28,7 @@ fn the_program_holds_the_lock_and_a_second_run_says_already_running() {
     assert_eq!(second.wait().code(), Some(1));
     assert!(second.stderr_text().contains("already running"), "{}", second.stderr_text());
 
-    drop(first.stdin.take());
+    first.send("exit 0");
     assert_eq!(first.wait().code(), Some(0));
     assert!(lock_is_free(&lock));
 }
@@ -45,7 +45,16 @@ fn a_lock_held_for_a_dead_holder_is_removed_and_taken_once() {
         .expect("hold the old lock");
     let mut run = Running::start(
         "exec-under-lock",
-        &["--lockfile", lock.to_str().expect("utf-8"), "--", exe(), "workload", "exit", "3"],
+        &[
+            "--lockfile",
+            lock.to_str().expect("utf-8"),
+            "--",
+            exe(),
+            "workload",
+            "--pdeathsig",
+            "--command",
+            "exit 3",
+        ],
     );
     assert_eq!(run.wait().code(), Some(3));
     let info = std::fs::read_to_string(&lock).expect("new lockfile");
@@ -58,14 +67,14 @@ fn fixed_variant_releases_the_lock_when_sigterm_arrives_after_its_traps() {
     let lock = dir.path().join("qemu.lock");
     let mut run = Running::start(
         "exec-under-lock-fixed",
-        &["--lockfile", lock.to_str().expect("utf-8"), "--", exe(), "workload", "report-term"],
+        &["--lockfile", lock.to_str().expect("utf-8"), "--", exe(), "workload", "--pdeathsig"],
     );
     run.expect_stdout("ready");
     // Traps installed: the wrapper sits in sigwait (bash's interrupted `wait`).
     wait_for_wchan(run.pid(), "do_sigtimedwait");
     assert!(!lock_is_free(&lock));
     run.signal(Signal::SIGTERM);
-    run.expect_stdout("got SIGTERM");
+    run.expect_stdout("sig 15");
     // set -e: the EXIT trap's `kill` of the already reaped PID fails, so the script exits 1.
     assert_eq!(run.wait().code(), Some(1));
     assert!(lock_is_free(&lock));
@@ -77,7 +86,16 @@ fn fixed_variant_exits_1_after_a_normal_run_because_the_exit_trap_kills_a_reaped
     let lock = dir.path().join("qemu.lock");
     let mut run = Running::start(
         "exec-under-lock-fixed",
-        &["--lockfile", lock.to_str().expect("utf-8"), "--", exe(), "workload", "exit", "4"],
+        &[
+            "--lockfile",
+            lock.to_str().expect("utf-8"),
+            "--",
+            exe(),
+            "workload",
+            "--pdeathsig",
+            "--command",
+            "exit 4",
+        ],
     );
     assert_eq!(run.wait().code(), Some(1));
     assert!(lock_is_free(&lock));

@@ -7,7 +7,10 @@ const WARNING: &str =
 
 #[test]
 fn normal_exit_code_passes_through() {
-    let mut run = Running::start("global-atomics", &["--", exe(), "workload", "exit", "7"]);
+    let mut run = Running::start(
+        "global-atomics",
+        &["--", exe(), "workload", "--pdeathsig", "--command", "exit 7"],
+    );
     assert_eq!(run.wait().code(), Some(7));
     assert!(!run.stderr_text().contains("warning:"), "{}", run.stderr_text());
 }
@@ -24,11 +27,11 @@ fn duration_stop_exits_zero_with_no_warning() {
             "--",
             exe(),
             "workload",
-            "report-term",
+            "--pdeathsig",
         ],
     );
     run.expect_stdout("ready");
-    run.expect_stdout("got SIGTERM");
+    run.expect_stdout("sig 15");
     assert_eq!(run.wait().code(), Some(0));
     assert!(!run.stderr_text().contains("warning:"), "{}", run.stderr_text());
 }
@@ -36,13 +39,13 @@ fn duration_stop_exits_zero_with_no_warning() {
 #[test]
 fn sigint_terminates_child_with_sigterm_and_exits_130() {
     // Default kill timeout (10 s): the SIGINT escalation stays far away.
-    let mut run = Running::start("global-atomics", &["--", exe(), "workload", "report-term"]);
+    let mut run = Running::start("global-atomics", &["--", exe(), "workload", "--pdeathsig"]);
     run.expect_stdout("ready");
     // The SIGINT-escalation thread is spawned after CHILD_PID is stored: once it exists, the
     // signal cannot fall into Q4's window.
     wait_for_threads(run.pid(), 2);
     run.signal(Signal::SIGINT);
-    run.expect_stdout("got SIGTERM");
+    run.expect_stdout("sig 15");
     assert_eq!(run.wait().code(), Some(130));
 }
 
@@ -59,7 +62,8 @@ fn kill_timeout_escalation_force_kills_a_term_ignoring_child_and_warns() {
             "--",
             exe(),
             "workload",
-            "ignore-term",
+            "--pdeathsig",
+            "--ignore-term",
         ],
     );
     run.expect_stdout("ready");

@@ -2,15 +2,11 @@ use nix::sys::signal::Signal;
 
 use crate::common::{Running, exe, wait_for_wchan};
 
-/// The workload does not arm its own PR_SET_PDEATHSIG (the designs' behaviour is what is
-/// tested); every test still ends it, by the design or by killing it itself.
-const ORPHANABLE: [(&str, &str); 1] = [("RACELAB_WORKLOAD_ORPHANABLE", "1")];
-
 #[test]
 fn preexec_pdeathsig_polls_its_sensor_and_returns_its_exit_code() {
     let mut run = Running::start(
         "preexec-pdeathsig",
-        &["--poll-interval-ms", "5", "--", exe(), "workload", "exit", "3"],
+        &["--poll-interval-ms", "5", "--", exe(), "workload", "--pdeathsig", "--command", "exit 3"],
     );
     assert_eq!(run.wait().code(), Some(3));
     assert!(run.stderr_text().contains("has exited with code 3"), "{}", run.stderr_text());
@@ -19,27 +15,21 @@ fn preexec_pdeathsig_polls_its_sensor_and_returns_its_exit_code() {
 #[test]
 fn preexec_pdeathsig_sends_sigterm_to_its_sensor_when_it_dies_after_the_prctl() {
     // Outside P1's window the pre-exec prctl works: the container dies, the sensor gets SIGTERM.
-    let mut run = Running::start_with(
-        "preexec-pdeathsig",
-        &["--", exe(), "workload", "report-term"],
-        &ORPHANABLE,
-    );
+    // The workload does not arm its own PR_SET_PDEATHSIG: the design's is what is tested.
+    let mut run = Running::start("preexec-pdeathsig", &["--", exe(), "workload"]);
     run.expect_stdout("ready");
     run.signal(Signal::SIGKILL);
-    run.expect_stdout("got SIGTERM");
+    run.expect_stdout("sig 15");
 }
 
 #[test]
 fn spawner_thread_stops_the_child_after_its_timeout_when_nothing_killed_it() {
     // The workload here does not arm PR_SET_PDEATHSIG: the starter thread's exit is harmless,
-    // and the timer's SIGTERM ends it.
-    let mut run = Running::start_with(
-        "spawner-thread",
-        &["--timeout-ms", "50", "--", exe(), "workload", "report-term", "0"],
-        &ORPHANABLE,
-    );
-    run.expect_stdout("got SIGTERM");
-    assert_eq!(run.wait().code(), Some(0));
+    // and the timer's SIGTERM ends it (with 128 + 15, which the design passes on).
+    let mut run =
+        Running::start("spawner-thread", &["--timeout-ms", "50", "--", exe(), "workload"]);
+    run.expect_stdout("sig 15");
+    assert_eq!(run.wait().code(), Some(128 + 15));
     assert!(run.stderr_text().contains("(timed out: true)"), "{}", run.stderr_text());
 }
 
@@ -47,7 +37,10 @@ fn spawner_thread_stops_the_child_after_its_timeout_when_nothing_killed_it() {
 fn group_kill_after_reap_kills_the_group_by_the_reaped_childs_pid() {
     // Outside a sandbox the guard refuses the kill: the group's leader is no longer a live
     // child of the wrapper. The refusal shows that the SIGKILL came after the reap (G1).
-    let mut run = Running::start("group-kill-after-reap", &["--", exe(), "workload", "exit", "5"]);
+    let mut run = Running::start(
+        "group-kill-after-reap",
+        &["--", exe(), "workload", "--pdeathsig", "--command", "exit 5"],
+    );
     assert_eq!(run.wait().code(), Some(5));
     let err = run.stderr_text();
     assert!(err.contains("racelab-legacy: refused SIGKILL to pid -"), "{err}");
@@ -55,11 +48,11 @@ fn group_kill_after_reap_kills_the_group_by_the_reaped_childs_pid() {
 
 #[test]
 fn reaping_handler_passes_on_the_status_of_a_child_whose_pid_it_stored() {
-    let mut run = Running::start("reaping-handler", &["--", exe(), "workload", "wait-stdin", "4"]);
+    let mut run = Running::start("reaping-handler", &["--", exe(), "workload", "--pdeathsig"]);
     run.expect_stdout("ready");
     // The pid is stored long before: the main path is already polling the pipe.
     wait_for_wchan(run.pid(), "poll_schedule_timeout");
-    drop(run.stdin.take());
+    run.send("exit 4");
     assert_eq!(run.wait().code(), Some(4));
     assert!(run.stderr_text().contains("reaping-handler: exit code 4"), "{}", run.stderr_text());
 }
@@ -68,7 +61,7 @@ fn reaping_handler_passes_on_the_status_of_a_child_whose_pid_it_stored() {
 fn unbounded_drain_returns_the_status_of_a_child_that_ends_before_the_timeout() {
     let mut run = Running::start(
         "unbounded-drain",
-        &["--timeout-ms", "10000", "--", exe(), "workload", "exit", "6"],
+        &["--timeout-ms", "10000", "--", exe(), "workload", "--pdeathsig", "--command", "exit 6"],
     );
     assert_eq!(run.wait().code(), Some(6));
     assert!(run.stderr_text().contains("(timed out: false"), "{}", run.stderr_text());
@@ -79,7 +72,7 @@ fn unbounded_drain_sigkills_the_child_at_the_timeout_and_returns_when_nothing_el
 {
     let mut run = Running::start(
         "unbounded-drain",
-        &["--timeout-ms", "20", "--", exe(), "workload", "ignore-term"],
+        &["--timeout-ms", "20", "--", exe(), "workload", "--pdeathsig", "--ignore-term"],
     );
     run.expect_stdout("ready");
     assert_eq!(run.wait().code(), Some(128 + 9));

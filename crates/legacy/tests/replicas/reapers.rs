@@ -2,7 +2,10 @@ use crate::common::{Running, exe, wait_for_wchan};
 
 #[test]
 fn reap_once_reaps_a_single_orphan() {
-    let mut run = Running::start("reap-once", &["--", exe(), "workload", "orphans", "1"]);
+    let mut run = Running::start(
+        "reap-once",
+        &["--", exe(), "workload", "--pdeathsig", "--command", "fork-orphans 1"],
+    );
     let orphan = run.expect_stdout("orphan ");
     let pid: i32 = orphan["orphan ".len()..].parse().expect("orphan pid");
     run.expect_stdout("orphans-done");
@@ -11,18 +14,18 @@ fn reap_once_reaps_a_single_orphan() {
     // parent is not the reaper).
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     assert!(!stat.contains(" Z "), "orphan {pid} is still a zombie: {stat}");
-    drop(run.stdin.take()); // let the main child exit
+    run.send("exit 0"); // let the main child exit
     assert_eq!(run.wait().code(), Some(0));
 }
 
 #[test]
 fn greedy_reaper_waiter_gets_its_status_when_it_waits_before_the_exit() {
-    let mut run = Running::start("greedy-reaper", &["--", exe(), "workload", "wait-stdin", "7"]);
+    let mut run = Running::start("greedy-reaper", &["--", exe(), "workload", "--pdeathsig"]);
     run.expect_stdout("ready");
     // No race: the main path is already blocked in waitpid(pid) when the child exits, so the
     // kernel hands it the status before the reaper thread is even woken.
     wait_for_wchan(run.pid(), "do_wait");
-    drop(run.stdin.take());
+    run.send("exit 7");
     assert_eq!(run.wait().code(), Some(7));
     assert!(run.stderr_text().contains("greedy-reaper: exit code 7"), "{}", run.stderr_text());
 }

@@ -11,7 +11,7 @@ fn q4_sigint_during_spawn_is_swallowed_and_the_child_is_force_killed_without_sig
     let schedule = [("RACELAB_LEGACY_SCHEDULE", "on main.spawned: raise(SIGINT)")];
     let mut run = Running::start_with(
         "global-atomics",
-        &["--kill-timeout-ms", "200", "--", exe(), "workload", "report-term"],
+        &["--kill-timeout-ms", "200", "--", exe(), "workload", "--pdeathsig"],
         &schedule,
     );
     assert_eq!(run.wait().code(), Some(0));
@@ -19,7 +19,7 @@ fn q4_sigint_during_spawn_is_swallowed_and_the_child_is_force_killed_without_sig
     assert!(err.contains(CLEAN), "{err}");
     assert!(err.contains(WARNING), "ForceKilled expected: {err}");
     assert!(
-        !run.seen_stdout.iter().any(|l| l == "got SIGTERM"),
+        !run.seen_stdout.iter().any(|l| l == "sig 15"),
         "the child must never have seen SIGTERM (I3): {:?}",
         run.seen_stdout
     );
@@ -30,7 +30,7 @@ fn q4_same_schedule_on_the_polling_fix_forwards_sigterm() {
     let schedule = [("RACELAB_LEGACY_SCHEDULE", "on main.spawned: raise(SIGINT)")];
     let mut run = Running::start_with(
         "polling-fix",
-        &["--kill-timeout-ms", "200", "--", exe(), "workload", "report-term"],
+        &["--kill-timeout-ms", "200", "--", exe(), "workload", "--pdeathsig"],
         &schedule,
     );
     // Interrupted, not ForceKilled: the SIGTERM of the first iteration stopped the child
@@ -65,7 +65,7 @@ fn q3_escalation_kills_after_main_classified_duration_and_no_warning_is_printed(
             "--",
             exe(),
             "workload",
-            "report-term",
+            "--pdeathsig",
         ],
         &env,
     );
@@ -80,17 +80,15 @@ fn q3_escalation_kills_after_main_classified_duration_and_no_warning_is_printed(
 fn fixed_lock_wrapper_killed_before_its_traps_orphans_the_program_which_keeps_the_lock() {
     let dir = tempfile::tempdir().expect("tempdir");
     let lock = dir.path().join("qemu.lock");
-    let env = [
-        ("RACELAB_LEGACY_SCHEDULE", "on wrapper.launched: raise(SIGTERM)"),
-        ("RACELAB_WORKLOAD_ORPHANABLE", "1"),
-    ];
+    // The workload does not arm PR_SET_PDEATHSIG: it is to be orphaned (this test ends it).
+    let env = [("RACELAB_LEGACY_SCHEDULE", "on wrapper.launched: raise(SIGTERM)")];
     let mut run = Running::start_with(
         "exec-under-lock-fixed",
-        &["--lockfile", lock.to_str().expect("utf-8"), "--", exe(), "workload", "report-term"],
+        &["--lockfile", lock.to_str().expect("utf-8"), "--", exe(), "workload"],
         &env,
     );
     let ready = run.expect_stdout("ready ");
-    let orphan: i32 = ready["ready ".len()..].parse().expect("pid");
+    let orphan: i32 = ready.split_whitespace().nth(1).and_then(|p| p.parse().ok()).expect("pid");
     // Pin the orphan before anything else: a pidfd cannot be fooled by PID reuse.
     let pidfd = rustix::process::pidfd_open(
         rustix::process::Pid::from_raw(orphan).expect("pid > 0"),
