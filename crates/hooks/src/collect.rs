@@ -3,10 +3,11 @@
 
 use crate::points;
 use crate::report::{ParkedThread, RunReport, StuckReason, StuckReport, UnmetEdge, UnmetReason};
+use crate::ring::{Kind, Raw};
 use crate::run::Run;
 use crate::schedule::At;
 use crate::state::{
-    EDGE_ABANDONED, EDGE_MET, EDGE_UNREALIZABLE, Kind, Raw, STUCK_DEADLINE, Snapshot, StuckSnap,
+    EDGE_ABANDONED, EDGE_MET, EDGE_UNREALIZABLE, STUCK_DEADLINE, Snapshot, StuckSnap,
 };
 use crate::trace::{Event, EventKind, Trace};
 

@@ -11,10 +11,11 @@ use crate::collect;
 use crate::error::HookError;
 use crate::points::{self, Point};
 use crate::report::{ActionError, RunReport};
+use crate::ring::Kind;
 pub use crate::run::{ArmOptions, MAX_PARKED, MAX_TRACE};
 use crate::run::{Plan, Run};
 use crate::schedule::{Action, Actions, At, Edge, Schedule};
-use crate::state::{Caps, Compiled, Kind, State};
+use crate::state::{Caps, Compiled, State};
 use crate::sync::{current_tid, now_ns};
 use crate::trace::{Event, EventKind};
 

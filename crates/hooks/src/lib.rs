@@ -190,6 +190,8 @@ mod collect;
 #[cfg(feature = "hooks")]
 mod controller;
 #[cfg(feature = "hooks")]
+mod ring;
+#[cfg(feature = "hooks")]
 mod run;
 #[cfg(feature = "hooks")]
 mod state;

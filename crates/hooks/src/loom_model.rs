@@ -13,8 +13,9 @@ use loom::sync::Arc;
 use loom::thread;
 
 use crate::points;
+use crate::ring::pack;
 use crate::state::{
-    Caps, Compiled, EDGE_ABANDONED, EDGE_MET, STUCK_AT_FINISH, STUCK_DEADLINE, State, pack,
+    Caps, Compiled, EDGE_ABANDONED, EDGE_MET, STUCK_AT_FINISH, STUCK_DEADLINE, State,
 };
 use crate::sync::{AtomicU32, Ordering::Relaxed};
 

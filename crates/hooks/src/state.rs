@@ -1,7 +1,8 @@
 //! The controller's core: every piece of state the hit path touches, as atomics allocated once
 //! (at the first arm) and reset at each arm. Nothing here allocates, locks or formats after
 //! construction, so [`State::enter`], [`State::arrive`] and [`State::pass`] are
-//! async-signal-safe. Strings, schedules and reports live in `controller.rs`, off the hit path.
+//! async-signal-safe. Strings, schedules and reports live in `controller.rs`, off the hit path;
+//! the trace records go to the ring of `ring.rs`.
 //!
 //! Parking protocol: a waiting thread reads the `epoch` word, re-checks its edges, then sleeps on
 //! `epoch` with a futex; every pass bumps `epoch` after bumping the pass count and wakes sleepers
@@ -9,9 +10,8 @@
 //! either the passer sees the waiter counted and wakes it, or the waiter sees the new epoch.
 
 use crate::points;
-use crate::sync::{
-    AtomicU32, AtomicU64, Ordering::*, fence, futex_wait, futex_wake_all, now_ns, zeroed,
-};
+use crate::ring::{Kind, Raw, Ring, pack, unpack};
+use crate::sync::{AtomicU32, AtomicU64, Ordering::*, futex_wait, futex_wake_all, now_ns, zeroed};
 
 /// Nothing armed: points return after one load.
 pub(crate) const IDLE: u32 = 0;
@@ -33,32 +33,6 @@ pub(crate) const EDGE_ABANDONED: u32 = 3;
 pub(crate) const STUCK_DEADLINE: u32 = 1;
 pub(crate) const STUCK_AT_FINISH: u32 = 2;
 
-/// What one trace record says happened (see [`crate::EventKind`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Kind {
-    Arrive = 1,
-    Park,
-    Release,
-    Unrealizable,
-    Action,
-    ActionFailed,
-    Pass,
-    Abandoned,
-    Stuck,
-}
-
-const KINDS: [Kind; 9] = [
-    Kind::Arrive,
-    Kind::Park,
-    Kind::Release,
-    Kind::Unrealizable,
-    Kind::Action,
-    Kind::ActionFailed,
-    Kind::Pass,
-    Kind::Abandoned,
-    Kind::Stuck,
-];
-
 /// Sizes fixed at construction.
 pub(crate) struct Caps {
     pub edges: usize,
@@ -72,17 +46,6 @@ pub(crate) struct Compiled {
     pub action_points: Vec<usize>,
     pub deadline_ns: u64,
     pub trace_capacity: usize,
-}
-
-/// One decoded trace record.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Raw {
-    pub time_ns: u64,
-    pub tid: u32,
-    pub kind: Kind,
-    pub point: usize,
-    pub occurrence: u32,
-    pub extra: u64,
 }
 
 /// The stuck snapshot, taken by the thread that detected it.
@@ -108,40 +71,6 @@ pub(crate) struct Snapshot {
     pub passes: Vec<u32>,
     pub stuck: Option<StuckSnap>,
     pub still_inside: u32,
-}
-
-/// The trace ring, one array per field so that it can come from zero-filled memory: record `i`
-/// is `seq[i]`, `time_ns[i]`, ... Only the records a run writes are ever faulted in.
-struct Ring {
-    seq: Box<[AtomicU64]>,
-    time_ns: Box<[AtomicU64]>,
-    tid: Box<[AtomicU32]>,
-    word: Box<[AtomicU64]>,
-    extra: Box<[AtomicU64]>,
-}
-
-impl Ring {
-    fn new(n: usize) -> Ring {
-        Ring {
-            seq: zeroed(n),
-            time_ns: zeroed(n),
-            tid: zeroed(n),
-            word: zeroed(n),
-            extra: zeroed(n),
-        }
-    }
-
-    fn len(&self) -> usize {
-        self.seq.len()
-    }
-}
-
-pub(crate) fn pack(point: usize, occurrence: u32) -> u64 {
-    ((point as u64) << 32) | u64::from(occurrence)
-}
-
-fn unpack(v: u64) -> (usize, u32) {
-    ((v >> 32) as usize, v as u32)
 }
 
 fn u32s(n: usize) -> Box<[AtomicU32]> {
@@ -188,8 +117,6 @@ pub(crate) struct State {
     stuck_slot_at: Box<[AtomicU64]>,
     stuck_unslotted: AtomicU32,
     ring: Ring,
-    ring_cap: AtomicU64,
-    ring_next: AtomicU64,
 }
 
 impl State {
@@ -223,8 +150,6 @@ impl State {
             stuck_slot_at: u64s(caps.slots),
             stuck_unslotted: AtomicU32::new(0),
             ring: Ring::new(caps.trace),
-            ring_cap: AtomicU64::new(0),
-            ring_next: AtomicU64::new(0),
         }
     }
 
@@ -268,15 +193,7 @@ impl State {
         self.stuck_reason.store(0, Relaxed);
         self.stuck_unslotted.store(0, Relaxed);
         self.deadline_ns.store(c.deadline_ns, Relaxed);
-        let cap = c.trace_capacity.min(self.ring.len());
-        // Only the slots the previous run wrote can hold a stale `seq` (slot `n % cap` for
-        // `n < next`): clearing just those keeps the untouched part of the ring unfaulted.
-        let dirty = self.ring_next.load(Relaxed).min(self.ring_cap.load(Relaxed)) as usize;
-        for seq in &self.ring.seq[..dirty] {
-            seq.store(0, Relaxed);
-        }
-        self.ring_cap.store(cap as u64, Relaxed);
-        self.ring_next.store(0, Relaxed);
+        self.ring.reset(c.trace_capacity);
         // SeqCst publishes every store above to any thread whose `enter` sees ARMED.
         self.mode.store(ARMED, SeqCst);
         Ok(())
@@ -469,22 +386,9 @@ impl State {
         }
     }
 
-    /// Appends a record to the ring (overwriting the oldest when full). A seqlock per record:
-    /// `seq` is 0 while the fields are written, `n + 1` after.
+    /// Appends a record to the trace ring (see [`Ring::record`]).
     pub(crate) fn record(&self, kind: Kind, point: usize, occurrence: u32, tid: u32, extra: u64) {
-        let cap = self.ring_cap.load(Relaxed);
-        if cap == 0 {
-            return;
-        }
-        let n = self.ring_next.fetch_add(1, Relaxed);
-        let (r, i) = (&self.ring, (n % cap) as usize);
-        r.seq[i].store(0, Relaxed);
-        fence(Release);
-        r.time_ns[i].store(now_ns(), Relaxed);
-        r.tid[i].store(tid, Relaxed);
-        r.word[i].store(((kind as u64) << 56) | pack(point, occurrence), Relaxed);
-        r.extra[i].store(extra, Relaxed);
-        r.seq[i].store(n + 1, Release);
+        self.ring.record(kind, point, occurrence, tid, extra);
     }
 
     /// Waits (not on the hit path) until `cond` holds or `timeout_ns` passes.
@@ -541,27 +445,7 @@ impl State {
     }
 
     fn snapshot(&self, still_inside: u32) -> Snapshot {
-        let cap = self.ring_cap.load(Relaxed);
-        let next = self.ring_next.load(Acquire);
-        let start = next.saturating_sub(cap);
-        let mut records = Vec::new();
-        for n in start..next {
-            let (r, i) = (&self.ring, (n % cap) as usize);
-            let seq = r.seq[i].load(Acquire);
-            let (time_ns, tid, word, extra) = (
-                r.time_ns[i].load(Relaxed),
-                r.tid[i].load(Relaxed),
-                r.word[i].load(Relaxed),
-                r.extra[i].load(Relaxed),
-            );
-            fence(Acquire);
-            if seq != n + 1 || r.seq[i].load(Relaxed) != seq {
-                continue; // overwritten or torn by a straggler: skip rather than lie
-            }
-            let Some(&kind) = KINDS.get(((word >> 56) as usize).wrapping_sub(1)) else { continue };
-            let (point, occurrence) = unpack(word & ((1 << 56) - 1));
-            records.push(Raw { time_ns, tid, kind, point, occurrence, extra });
-        }
+        let (records, dropped) = self.ring.read();
         let n_edges = self.n_edges.load(Relaxed) as usize;
         let load = |v: &[AtomicU32]| v.iter().map(|a| a.load(Acquire)).collect::<Vec<u32>>();
         let stuck = match self.stuck_reason.load(Acquire) {
@@ -589,7 +473,7 @@ impl State {
         };
         Snapshot {
             records,
-            dropped: start,
+            dropped,
             edge_state: load(&self.edge_state[..n_edges]),
             arrivals: load(&self.arrivals),
             passes: load(&self.passes),
