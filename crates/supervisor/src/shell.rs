@@ -1,27 +1,39 @@
 //! The OS shell around the state machine: one thread, one `poll` over the child's pidfd and a
 //! signalfd, timers as poll deadlines. It turns kernel facts into [`Event`]s and executes the
-//! machine's [`Action`]s through [`Kernel`], the only place that touches the child.
+//! machine's [`Action`](crate::machine::Action)s through [`Kernel`], the only place that
+//! touches the child.
+//!
+//! The files, bottom to top: `timers.rs` (the machine's timers as deadlines), `kernel.rs` (the
+//! only code that touches the child and its tree), `output.rs` (captured streams), `run.rs`
+//! (the machine fed and its actions executed; statuses taken), `settle.rs` (the tree's rest
+//! after the report), `spawn.rs` (starting the child), and this file: the session and its loop.
 
-use std::ffi::{CString, OsStr, OsString};
+use std::ffi::{OsStr, OsString};
 use std::os::fd::{AsFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
 use std::time::{Duration, Instant};
 
 use crate::lab_points::point;
 use nix::sys::signal::{SigSet, SigmaskHow, Signal, pthread_sigmask};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
-use nix::sys::wait::{Id, WaitPidFlag, WaitStatus, waitid};
-use racelab_sys::spawn::{Grouping, SpawnError, SpawnRequest, spawn};
+use racelab_sys::spawn::{Grouping, SpawnRequest};
 use rustix::event::{PollFd, PollFlags, poll};
 
-use crate::machine::{Action, Event, Machine, Policy, SpawnFailure, Timer, Tree};
-use crate::report::{ExitStatus, Report};
+use crate::machine::{Event, Machine, Policy, Timer, Tree};
+use crate::report::Report;
 use crate::{Config, Containment, ErrorKind, SupervisorError};
 
 mod kernel;
 mod output;
+mod run;
+mod settle;
+mod spawn;
+mod timers;
 use kernel::Kernel;
 use output::Output;
+use run::Run;
+use settle::settle;
+use spawn::{cstring, spawn_failed, spawn_with_fallback};
+use timers::{Timers, timespec};
 
 /// Restores the calling thread's signal mask when `run` returns, whatever the path.
 struct MaskGuard(SigSet);
@@ -30,16 +42,6 @@ impl Drop for MaskGuard {
     fn drop(&mut self) {
         let _ = pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&self.0), None);
     }
-}
-
-fn cstring(s: &OsStr) -> Result<CString, SupervisorError> {
-    CString::new(s.as_bytes()).map_err(|e| {
-        SupervisorError::new(
-            ErrorKind::InvalidArgument,
-            format!("argument {s:?} contains NUL"),
-            std::io::Error::other(e),
-        )
-    })
 }
 
 /// One supervision: from `start` (signals blocked, child spawned) to `wait`'s report. Lives on
@@ -60,25 +62,6 @@ pub(crate) struct Session {
     finished: bool,
     /// Last field: the mask is restored after the child and its tree were dealt with.
     _mask: MaskGuard,
-}
-
-/// The running part of a session: the machine, the kernel binding, timers, the report once
-/// the machine has finished.
-struct Run {
-    m: Machine,
-    k: Kernel,
-    t: Timers,
-    r: Option<Report>,
-    start: Instant,
-}
-
-/// What a drain of the zombie children left behind.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Left {
-    /// `ECHILD`: this process has no child at all any more.
-    NoChild,
-    /// Children remain, none of them (yet) a zombie we may reap here.
-    Running,
 }
 
 impl Session {
@@ -301,176 +284,6 @@ impl Drop for Session {
     }
 }
 
-/// How often `settle` re-reads the leaf when no SIGCHLD comes: only a fallback for a SIGCHLD
-/// taken by another thread that does not block it (a broken embedding contract), so that such
-/// a loss costs milliseconds, not the whole `SWEEP_WAIT`.
-const RECHECK: Duration = Duration::from_millis(5);
-
-/// After the report (the main child is reaped, or given up on): what is left of its tree.
-///
-/// As PID 1 or subreaper, the orphans of the killed tree (the sweep wrote cgroup.kill, or sent
-/// SIGKILL to the group while its leader was an unreaped zombie) are reaped as their SIGCHLDs
-/// arrive, while they die (each wake drains every zombie: SIGCHLD coalesces), until this
-/// process has no child left (`ECHILD`: the tree was all ours and is all reaped) or the tree is
-/// gone ([`Kernel::tree_alive`]: the leaf is empty, read from cgroup.events directly since its
-/// poll notification is rate-limited to about 12 ms; or the group has no member left), bounded
-/// by `SWEEP_WAIT`. Then the leaf is removed, at once since it is empty. Without orphan reaping
-/// the orphans belong to another reaper, and the removal only waits (bounded) for the leaf to
-/// empty. Without containment, one drain reaps the zombies already there.
-///
-/// Limit: a cgroup is left by a process a moment before it becomes a zombie. When this process
-/// also has children outside the tree (so `ECHILD` cannot come), a member that left the cgroup
-/// in the instant before the last read may become a zombie just after `wait` returned; the
-/// embedding program's next wait collects it. (A group member stays a member as a zombie.)
-fn settle(run: &mut Run, reap_orphans: bool) {
-    let deadline = Instant::now() + kernel::SWEEP_WAIT;
-    if reap_orphans {
-        // A signalfd for SIGCHLD alone, made only when there is something to wait for: it takes
-        // SIGCHLD and leaves any other pending signal where it is (the machine is finished; a
-        // late SIGTERM stays pending for the restored mask to decide).
-        let mut chld = None;
-        while run.drain() == Left::Running && run.k.tree_alive() == Some(true) {
-            if chld.is_none() {
-                let mut only = SigSet::empty();
-                only.add(Signal::SIGCHLD);
-                let flags = SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC;
-                match SignalFd::with_flags(&only, flags) {
-                    Ok(fd) => chld = Some(fd),
-                    Err(e) => {
-                        run.k.warnings.push(format!("signalfd for SIGCHLD: {e}"));
-                        break;
-                    }
-                }
-            }
-            let Some(chld) = chld.as_ref() else { break };
-            match wait_sigchld(chld, deadline) {
-                Wake::Sigchld => point!(reaper.woke),
-                Wake::Recheck => {}
-                Wake::Deadline => {
-                    run.k.warnings.push(format!(
-                        "the rest of the tree was still alive {:?} after the sweep; stopped \
-                         reaping its orphans",
-                        kernel::SWEEP_WAIT
-                    ));
-                    break;
-                }
-            }
-        }
-    }
-    run.k.remove_leaf(deadline);
-}
-
-/// Why [`wait_sigchld`] returned.
-enum Wake {
-    Sigchld,
-    Recheck,
-    Deadline,
-}
-
-/// Waits for SIGCHLD on its own signalfd and takes it, at most [`RECHECK`] and never past
-/// `deadline`.
-fn wait_sigchld(chld: &SignalFd, deadline: Instant) -> Wake {
-    if let Ok(Some(_)) = chld.read_signal() {
-        return Wake::Sigchld;
-    }
-    let left = deadline.saturating_duration_since(Instant::now());
-    if left.is_zero() {
-        return Wake::Deadline;
-    }
-    let mut fds = [PollFd::new(chld, PollFlags::IN)];
-    match poll(&mut fds, Some(&timespec(left.min(RECHECK)))) {
-        Ok(0) | Err(rustix::io::Errno::INTR) => Wake::Recheck,
-        Ok(_) => match chld.read_signal() {
-            Ok(Some(_)) => Wake::Sigchld,
-            _ => Wake::Recheck,
-        },
-        Err(_) => Wake::Deadline,
-    }
-}
-
-fn timespec(d: Duration) -> rustix::time::Timespec {
-    rustix::time::Timespec { tv_sec: d.as_secs() as i64, tv_nsec: i64::from(d.subsec_nanos()) }
-}
-
-impl Run {
-    /// Feeds one event to the machine and executes its actions in order.
-    fn apply(&mut self, ev: Event) {
-        for action in self.m.on(self.start.elapsed(), ev) {
-            match action {
-                Action::Signal { target, sig } => self.k.signal(target, sig),
-                Action::KillTree => self.k.kill_tree(),
-                Action::Arm { timer, after } => self.t.arm(timer, Instant::now() + after),
-                Action::Cancel(timer) => self.t.cancel(timer),
-                Action::Sweep => self.k.sweep(),
-                Action::Reap => self.k.reap(),
-                Action::Finish(report) => {
-                    point!(main.classified);
-                    self.r = Some(*report);
-                }
-            }
-        }
-    }
-
-    /// Peeks at the main child's status without reaping it (`WNOWAIT`): the pid stays pinned
-    /// as a zombie so the machine can still sweep its group safely before `Action::Reap`.
-    fn check_main_exit(&mut self) {
-        if !self.m.child_alive() {
-            return;
-        }
-        let flags = WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT;
-        if let Some(status) = to_status(waitid(Id::PIDFd(self.k.pidfd.as_fd()), flags)) {
-            self.apply(Event::Exited(status));
-        }
-    }
-
-    /// Reaps every zombie child (SIGCHLD coalesces: drain until none is left). While the main
-    /// child is unreaped it is never reaped here: when the peek finds it, its status goes to
-    /// the machine, which sweeps and reaps it by pidfd; orphans are reaped by their exact pid.
-    /// Once the main child is reaped there is no status left to protect, and each orphan is
-    /// reaped in one call.
-    fn drain(&mut self) -> Left {
-        let peek = WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT;
-        let reap = WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG;
-        loop {
-            if self.k.reaped {
-                match waitid(Id::All, reap) {
-                    Ok(WaitStatus::Exited(..)) | Ok(WaitStatus::Signaled(..)) => {
-                        self.k.orphans_reaped += 1;
-                        point!(reaper.reaped);
-                        continue;
-                    }
-                    Err(nix::errno::Errno::EINTR) => continue,
-                    Err(nix::errno::Errno::ECHILD) => return Left::NoChild,
-                    _ => return Left::Running,
-                }
-            }
-            let pid = match waitid(Id::All, peek) {
-                Ok(WaitStatus::Exited(pid, _)) | Ok(WaitStatus::Signaled(pid, _, _)) => {
-                    pid.as_raw()
-                }
-                Err(nix::errno::Errno::ECHILD) => return Left::NoChild,
-                _ => return Left::Running,
-            };
-            if pid == self.k.pid && !self.k.reaped {
-                if self.m.child_alive() {
-                    self.check_main_exit();
-                } else {
-                    // Unkillable path gave up on it earlier; nothing more will route it.
-                    return Left::Running;
-                }
-                continue;
-            }
-            // A zombie we peeked is ours until we reap it: the pid cannot be reused in between.
-            let _ = waitid(
-                Id::Pid(nix::unistd::Pid::from_raw(pid)),
-                WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG,
-            );
-            self.k.orphans_reaped += 1;
-            point!(reaper.reaped);
-        }
-    }
-}
-
 fn unreachable_report(start: Instant) -> Report {
     Report {
         reason: crate::StopReason::Unkillable,
@@ -485,88 +298,6 @@ fn unreachable_report(start: Instant) -> Report {
         exec_error: None,
         captured: None,
     }
-}
-
-fn spawn_with_fallback(
-    req: &SpawnRequest<'_>,
-    cgroup: Option<&kernel::CgroupLeaf>,
-) -> Result<racelab_sys::spawn::Spawned, SpawnError> {
-    match (spawn(req), cgroup) {
-        // CLONE_INTO_CGROUP refused (old kernel, seccomp): the child joins by writing
-        // cgroup.procs itself before exec, so it is inside before it can fork.
-        (Err(SpawnError::Clone(e)), Some(cg)) if refused(&e) => {
-            let procs = cg.procs_fd().map_err(SpawnError::Clone)?;
-            let retry =
-                SpawnRequest { cgroup_dir: None, cgroup_procs: Some(procs.as_fd()), ..*req };
-            spawn(&retry)
-        }
-        (r, _) => r,
-    }
-}
-
-fn refused(e: &std::io::Error) -> bool {
-    use nix::errno::Errno;
-    [Errno::ENOSYS, Errno::EINVAL, Errno::EPERM, Errno::EOPNOTSUPP]
-        .iter()
-        .any(|n| e.raw_os_error() == Some(*n as i32))
-}
-
-fn spawn_failed(
-    machine: &mut Machine,
-    start: Instant,
-    e: SpawnError,
-    config: &Config,
-) -> Result<Report, SupervisorError> {
-    let failure = match e {
-        SpawnError::Exec { step: "exec", error } => {
-            let msg = error.to_string();
-            match error.raw_os_error() {
-                Some(n) if n == nix::errno::Errno::ENOENT as i32 => SpawnFailure::NotFound(msg),
-                _ => SpawnFailure::CannotExecute(msg),
-            }
-        }
-        SpawnError::Exec { step: "cgroup", error } => {
-            return Err(SupervisorError::new(
-                ErrorKind::ContainmentUnavailable,
-                "join the cgroup before exec",
-                error,
-            ));
-        }
-        SpawnError::Exec { step, error } => {
-            return Err(SupervisorError::new(
-                ErrorKind::Spawn,
-                format!("child setup ({step})"),
-                error,
-            ));
-        }
-        SpawnError::Clone(error) => {
-            let kind = match (config.containment, error.raw_os_error()) {
-                (Containment::PidNamespace | Containment::Cgroup, Some(_)) => {
-                    ErrorKind::ContainmentUnavailable
-                }
-                _ => ErrorKind::Spawn,
-            };
-            return Err(SupervisorError::new(
-                kind,
-                format!("spawn with containment {:?}", config.containment),
-                error,
-            ));
-        }
-    };
-    let actions = machine.on(start.elapsed(), Event::SpawnFailed(failure));
-    actions
-        .into_iter()
-        .find_map(|a| match a {
-            Action::Finish(r) => Some(*r),
-            _ => None,
-        })
-        .ok_or_else(|| {
-            SupervisorError::new(
-                ErrorKind::Spawn,
-                "spawn failed",
-                std::io::Error::other("no report"),
-            )
-        })
 }
 
 /// poll over the pidfd, the signalfd and the captured output, until `deadline` (or forever when
@@ -584,47 +315,5 @@ fn wait_for_events(
     match poll(&mut fds, timeout.as_ref()) {
         Ok(_) | Err(rustix::io::Errno::INTR) => Ok(()),
         Err(e) => Err(SupervisorError::new(ErrorKind::Wait, "poll pidfd and signalfd", e)),
-    }
-}
-
-fn to_status(r: nix::Result<WaitStatus>) -> Option<ExitStatus> {
-    match r {
-        Ok(WaitStatus::Exited(_, code)) => Some(ExitStatus::Code(code)),
-        Ok(WaitStatus::Signaled(_, sig, _)) => Some(ExitStatus::Signal(sig as i32)),
-        _ => None,
-    }
-}
-
-/// The machine's timers as deadlines.
-#[derive(Default)]
-struct Timers([Option<Instant>; 3]);
-
-impl Timers {
-    fn slot(t: Timer) -> usize {
-        match t {
-            Timer::Duration => 0,
-            Timer::Grace => 1,
-            Timer::KillWait => 2,
-        }
-    }
-    fn arm(&mut self, t: Timer, at: Instant) {
-        self.0[Self::slot(t)] = Some(at);
-    }
-    fn cancel(&mut self, t: Timer) {
-        self.0[Self::slot(t)] = None;
-    }
-    fn next(&self) -> Option<Instant> {
-        self.0.iter().flatten().min().copied()
-    }
-    fn take_due(&mut self, now: Instant) -> Option<Timer> {
-        let (i, _) = self
-            .0
-            .iter()
-            .enumerate()
-            .filter_map(|(i, d)| Some((i, (*d)?)))
-            .filter(|(_, d)| *d <= now)
-            .min_by_key(|(_, d)| *d)?;
-        self.0[i] = None;
-        Some([Timer::Duration, Timer::Grace, Timer::KillWait][i])
     }
 }
