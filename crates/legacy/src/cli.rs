@@ -93,6 +93,28 @@ pub fn shell_code(status: ExitStatus) -> i32 {
     }
 }
 
+/// The front end most replicas share: parses `[--name value]... -- program args` (options from
+/// `known`), runs `run` with the options, the program and its arguments, and turns its outcome
+/// into the exit code with `code_of` (which may print the replica's own report line). An error
+/// is printed under `design` and gives `failure`.
+pub fn main_with<T>(
+    design: &str,
+    args: impl IntoIterator<Item = OsString>,
+    known: &[&str],
+    failure: i32,
+    run: impl FnOnce(&Args, &OsStr, &[OsString]) -> Result<T, LegacyError>,
+    code_of: impl FnOnce(T) -> i32,
+) -> i32 {
+    let result = Args::parse(args, known).and_then(|a| {
+        let (program, rest) = a.command()?;
+        run(&a, &program, &rest)
+    });
+    match result {
+        Ok(outcome) => code_of(outcome),
+        Err(e) => report(design, &e, failure),
+    }
+}
+
 /// Prints `error` as `racelab-legacy <design>: ...` and returns `code`.
 pub fn report(design: &str, error: &LegacyError, code: i32) -> i32 {
     eprintln!("racelab-legacy {design}: {error}");

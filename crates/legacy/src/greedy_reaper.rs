@@ -26,6 +26,7 @@ use nix::sys::signal::{SaFlags, Signal};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use racelab_hooks::point;
 
+use crate::cli::Args;
 use crate::error::LegacyError;
 use crate::os;
 
@@ -72,16 +73,11 @@ pub fn run(program: &OsStr, args: &[OsString]) -> Result<i32, LegacyError> {
 /// The agent as a process: `-- program args`; prints `greedy-reaper: exit code N` on stderr
 /// and exits with N (so -1 shows as 255).
 pub fn main_code(args: impl IntoIterator<Item = OsString>) -> i32 {
-    let result = crate::cli::Args::parse(args, &[])
-        .and_then(|a| a.command())
-        .and_then(|(program, rest)| run(&program, &rest));
-    match result {
-        Ok(code) => {
-            eprintln!("greedy-reaper: exit code {code}");
-            code
-        }
-        Err(e) => crate::cli::report("greedy-reaper", &e, 125),
-    }
+    let run = |_: &Args, program: &OsStr, rest: &[OsString]| run(program, rest);
+    crate::cli::main_with("greedy-reaper", args, &[], 125, run, |code| {
+        eprintln!("greedy-reaper: exit code {code}");
+        code
+    })
 }
 
 /// tokio's signal driver in miniature: one byte per delivered SIGCHLD (deliveries coalesce).

@@ -29,6 +29,7 @@ use std::process::{Command, ExitStatus};
 use nix::sys::signal::Signal;
 use racelab_hooks::point;
 
+use crate::cli::Args;
 use crate::error::LegacyError;
 use crate::os;
 
@@ -62,11 +63,6 @@ pub fn run(program: &OsStr, args: &[OsString]) -> Result<ExitStatus, LegacyError
 
 /// The wrapper as a process: `-- program args`; exits with the child's shell code.
 pub fn main_code(args: impl IntoIterator<Item = OsString>) -> i32 {
-    let result = crate::cli::Args::parse(args, &[])
-        .and_then(|a| a.command())
-        .and_then(|(program, rest)| run(&program, &rest));
-    match result {
-        Ok(status) => crate::cli::shell_code(status),
-        Err(e) => crate::cli::report("group-kill-after-reap", &e, 1),
-    }
+    let run = |_: &Args, program: &OsStr, rest: &[OsString]| run(program, rest);
+    crate::cli::main_with("group-kill-after-reap", args, &[], 1, run, crate::cli::shell_code)
 }

@@ -90,9 +90,10 @@ pub fn probe_alive(pid: i32) -> bool {
     pid > 0 && nix::sys::signal::kill(Pid::from_raw(pid), None).is_ok()
 }
 
-/// The state letter and parent PID of `pid` from `/proc/<pid>/stat`, or `None` when there is no
-/// such process (it was reaped). Async-signal-safe: stack buffers only.
-pub fn proc_stat(pid: i32) -> Option<(u8, i32)> {
+/// Reads `/proc/<pid>/stat` into `buf`; the bytes read, or `None` when there is no such process
+/// (it was reaped). Async-signal-safe: stack buffers only (std uses an on-stack buffer for
+/// short paths: no allocation here).
+fn read_proc_stat(pid: i32, buf: &mut [u8; 512]) -> Option<usize> {
     let mut path = [0u8; 32];
     let mut len = 0;
     for &b in b"/proc/" {
@@ -103,9 +104,7 @@ pub fn proc_stat(pid: i32) -> Option<(u8, i32)> {
     path[len..len + 5].copy_from_slice(b"/stat");
     len += 5;
     let path = std::str::from_utf8(&path[..len]).ok()?;
-    // std uses an on-stack buffer for short paths: no allocation here.
     let mut file = std::fs::File::open(path).ok()?;
-    let mut buf = [0u8; 512];
     let mut filled = 0;
     while filled < buf.len() {
         match file.read(&mut buf[filled..]) {
@@ -114,6 +113,14 @@ pub fn proc_stat(pid: i32) -> Option<(u8, i32)> {
             Err(_) => return None,
         }
     }
+    Some(filled)
+}
+
+/// The state letter and parent PID of `pid` from `/proc/<pid>/stat`, or `None` when there is no
+/// such process (it was reaped). Async-signal-safe: stack buffers only.
+pub fn proc_stat(pid: i32) -> Option<(u8, i32)> {
+    let mut buf = [0u8; 512];
+    let filled = read_proc_stat(pid, &mut buf)?;
     parse_stat(&buf[..filled])
 }
 
@@ -124,54 +131,33 @@ fn parse_stat(stat: &[u8]) -> Option<(u8, i32)> {
     let state = *rest.first()?;
     let ppid_field = rest.get(2..)?;
     let end = ppid_field.iter().position(|&b| b == b' ')?;
-    let mut ppid: i32 = 0;
-    for &b in &ppid_field[..end] {
-        if !b.is_ascii_digit() {
-            return None;
-        }
-        ppid = ppid.checked_mul(10)?.checked_add(i32::from(b - b'0'))?;
-    }
-    Some((state, ppid))
+    Some((state, parse_decimal(&ppid_field[..end])?))
 }
 
 /// The process group of `pid` from `/proc/<pid>/stat` (field 5), or `None`. Stack buffers only.
 fn proc_pgrp(pid: i32) -> Option<i32> {
-    let mut path = [0u8; 32];
-    let mut len = 0;
-    for &b in b"/proc/" {
-        path[len] = b;
-        len += 1;
-    }
-    len += write_decimal(&mut path[len..], pid as i64);
-    path[len..len + 5].copy_from_slice(b"/stat");
-    len += 5;
-    let path = std::str::from_utf8(&path[..len]).ok()?;
-    let mut file = std::fs::File::open(path).ok()?;
     let mut buf = [0u8; 512];
-    let mut filled = 0;
-    while filled < buf.len() {
-        match file.read(&mut buf[filled..]) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
-            Err(_) => return None,
-        }
-    }
+    let filled = read_proc_stat(pid, &mut buf)?;
     parse_pgrp(&buf[..filled])
 }
 
-/// Field 5 of "pid (comm) S ppid pgrp ...".
-fn parse_pgrp(stat: &[u8]) -> Option<i32> {
-    let close = stat.iter().rposition(|&b| b == b')')?;
-    let mut fields = stat.get(close + 2..)?.split(|&b| b == b' ');
-    let field = fields.nth(2)?;
+/// A non-negative decimal number, every byte a digit; `None` on anything else or overflow.
+fn parse_decimal(digits: &[u8]) -> Option<i32> {
     let mut v: i32 = 0;
-    for &b in field {
+    for &b in digits {
         if !b.is_ascii_digit() {
             return None;
         }
         v = v.checked_mul(10)?.checked_add(i32::from(b - b'0'))?;
     }
     Some(v)
+}
+
+/// Field 5 of "pid (comm) S ppid pgrp ...".
+fn parse_pgrp(stat: &[u8]) -> Option<i32> {
+    let close = stat.iter().rposition(|&b| b == b')')?;
+    let mut fields = stat.get(close + 2..)?.split(|&b| b == b' ');
+    parse_decimal(fields.nth(2)?)
 }
 
 fn is_live_child_group_leader(pgid: i32) -> bool {

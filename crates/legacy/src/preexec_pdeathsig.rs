@@ -32,6 +32,7 @@ use std::time::Duration;
 use nix::sys::signal::Signal;
 use racelab_hooks::point;
 
+use crate::cli::Args;
 use crate::error::LegacyError;
 use crate::os;
 
@@ -83,13 +84,15 @@ pub fn run(
 /// The container as a process: `[--poll-interval-ms N] -- program args`; exits with the
 /// sensor's shell code.
 pub fn main_code(args: impl IntoIterator<Item = OsString>) -> i32 {
-    let result = crate::cli::Args::parse(args, &["poll-interval-ms"]).and_then(|a| {
-        let interval = a.millis("poll-interval-ms")?.unwrap_or(POLL_INTERVAL);
-        let (program, rest) = a.command()?;
-        run(&program, &rest, interval)
-    });
-    match result {
-        Ok(status) => crate::cli::shell_code(status),
-        Err(e) => crate::cli::report("preexec-pdeathsig", &e, 1),
-    }
+    let run = |a: &Args, program: &OsStr, rest: &[OsString]| {
+        run(program, rest, a.millis("poll-interval-ms")?.unwrap_or(POLL_INTERVAL))
+    };
+    crate::cli::main_with(
+        "preexec-pdeathsig",
+        args,
+        &["poll-interval-ms"],
+        1,
+        run,
+        crate::cli::shell_code,
+    )
 }

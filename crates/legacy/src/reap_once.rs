@@ -24,6 +24,7 @@ use nix::sys::signal::{SigSet, Signal};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use racelab_hooks::point;
 
+use crate::cli::Args;
 use crate::error::LegacyError;
 use crate::os;
 
@@ -75,11 +76,6 @@ pub fn run(program: &OsStr, args: &[OsString]) -> Result<i32, LegacyError> {
 
 /// The init as a process: `-- program args`; exits with the main child's code.
 pub fn main_code(args: impl IntoIterator<Item = OsString>) -> i32 {
-    let result = crate::cli::Args::parse(args, &[])
-        .and_then(|a| a.command())
-        .and_then(|(program, rest)| run(&program, &rest));
-    match result {
-        Ok(code) => code,
-        Err(e) => crate::cli::report("reap-once", &e, 125),
-    }
+    let run = |_: &Args, program: &OsStr, rest: &[OsString]| run(program, rest);
+    crate::cli::main_with("reap-once", args, &[], 125, run, |code| code)
 }

@@ -42,6 +42,7 @@ use nix::sys::signal::{SaFlags, SigSet, Signal};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use racelab_hooks::point;
 
+use crate::cli::Args;
 use crate::error::LegacyError;
 use crate::os;
 
@@ -163,14 +164,9 @@ pub fn run(program: &OsStr, args: &[OsString]) -> Result<i32, LegacyError> {
 /// `openrc-run` running one service script: `-- program args`; prints
 /// `reaping-handler: exit code N` on stderr and exits with N.
 pub fn main_code(args: impl IntoIterator<Item = OsString>) -> i32 {
-    let result = crate::cli::Args::parse(args, &[])
-        .and_then(|a| a.command())
-        .and_then(|(program, rest)| run(&program, &rest));
-    match result {
-        Ok(code) => {
-            eprintln!("reaping-handler: exit code {code}");
-            code
-        }
-        Err(e) => crate::cli::report("reaping-handler", &e, 1),
-    }
+    let run = |_: &Args, program: &OsStr, rest: &[OsString]| run(program, rest);
+    crate::cli::main_with("reaping-handler", args, &[], 1, run, |code| {
+        eprintln!("reaping-handler: exit code {code}");
+        code
+    })
 }

@@ -42,6 +42,7 @@ use std::time::Duration;
 use nix::sys::signal::Signal;
 use racelab_hooks::point;
 
+use crate::cli::Args;
 use crate::error::LegacyError;
 use crate::os;
 
@@ -101,16 +102,11 @@ pub fn run(program: &OsStr, args: &[OsString], timeout: Duration) -> Result<Outc
 /// The design as a process: `--timeout-ms N -- program args`; prints
 /// `spawner-thread: <status> (timed out: B)` on stderr and exits with the child's shell code.
 pub fn main_code(args: impl IntoIterator<Item = OsString>) -> i32 {
-    let result = crate::cli::Args::parse(args, &["timeout-ms"]).and_then(|a| {
-        let timeout = a.millis("timeout-ms")?.unwrap_or(Duration::from_secs(10));
-        let (program, rest) = a.command()?;
-        run(&program, &rest, timeout)
-    });
-    match result {
-        Ok(o) => {
-            eprintln!("spawner-thread: {} (timed out: {})", o.status, o.timed_out);
-            crate::cli::shell_code(o.status)
-        }
-        Err(e) => crate::cli::report("spawner-thread", &e, 1),
-    }
+    let run = |a: &Args, program: &OsStr, rest: &[OsString]| {
+        run(program, rest, a.millis("timeout-ms")?.unwrap_or(Duration::from_secs(10)))
+    };
+    crate::cli::main_with("spawner-thread", args, &["timeout-ms"], 1, run, |o| {
+        eprintln!("spawner-thread: {} (timed out: {})", o.status, o.timed_out);
+        crate::cli::shell_code(o.status)
+    })
 }

@@ -35,6 +35,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::Signal;
 use racelab_hooks::point;
 
+use crate::cli::Args;
 use crate::error::LegacyError;
 use crate::os;
 
@@ -128,21 +129,15 @@ pub fn run(program: &OsStr, args: &[OsString], timeout: Duration) -> Result<Outc
 /// `unbounded-drain: <status> (timed out: B, N bytes of stderr)` on stderr and exits with the
 /// child's shell code.
 pub fn main_code(args: impl IntoIterator<Item = OsString>) -> i32 {
-    let result = crate::cli::Args::parse(args, &["timeout-ms"]).and_then(|a| {
-        let timeout = a.millis("timeout-ms")?.unwrap_or(Duration::from_secs(10));
-        let (program, rest) = a.command()?;
-        run(&program, &rest, timeout)
-    });
-    match result {
-        Ok(o) => {
-            eprintln!(
-                "unbounded-drain: {} (timed out: {}, {} bytes of stderr)",
-                o.status,
-                o.timed_out,
-                o.stderr.len()
-            );
-            crate::cli::shell_code(o.status)
-        }
-        Err(e) => crate::cli::report("unbounded-drain", &e, 1),
-    }
+    let run = |a: &Args, program: &OsStr, rest: &[OsString]| {
+        run(program, rest, a.millis("timeout-ms")?.unwrap_or(Duration::from_secs(10)))
+    };
+    crate::cli::main_with("unbounded-drain", args, &["timeout-ms"], 1, run, |o| {
+        let stderr = o.stderr.len();
+        eprintln!(
+            "unbounded-drain: {} (timed out: {}, {stderr} bytes of stderr)",
+            o.status, o.timed_out
+        );
+        crate::cli::shell_code(o.status)
+    })
 }

@@ -21,6 +21,7 @@
 //! container, the forwarder does not signal once the loop saw the child stopped; since the
 //! child is then a zombie until reaped, its PID cannot have been reused.
 
+use std::ffi::{OsStr, OsString};
 use std::process::{Child, ExitStatus};
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -29,6 +30,7 @@ use std::time::Duration;
 use nix::sys::signal::{SigSet, Signal};
 use racelab_hooks::point;
 
+use crate::cli::Args;
 use crate::error::LegacyError;
 use crate::os;
 
@@ -83,13 +85,8 @@ pub fn run(
 
 /// The buildah reexec child as a process: `-- program args`; exits with the child's shell code.
 pub fn main_code(args: impl IntoIterator<Item = std::ffi::OsString>) -> i32 {
-    let result = crate::cli::Args::parse(args, &[])
-        .and_then(|a| a.command())
-        .and_then(|(program, rest)| run(&program, &rest));
-    match result {
-        Ok(status) => crate::cli::shell_code(status),
-        Err(e) => crate::cli::report("unbounded-poll", &e, 1),
-    }
+    let run = |_: &Args, program: &OsStr, rest: &[OsString]| run(program, rest);
+    crate::cli::main_with("unbounded-poll", args, &[], 1, run, crate::cli::shell_code)
 }
 
 fn forward_as_sigkill(set: SigSet, pid: i32, stopped: &Mutex<bool>) {

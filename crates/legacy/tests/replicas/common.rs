@@ -16,6 +16,25 @@ pub fn exe() -> &'static str {
     env!("CARGO_BIN_EXE_racelab-legacy-wrapper")
 }
 
+/// `OPTIONS -- <this wrapper> workload --pdeathsig WORKLOAD...`: a replica's command line over
+/// the lab's workload program, which dies with the replica (a test that kills the replica
+/// leaves nothing behind).
+pub fn over_workload<'a>(options: &[&'a str], workload: &[&'a str]) -> Vec<&'a str> {
+    let mut v = options.to_vec();
+    v.extend(["--", exe(), "workload", "--pdeathsig"]);
+    v.extend(workload);
+    v
+}
+
+/// Like [`over_workload`], but the workload does not tie its life to the replica's: for a test
+/// of the design's own parent-death handling, or of an orphan (the test ends it itself).
+pub fn over_orphanable_workload<'a>(options: &[&'a str], workload: &[&'a str]) -> Vec<&'a str> {
+    let mut v = options.to_vec();
+    v.extend(["--", exe(), "workload"]);
+    v.extend(workload);
+    v
+}
+
 /// A running wrapper process with line readers on stdout and stderr.
 pub struct Running {
     child: Child,

@@ -2,7 +2,7 @@ use std::fs::File;
 
 use nix::sys::signal::Signal;
 
-use crate::common::{Running, exe, wait_for_wchan};
+use crate::common::{Running, over_workload, wait_for_wchan};
 
 fn lock_is_free(path: &std::path::Path) -> bool {
     let file = File::open(path).expect("open lockfile");
@@ -16,7 +16,7 @@ fn the_program_holds_the_lock_and_a_second_run_says_already_running() {
     let lock_arg = lock.to_str().expect("utf-8 path");
     let mut first = Running::start(
         "exec-under-lock",
-        &["--lockfile", lock_arg, "--info", "first", "--", exe(), "workload", "--pdeathsig"],
+        &over_workload(&["--lockfile", lock_arg, "--info", "first"], &[]),
     );
     first.expect_stdout("ready");
     // exec: the program is the wrapper process itself, and it holds the lock.
@@ -45,16 +45,7 @@ fn a_lock_held_for_a_dead_holder_is_removed_and_taken_once() {
         .expect("hold the old lock");
     let mut run = Running::start(
         "exec-under-lock",
-        &[
-            "--lockfile",
-            lock.to_str().expect("utf-8"),
-            "--",
-            exe(),
-            "workload",
-            "--pdeathsig",
-            "--command",
-            "exit 3",
-        ],
+        &over_workload(&["--lockfile", lock.to_str().expect("utf-8")], &["--command", "exit 3"]),
     );
     assert_eq!(run.wait().code(), Some(3));
     let info = std::fs::read_to_string(&lock).expect("new lockfile");
@@ -67,7 +58,7 @@ fn fixed_variant_releases_the_lock_when_sigterm_arrives_after_its_traps() {
     let lock = dir.path().join("qemu.lock");
     let mut run = Running::start(
         "exec-under-lock-fixed",
-        &["--lockfile", lock.to_str().expect("utf-8"), "--", exe(), "workload", "--pdeathsig"],
+        &over_workload(&["--lockfile", lock.to_str().expect("utf-8")], &[]),
     );
     run.expect_stdout("ready");
     // Traps installed: the wrapper sits in sigwait (bash's interrupted `wait`).
@@ -86,16 +77,7 @@ fn fixed_variant_exits_1_after_a_normal_run_because_the_exit_trap_kills_a_reaped
     let lock = dir.path().join("qemu.lock");
     let mut run = Running::start(
         "exec-under-lock-fixed",
-        &[
-            "--lockfile",
-            lock.to_str().expect("utf-8"),
-            "--",
-            exe(),
-            "workload",
-            "--pdeathsig",
-            "--command",
-            "exit 4",
-        ],
+        &over_workload(&["--lockfile", lock.to_str().expect("utf-8")], &["--command", "exit 4"]),
     );
     assert_eq!(run.wait().code(), Some(1));
     assert!(lock_is_free(&lock));

@@ -10,6 +10,8 @@ mod global_atomics;
 /// The next five: st2's pre-exec pdeathsig, a spawner thread, bazel's group kill, OpenRC's
 /// reaping handler, CPython's unbounded drain (happy paths outside their windows).
 mod next_five;
+/// What both piano replicas do alike, run from `global_atomics` and `polling_fix`.
+mod piano;
 /// piano after the fix (single-threaded 10 ms polling loop).
 mod polling_fix;
 /// The PID 1 reapers: one reap per SIGCHLD, and waitpid(-1) beside a waiter.

@@ -1,11 +1,9 @@
-use crate::common::{Running, exe, wait_for_wchan};
+use crate::common::{Running, over_workload, wait_for_wchan};
 
 #[test]
 fn reap_once_reaps_a_single_orphan() {
-    let mut run = Running::start(
-        "reap-once",
-        &["--", exe(), "workload", "--pdeathsig", "--command", "fork-orphans 1"],
-    );
+    let mut run =
+        Running::start("reap-once", &over_workload(&[], &["--command", "fork-orphans 1"]));
     let orphan = run.expect_stdout("orphan ");
     let pid: i32 = orphan["orphan ".len()..].parse().expect("orphan pid");
     run.expect_stdout("orphans-done");
@@ -20,7 +18,7 @@ fn reap_once_reaps_a_single_orphan() {
 
 #[test]
 fn greedy_reaper_waiter_gets_its_status_when_it_waits_before_the_exit() {
-    let mut run = Running::start("greedy-reaper", &["--", exe(), "workload", "--pdeathsig"]);
+    let mut run = Running::start("greedy-reaper", &over_workload(&[], &[]));
     run.expect_stdout("ready");
     // No race: the main path is already blocked in waitpid(pid) when the child exits, so the
     // kernel hands it the status before the reaper thread is even woken.

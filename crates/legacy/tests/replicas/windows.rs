@@ -1,9 +1,8 @@
 use nix::sys::signal::Signal;
 
-use crate::common::{DEADLINE, Running, exe};
+use crate::common::{DEADLINE, Running, over_orphanable_workload, over_workload};
+use crate::piano::WARNING;
 
-const WARNING: &str =
-    "warning: program did not respond to SIGTERM -- terminated after --kill-timeout";
 const CLEAN: &str = "racelab-legacy hooks: clean=true";
 
 #[test]
@@ -11,7 +10,7 @@ fn q4_sigint_during_spawn_is_swallowed_and_the_child_is_force_killed_without_sig
     let schedule = [("RACELAB_LEGACY_SCHEDULE", "on main.spawned: raise(SIGINT)")];
     let mut run = Running::start_with(
         "global-atomics",
-        &["--kill-timeout-ms", "200", "--", exe(), "workload", "--pdeathsig"],
+        &over_workload(&["--kill-timeout-ms", "200"], &[]),
         &schedule,
     );
     assert_eq!(run.wait().code(), Some(0));
@@ -30,7 +29,7 @@ fn q4_same_schedule_on_the_polling_fix_forwards_sigterm() {
     let schedule = [("RACELAB_LEGACY_SCHEDULE", "on main.spawned: raise(SIGINT)")];
     let mut run = Running::start_with(
         "polling-fix",
-        &["--kill-timeout-ms", "200", "--", exe(), "workload", "--pdeathsig"],
+        &over_workload(&["--kill-timeout-ms", "200"], &[]),
         &schedule,
     );
     // Interrupted, not ForceKilled: the SIGTERM of the first iteration stopped the child
@@ -57,16 +56,7 @@ fn q3_escalation_kills_after_main_classified_duration_and_no_warning_is_printed(
     ];
     let mut run = Running::start_with(
         "global-atomics",
-        &[
-            "--duration-ms",
-            "100",
-            "--kill-timeout-ms",
-            "100",
-            "--",
-            exe(),
-            "workload",
-            "--pdeathsig",
-        ],
+        &over_workload(&["--duration-ms", "100", "--kill-timeout-ms", "100"], &[]),
         &env,
     );
     assert_eq!(run.wait().code(), Some(0), "Duration maps to 0");
@@ -84,7 +74,7 @@ fn fixed_lock_wrapper_killed_before_its_traps_orphans_the_program_which_keeps_th
     let env = [("RACELAB_LEGACY_SCHEDULE", "on wrapper.launched: raise(SIGTERM)")];
     let mut run = Running::start_with(
         "exec-under-lock-fixed",
-        &["--lockfile", lock.to_str().expect("utf-8"), "--", exe(), "workload"],
+        &over_orphanable_workload(&["--lockfile", lock.to_str().expect("utf-8")], &[]),
         &env,
     );
     let ready = run.expect_stdout("ready ");
