@@ -3,7 +3,7 @@
 
 use crate::points;
 use crate::report::{ParkedThread, RunReport, StuckReason, StuckReport, UnmetEdge, UnmetReason};
-use crate::ring::{Kind, Raw};
+use crate::ring::Raw;
 use crate::run::Run;
 use crate::schedule::At;
 use crate::state::{
@@ -23,38 +23,23 @@ fn event(run: &Run, pid: u32, r: &Raw) -> Event {
     let p = points::ALL[r.point];
     let edge = run.plan.edges.get(r.extra as usize);
     let action = run.plan.actions.get(r.extra as usize);
-    let (kind, subject, detail, peer) = match r.kind {
-        Kind::Arrive => (EventKind::Arrive, at_text(r.point, r.occurrence), String::new(), None),
-        Kind::Pass => (EventKind::Pass, at_text(r.point, r.occurrence), String::new(), None),
-        Kind::Park | Kind::Release | Kind::Unrealizable => {
-            let kind = match r.kind {
-                Kind::Park => EventKind::Park,
-                Kind::Release => EventKind::Release,
-                _ => EventKind::Unrealizable,
-            };
+    let at = at_text(r.point, r.occurrence);
+    let (subject, detail, peer) = match r.kind {
+        EventKind::Park | EventKind::Release | EventKind::Unrealizable => {
             let detail = edge.map_or_else(String::new, |e| e.to_string());
-            let peer = edge.map(|e| e.before.point.actor().to_string());
-            (kind, at_text(r.point, r.occurrence), detail, peer)
+            (at, detail, edge.map(|e| e.before.point.actor().to_string()))
         }
-        Kind::Action => {
-            let subject = action.map_or_else(String::new, |(_, a)| a.to_string());
-            (EventKind::Action, subject, at_text(r.point, r.occurrence), None)
-        }
-        Kind::ActionFailed => {
+        EventKind::Action => (action.map_or_else(String::new, |(_, a)| a.to_string()), at, None),
+        EventKind::ActionFailed => {
             let subject = action.map_or_else(String::new, |(_, a)| a.to_string());
             let message = run
                 .errors
                 .iter()
                 .find(|(k, e)| *k == r.extra as usize && e.tid == r.tid)
                 .map_or_else(String::new, |(_, e)| e.message.clone());
-            (
-                EventKind::ActionFailed,
-                subject,
-                format!("at {}: {message}", at_text(r.point, r.occurrence)),
-                None,
-            )
+            (subject, format!("at {at}: {message}"), None)
         }
-        Kind::Abandoned => {
+        EventKind::Abandoned => {
             let detail = if r.extra == 0 {
                 "schedule abandoned: actions skipped".to_string()
             } else {
@@ -62,19 +47,17 @@ fn event(run: &Run, pid: u32, r: &Raw) -> Event {
                     mask_edges(run, r.extra).map(|(_, e)| e.to_string()).collect();
                 format!("schedule abandoned: not enforced {}", edges.join(", "))
             };
-            (EventKind::Abandoned, at_text(r.point, r.occurrence), detail, None)
+            (at, detail, None)
         }
-        Kind::Stuck => {
-            let detail = format!("deadline of {} ms passed", r.extra / 1_000_000);
-            (EventKind::Stuck, at_text(r.point, r.occurrence), detail, None)
-        }
+        EventKind::Stuck => (at, format!("deadline of {} ms passed", r.extra / 1_000_000), None),
+        EventKind::Arrive | EventKind::Pass | EventKind::Note => (at, String::new(), None),
     };
     Event {
         time_ns: r.time_ns,
         pid,
         tid: r.tid,
         actor: p.actor().to_string(),
-        kind,
+        kind: r.kind,
         subject,
         detail,
         peer,

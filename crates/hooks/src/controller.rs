@@ -11,7 +11,6 @@ use crate::collect;
 use crate::error::HookError;
 use crate::points::{self, Point};
 use crate::report::{ActionError, RunReport};
-use crate::ring::Kind;
 pub use crate::run::{ArmOptions, MAX_PARKED, MAX_TRACE};
 use crate::run::{Plan, Run};
 use crate::schedule::{Action, Actions, At, Edge, Schedule};
@@ -79,9 +78,9 @@ fn run_actions(st: &State, point: &'static Point, occurrence: u32, tid: u32) {
         if at.hook_index() != usize::from(point.index) || at.occurrence != occurrence {
             continue;
         }
-        st.record(Kind::Action, i, occurrence, tid, k as u64);
+        st.record(EventKind::Action, i, occurrence, tid, k as u64);
         if let Err(message) = plan.runner.run(action, point) {
-            st.record(Kind::ActionFailed, i, occurrence, tid, k as u64);
+            st.record(EventKind::ActionFailed, i, occurrence, tid, k as u64);
             let error =
                 ActionError { at: at.to_string(), action: action.to_string(), tid, message };
             if let Some(run) = run_lock().as_mut() {

@@ -5,6 +5,7 @@
 //! straggler is detected and skipped. Async-signal-safe like the rest of the hit path.
 
 use crate::sync::{AtomicU32, AtomicU64, Ordering::*, fence, now_ns, zeroed};
+use crate::trace::EventKind;
 
 /// A point occurrence in one word: the point's index in the high half, the occurrence in the
 /// low half.
@@ -17,30 +18,18 @@ pub(crate) fn unpack(v: u64) -> (usize, u32) {
     ((v >> 32) as usize, v as u32)
 }
 
-/// What one trace record says happened (see [`crate::EventKind`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Kind {
-    Arrive = 1,
-    Park,
-    Release,
-    Unrealizable,
-    Action,
-    ActionFailed,
-    Pass,
-    Abandoned,
-    Stuck,
-}
-
-const KINDS: [Kind; 9] = [
-    Kind::Arrive,
-    Kind::Park,
-    Kind::Release,
-    Kind::Unrealizable,
-    Kind::Action,
-    Kind::ActionFailed,
-    Kind::Pass,
-    Kind::Abandoned,
-    Kind::Stuck,
+/// What a record can say happened, by code: a record stores `kind as u64 + 1` (0 is no
+/// record); `KINDS[code - 1]` gives the kind back. The ring never records a note.
+const KINDS: [EventKind; 9] = [
+    EventKind::Arrive,
+    EventKind::Park,
+    EventKind::Release,
+    EventKind::Unrealizable,
+    EventKind::Action,
+    EventKind::ActionFailed,
+    EventKind::Pass,
+    EventKind::Abandoned,
+    EventKind::Stuck,
 ];
 
 /// One decoded trace record.
@@ -48,7 +37,7 @@ const KINDS: [Kind; 9] = [
 pub(crate) struct Raw {
     pub time_ns: u64,
     pub tid: u32,
-    pub kind: Kind,
+    pub kind: EventKind,
     pub point: usize,
     pub occurrence: u32,
     pub extra: u64,
@@ -98,7 +87,14 @@ impl Ring {
 
     /// Appends a record (overwriting the oldest when full). A seqlock per record:
     /// `seq` is 0 while the fields are written, `n + 1` after.
-    pub(crate) fn record(&self, kind: Kind, point: usize, occurrence: u32, tid: u32, extra: u64) {
+    pub(crate) fn record(
+        &self,
+        kind: EventKind,
+        point: usize,
+        occurrence: u32,
+        tid: u32,
+        extra: u64,
+    ) {
         let cap = self.cap.load(Relaxed);
         if cap == 0 {
             return;
@@ -109,7 +105,7 @@ impl Ring {
         fence(Release);
         self.time_ns[i].store(now_ns(), Relaxed);
         self.tid[i].store(tid, Relaxed);
-        self.word[i].store(((kind as u64) << 56) | pack(point, occurrence), Relaxed);
+        self.word[i].store(((kind as u64 + 1) << 56) | pack(point, occurrence), Relaxed);
         self.extra[i].store(extra, Relaxed);
         self.seq[i].store(n + 1, Release);
     }
@@ -139,5 +135,17 @@ impl Ring {
             records.push(Raw { time_ns, tid, kind, point, occurrence, extra });
         }
         (records, start)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_kinds_code_gives_it_back() {
+        for (i, kind) in KINDS.iter().enumerate() {
+            assert_eq!(*kind as usize, i, "KINDS follows EventKind's order");
+        }
     }
 }

@@ -10,8 +10,9 @@
 //! either the passer sees the waiter counted and wakes it, or the waiter sees the new epoch.
 
 use crate::points;
-use crate::ring::{Kind, Raw, Ring, pack, unpack};
+use crate::ring::{Raw, Ring, pack, unpack};
 use crate::sync::{AtomicU32, AtomicU64, Ordering::*, futex_wait, futex_wake_all, now_ns, zeroed};
+use crate::trace::EventKind;
 
 /// Nothing armed: points return after one load.
 pub(crate) const IDLE: u32 = 0;
@@ -236,7 +237,7 @@ impl State {
     /// edge is unrealizable, or the schedule is abandoned). Returns the occurrence number.
     pub(crate) fn arrive(&self, point: usize, tid: u32) -> u32 {
         let occurrence = self.arrivals[point].fetch_add(1, AcqRel).wrapping_add(1);
-        self.record(Kind::Arrive, point, occurrence, tid, 0);
+        self.record(EventKind::Arrive, point, occurrence, tid, 0);
         if self.flags[point].load(Relaxed) & HAS_IN_EDGES != 0 {
             self.wait_edges(point, occurrence, tid);
         }
@@ -265,7 +266,7 @@ impl State {
                 // The earlier point's actor is played by this very thread: waiting would wait
                 // for ourselves. Deterministically let it pass and say so.
                 self.edge_state[e].store(EDGE_UNREALIZABLE, Relaxed);
-                self.record(Kind::Unrealizable, point, occurrence, tid, e as u64);
+                self.record(EventKind::Unrealizable, point, occurrence, tid, e as u64);
             } else {
                 pending |= 1 << e;
             }
@@ -279,7 +280,7 @@ impl State {
         }
         let slot = self.claim_slot(tid, me);
         for e in bits(pending) {
-            self.record(Kind::Park, point, occurrence, tid, e as u64);
+            self.record(EventKind::Park, point, occurrence, tid, e as u64);
         }
         self.waiters.fetch_add(1, SeqCst);
         self.bump(); // observers (`wait_until`) learn that a thread parked
@@ -290,7 +291,7 @@ impl State {
                 if self.edge_met(e).0 {
                     pending &= !(1 << e);
                     self.edge_state[e].store(EDGE_MET, Relaxed);
-                    self.record(Kind::Release, point, occurrence, tid, e as u64);
+                    self.record(EventKind::Release, point, occurrence, tid, e as u64);
                 }
             }
             if pending == 0 || self.mode.load(SeqCst) != ARMED {
@@ -318,7 +319,7 @@ impl State {
         for e in bits(pending) {
             self.edge_state[e].store(EDGE_ABANDONED, Relaxed);
         }
-        self.record(Kind::Abandoned, point, occurrence, tid, pending);
+        self.record(EventKind::Abandoned, point, occurrence, tid, pending);
     }
 
     fn claim_slot(&self, tid: u32, at: u64) -> Option<usize> {
@@ -340,7 +341,7 @@ impl State {
         }
         if reason == STUCK_DEADLINE {
             let (point, occurrence) = unpack(at);
-            self.record(Kind::Stuck, point, occurrence, tid, self.deadline_ns.load(Relaxed));
+            self.record(EventKind::Stuck, point, occurrence, tid, self.deadline_ns.load(Relaxed));
         }
         // Read after the Stuck record, so "the trace up to now" includes it.
         self.stuck_ns.store(now_ns(), Relaxed);
@@ -369,14 +370,14 @@ impl State {
     /// Counts the pass and wakes whoever waits for it.
     pub(crate) fn pass(&self, point: usize, occurrence: u32, tid: u32) {
         // Recorded before the count moves, so a released thread's records come later.
-        self.record(Kind::Pass, point, occurrence, tid, 0);
+        self.record(EventKind::Pass, point, occurrence, tid, 0);
         self.passes[point].fetch_add(1, Release);
         self.bump();
     }
 
     /// Records that this point passed without its actions because the schedule was abandoned.
     pub(crate) fn skip_actions(&self, point: usize, occurrence: u32, tid: u32) {
-        self.record(Kind::Abandoned, point, occurrence, tid, 0);
+        self.record(EventKind::Abandoned, point, occurrence, tid, 0);
     }
 
     fn bump(&self) {
@@ -387,7 +388,14 @@ impl State {
     }
 
     /// Appends a record to the trace ring (see [`Ring::record`]).
-    pub(crate) fn record(&self, kind: Kind, point: usize, occurrence: u32, tid: u32, extra: u64) {
+    pub(crate) fn record(
+        &self,
+        kind: EventKind,
+        point: usize,
+        occurrence: u32,
+        tid: u32,
+        extra: u64,
+    ) {
         self.ring.record(kind, point, occurrence, tid, extra);
     }
 

@@ -108,6 +108,12 @@ impl Trace {
         }
     }
 
+    /// The subjects of the events of `kind`, in order: for [`EventKind::Pass`], the point
+    /// occurrences passed (`main.reaped`, `main.reaped#2`).
+    pub fn subjects(&self, kind: EventKind) -> Vec<&str> {
+        self.events.iter().filter(|e| e.kind == kind).map(|e| e.subject.as_str()).collect()
+    }
+
     /// One line per event: time relative to the first event, pid/tid, actor, kind, subject,
     /// detail.
     pub fn to_text(&self) -> String {

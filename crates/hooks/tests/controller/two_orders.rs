@@ -56,13 +56,7 @@ fn read_then_write_is_forced_1000_of_1000_times() {
 fn the_trace_shows_the_forced_order_and_renders_as_mermaid() {
     let _g = exclusive();
     let (_, report) = race_once(WRITE_THEN_READ);
-    let passes: Vec<&str> = report
-        .trace
-        .events
-        .iter()
-        .filter(|e| e.kind == EventKind::Pass)
-        .map(|e| e.subject.as_str())
-        .collect();
+    let passes = report.trace.subjects(EventKind::Pass);
     let pos = |s: &str| {
         passes.iter().position(|p| *p == s).unwrap_or_else(|| panic!("{s} in {passes:?}"))
     };
