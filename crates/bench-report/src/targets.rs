@@ -181,30 +181,17 @@ pub(crate) fn rows(benches: &[Bench]) -> Vec<TargetRow> {
 fn verdict(t: &Target, benches: &[Bench]) -> Option<(String, bool)> {
     let b = find(benches, t.group, t.bench)?;
     let a = find(benches, t.group, t.against)?;
-    Some(match t.rule {
+    let (measured, pass) = match t.rule {
         Rule::AtMost(f) => {
             let ratio = b.median / a.median;
-            (
-                format!(
-                    "{} vs {} = **{ratio:.2}x** (limit {f}x)",
-                    human(b.median),
-                    human(a.median)
-                ),
-                ratio <= f,
-            )
+            (format!("**{ratio:.2}x** (limit {f}x)"), ratio <= f)
         }
         Rule::FasterBy(f) => {
             let factor = a.median / b.median;
-            (
-                format!(
-                    "{} vs {} = **{factor:.0}x** better (need {f}x)",
-                    human(b.median),
-                    human(a.median)
-                ),
-                factor >= f,
-            )
+            (format!("**{factor:.0}x** better (need {f}x)"), factor >= f)
         }
-    })
+    };
+    Some((format!("{} vs {} = {measured}", human(b.median), human(a.median)), pass))
 }
 
 #[cfg(test)]
