@@ -11,11 +11,14 @@
 //! signal log, the victims' fates, /proc, P's exit and stderr, every SIGKILL P sent (seen at the
 //! syscall).
 //!
-//! The files, bottom to top: `launch.rs` (the launcher that becomes the program), `drive.rs`
-//! (init's side of the replay: the loop, the lab's actions, the case's steps, the ground truth
-//! and the verdict), and this file: the entry point.
+//! The files, bottom to top: `launch.rs` (the launcher that becomes the program), `lab.rs`
+//! (init's state and its plain moves), `actions.rs` (the lab's actions and the case's own
+//! steps), `drive.rs` (the loop, the ground truth, the verdict), and this file: the entry
+//! point.
 
+mod actions;
 mod drive;
+mod lab;
 mod launch;
 
 use crate::conformance::{self, Case, Cell, CellExpect};
@@ -23,7 +26,7 @@ use crate::lab::now;
 use crate::output::ReplayOutput;
 use crate::programs::{self, Program};
 use crate::verdict::Verdict;
-use drive::Bb;
+use lab::Bb;
 use racelab_blackbox::Engine;
 use racelab_hooks::{Action, Schedule, Trace};
 use racelab_sandbox::Init;
