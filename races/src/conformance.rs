@@ -79,13 +79,35 @@ impl Cell {
 
 const BASE: Setup = Setup::BASE;
 
-const SIGHUP: i32 = 1;
-const SIGINT: i32 = 2;
-const SIGQUIT: i32 = 3;
-const SIGUSR1: i32 = 10;
-const SIGUSR2: i32 = 12;
-const SIGTERM: i32 = 15;
-const SIGWINCH: i32 = 28;
+/// What an init is expected to forward: F1 sends them one by one, E2L's launcher blocks them.
+const FORWARDED: &[i32] = {
+    use nix::sys::signal::Signal::*;
+    &[
+        SIGHUP as i32,
+        SIGINT as i32,
+        SIGQUIT as i32,
+        SIGUSR1 as i32,
+        SIGUSR2 as i32,
+        SIGWINCH as i32,
+        SIGTERM as i32,
+    ]
+};
+
+/// A race that exists only as a black-box case: no schedule of its own (each cell has one), the
+/// base setup unless it says otherwise, no instrumented design.
+const CASE_ONLY: Race = Race {
+    id: "",
+    slug: "",
+    title: "",
+    origin: "",
+    root_cause: "",
+    fix: "",
+    schedule: "",
+    setup: BASE,
+    invariants: &[],
+    designs: &[],
+    optional: &[],
+};
 
 /// The races that exist only as black-box cases (no instrumented design has them).
 pub static CASE_RACES: &[Race] = &[
@@ -96,11 +118,8 @@ pub static CASE_RACES: &[Race] = &[
         origin: "tini -g, dumb-init, catatonit -g: forward with kill(-pid) before the child's setpgid/setsid (ESRCH is ignored)",
         root_cause: "The supervisor forks, then starts forwarding signals at once; the child makes itself a group (setpgid/setsid) a moment later. A signal in between is forwarded with kill(-pid, sig) to a group that does not exist: ESRCH, the signal is dropped, the child runs on and the supervisor waits for it forever.",
         fix: "Block the forwarded signals before the fork and create the group before the supervisor can forward (in the child before exec while the parent waits, or with posix_spawn's POSIX_SPAWN_SETPGROUP); forward to the child's pidfd when the group is not there yet.",
-        schedule: "",
-        setup: BASE,
         invariants: &[I3InterruptDelivered, I4BoundedStop],
-        designs: &[],
-        optional: &[],
+        ..CASE_ONLY
     },
     Race {
         id: "E2",
@@ -109,11 +128,8 @@ pub static CASE_RACES: &[Race] = &[
         origin: "every PID 1 (tini, dumb-init, catatonit): a namespace init ignores signals it has no handler for",
         root_cause: "The kernel discards a signal sent to a PID namespace's init when its disposition is SIG_DFL and it is not blocked (SIGNAL_UNKILLABLE), from any sender. Between exec and the supervisor's first sigprocmask the signal is gone without a trace; the supervisor then starts its child and waits forever.",
         fix: "Nothing inside the supervisor can catch a signal that arrives before its first instruction: the launcher (the container runtime) must start PID 1 with the forwarded signals blocked (the mask survives execve), so an early signal is queued and read once the supervisor reads its signalfd.",
-        schedule: "",
-        setup: BASE,
         invariants: &[I3InterruptDelivered, I4BoundedStop],
-        designs: &[],
-        optional: &[],
+        ..CASE_ONLY
     },
     Race {
         id: "E2L",
@@ -122,11 +138,8 @@ pub static CASE_RACES: &[Race] = &[
         origin: "what E2 needs: a launcher (container runtime) that blocks the forwarded signals before execve",
         root_cause: "Same moment as E2, but the signal mask survives execve: the kernel queues a blocked signal instead of dropping it, and PID 1 reads it once it waits for signals.",
         fix: "This is the fix for E2, shown.",
-        schedule: "",
-        setup: BASE,
         invariants: &[I3InterruptDelivered, I4BoundedStop],
-        designs: &[],
-        optional: &[],
+        ..CASE_ONLY
     },
     Race {
         id: "F1",
@@ -135,14 +148,12 @@ pub static CASE_RACES: &[Race] = &[
         origin: "what tini, dumb-init and catatonit promise as an init; GNU timeout forwards a subset",
         root_cause: "A supervisor that handles some signals itself (or dies of them) does not forward them: the child never learns of a reload (HUP), a resize (WINCH) or a user signal.",
         fix: "Block every forwarded signal before spawn and forward each one read from the signalfd to the child (or its group).",
-        schedule: "",
         // A grace long enough that a supervisor which treats HUP, INT or TERM as a stop request
         // (and escalates after its grace) never SIGKILLs the child before it logged the signal:
         // this case is about forwarding, R1 is about the grace.
         setup: Setup { child_ignores_term: true, grace: Duration::from_secs(1), ..BASE },
         invariants: &[I3InterruptDelivered],
-        designs: &[],
-        optional: &[],
+        ..CASE_ONLY
     },
     Race {
         id: "R1",
@@ -151,11 +162,9 @@ pub static CASE_RACES: &[Race] = &[
         origin: "rocketman-code/piano after ecca3b9 (the residual the fix kept: --kill-timeout 0 waits in a blocking wait)",
         root_cause: "After forwarding SIGTERM the fixed piano waits for the child with no deadline when --kill-timeout is 0; a child that ignores SIGTERM keeps it there, and a second Ctrl-C (SIG_DFL after SA_RESETHAND) kills piano and orphans the child.",
         fix: "Always bound the grace: after it, SIGKILL the child (the reference has no unbounded mode).",
-        schedule: "",
         setup: Setup { child_ignores_term: true, second_interrupt: true, ..BASE },
         invariants: &[I4BoundedStop, I5NoSurvivors],
-        designs: &[],
-        optional: &[],
+        ..CASE_ONLY
     },
 ];
 
@@ -168,78 +177,29 @@ pub fn find_race(name: &str) -> Option<&'static Race> {
     })
 }
 
+/// A case of race `race` with nothing special: not PID 1, no signals of its own, no interrupt
+/// once ready, nothing blocked by the launcher.
+const fn case(race: &'static str) -> Case {
+    Case { race, pid1: false, signals: &[], interrupt_when_ready: false, launcher_blocks: &[] }
+}
+
+/// Like [`case`], with the program as PID 1 of a PID namespace of its own.
+const fn pid1_case(race: &'static str) -> Case {
+    Case { pid1: true, ..case(race) }
+}
+
 /// The cases, in matrix order.
 pub static CASES: &[Case] = &[
-    Case {
-        race: "Q1",
-        pid1: false,
-        signals: &[],
-        interrupt_when_ready: false,
-        launcher_blocks: &[],
-    },
-    Case {
-        race: "Q3",
-        pid1: false,
-        signals: &[],
-        interrupt_when_ready: false,
-        launcher_blocks: &[],
-    },
-    Case {
-        race: "Q4",
-        pid1: false,
-        signals: &[],
-        interrupt_when_ready: false,
-        launcher_blocks: &[],
-    },
-    Case {
-        race: "Q4b",
-        pid1: false,
-        signals: &[],
-        interrupt_when_ready: false,
-        launcher_blocks: &[],
-    },
-    Case {
-        race: "R1",
-        pid1: false,
-        signals: &[],
-        interrupt_when_ready: true,
-        launcher_blocks: &[],
-    },
-    Case {
-        race: "E1",
-        pid1: false,
-        signals: &[],
-        interrupt_when_ready: false,
-        launcher_blocks: &[],
-    },
-    Case {
-        race: "E2",
-        pid1: true,
-        signals: &[],
-        interrupt_when_ready: false,
-        launcher_blocks: &[],
-    },
-    Case {
-        race: "Z1",
-        pid1: true,
-        signals: &[],
-        interrupt_when_ready: false,
-        launcher_blocks: &[],
-    },
-    Case {
-        race: "F1",
-        pid1: false,
-        signals: &[SIGHUP, SIGINT, SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH, SIGTERM],
-        interrupt_when_ready: false,
-        launcher_blocks: &[],
-    },
-    Case {
-        race: "E2L",
-        pid1: true,
-        signals: &[],
-        interrupt_when_ready: false,
-        launcher_blocks: &[SIGHUP, SIGINT, SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH, SIGTERM],
-    },
+    case("Q1"),
+    case("Q3"),
+    case("Q4"),
+    case("Q4b"),
+    Case { interrupt_when_ready: true, ..case("R1") },
+    case("E1"),
+    pid1_case("E2"),
+    pid1_case("Z1"),
+    Case { signals: FORWARDED, ..case("F1") },
+    Case { launcher_blocks: FORWARDED, ..pid1_case("E2L") },
 ];
 
 /// A case by race id or slug.
@@ -272,6 +232,12 @@ const fn reproduce(list: &'static [Invariant]) -> CellExpect {
 }
 
 const PREVENT: CellExpect = Run(Expect::Prevent);
+
+/// The early signal never reaches the child, and the supervisor waits for it forever.
+const LOST_AND_HUNG: CellExpect = reproduce(&[I3InterruptDelivered, I4BoundedStop]);
+
+/// The orphans' zombies stay.
+const ZOMBIES: CellExpect = reproduce(&[I6NoZombies]);
 
 macro_rules! cell {
     ($case:literal, $program:literal, $schedule:expr, $flags:expr, $expect:expr, $note:literal) => {
@@ -383,23 +349,16 @@ pub static CELLS: &[Cell] = &[
         "tini",
         E1_GROUP,
         &["-g"],
-        reproduce(&[I3InterruptDelivered, I4BoundedStop]),
+        LOST_AND_HUNG,
         "tini -g: kill(-pid) gives ESRCH, tini waits forever"
     ),
-    cell!(
-        "E1",
-        "tini-static",
-        E1_GROUP,
-        &["-g"],
-        reproduce(&[I3InterruptDelivered, I4BoundedStop]),
-        "tini-static -g: the same"
-    ),
+    cell!("E1", "tini-static", E1_GROUP, &["-g"], LOST_AND_HUNG, "tini-static -g: the same"),
     cell!(
         "E1",
         "dumb-init",
         E1_SESSION,
         &[],
-        reproduce(&[I3InterruptDelivered, I4BoundedStop]),
+        LOST_AND_HUNG,
         "kill(-pid) before setsid: ESRCH ignored, hangs"
     ),
     cell!(
@@ -407,7 +366,7 @@ pub static CELLS: &[Cell] = &[
         "catatonit",
         E1_GROUP,
         &["-g"],
-        reproduce(&[I3InterruptDelivered, I4BoundedStop]),
+        LOST_AND_HUNG,
         "catatonit -g: the forward fails silently, hangs"
     ),
     cell!(
@@ -429,44 +388,16 @@ pub static CELLS: &[Cell] = &[
         "signals blocked before spawn; the parent waits for the child's exec, then forwards"
     ),
     cell!("E1", "piano-0.14.0", "", &[], Na(NOT_AN_INIT), ""),
-    cell!(
-        "E2",
-        "tini",
-        E2_PID1,
-        &[],
-        reproduce(&[I3InterruptDelivered, I4BoundedStop]),
-        "the kernel drops it; tini waits forever"
-    ),
-    cell!(
-        "E2",
-        "tini-static",
-        E2_PID1,
-        &[],
-        reproduce(&[I3InterruptDelivered, I4BoundedStop]),
-        "the same"
-    ),
-    cell!(
-        "E2",
-        "dumb-init",
-        E2_PID1,
-        &[],
-        reproduce(&[I3InterruptDelivered, I4BoundedStop]),
-        "the same"
-    ),
-    cell!(
-        "E2",
-        "catatonit",
-        E2_PID1,
-        &[],
-        reproduce(&[I3InterruptDelivered, I4BoundedStop]),
-        "the same"
-    ),
+    cell!("E2", "tini", E2_PID1, &[], LOST_AND_HUNG, "the kernel drops it; tini waits forever"),
+    cell!("E2", "tini-static", E2_PID1, &[], LOST_AND_HUNG, "the same"),
+    cell!("E2", "dumb-init", E2_PID1, &[], LOST_AND_HUNG, "the same"),
+    cell!("E2", "catatonit", E2_PID1, &[], LOST_AND_HUNG, "the same"),
     cell!(
         "E2",
         "supervise",
         E2_PID1,
         &[],
-        reproduce(&[I3InterruptDelivered, I4BoundedStop]),
+        LOST_AND_HUNG,
         "kernel semantics: only the launcher can block it before exec"
     ),
     cell!(
@@ -498,23 +429,9 @@ pub static CELLS: &[Cell] = &[
     cell!("Z1", "tini-static", Z1_PID1, &[], PREVENT, "the same"),
     cell!("Z1", "dumb-init", Z1_PID1, &[], PREVENT, "the same"),
     cell!("Z1", "catatonit", Z1_PID1, &[], PREVENT, "the same"),
-    cell!("Z1", "timeout", Z1_PID1, &[], reproduce(&[I6NoZombies]), "waits for its child only"),
-    cell!(
-        "Z1",
-        "piano-0.14.0",
-        Z1_PID1,
-        &[],
-        reproduce(&[I6NoZombies]),
-        "waits for its child only"
-    ),
-    cell!(
-        "Z1",
-        "piano-0.15.1",
-        Z1_PID1,
-        &[],
-        reproduce(&[I6NoZombies]),
-        "waits for its child only"
-    ),
+    cell!("Z1", "timeout", Z1_PID1, &[], ZOMBIES, "waits for its child only"),
+    cell!("Z1", "piano-0.14.0", Z1_PID1, &[], ZOMBIES, "waits for its child only"),
+    cell!("Z1", "piano-0.15.1", Z1_PID1, &[], ZOMBIES, "waits for its child only"),
     cell!("Z1", "supervise", Z1_PID1, &[], PREVENT, "reaps every orphan as PID 1"),
     cell!("F1", "tini", "", &[], PREVENT, "all seven forwarded"),
     cell!("F1", "tini-static", "", &[], PREVENT, "all seven forwarded"),

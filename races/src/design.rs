@@ -27,18 +27,28 @@ fn std_status(status: std::process::ExitStatus) -> Option<Status> {
     }
 }
 
-/// Runs `design` over `program args` with the race's options, in this (dedicated) process.
+/// What a design supervises, and how: the race's options, the program and its arguments, the
+/// runner executable (which also runs the legacy wrappers) and the lock file of the
+/// lock-wrapper designs (O1).
+#[derive(Debug, Clone, Copy)]
+pub struct Supervised<'a> {
+    /// The race's options.
+    pub setup: &'a Setup,
+    /// The runner executable.
+    pub runner: &'a Path,
+    /// The program to supervise (the workload).
+    pub program: &'a Path,
+    /// Its arguments.
+    pub args: &'a [OsString],
+    /// The lock file of O1's designs.
+    pub lockfile: &'a Path,
+}
+
+/// Runs `design` over `job`'s program, in this (dedicated) process.
 ///
-/// `lockfile` is for the lock-wrapper designs (O1). Returns only for designs that return: the
-/// exec-based wrapper replaces this process.
-pub fn run(
-    design: DesignId,
-    setup: &Setup,
-    runner: &Path,
-    program: &Path,
-    args: &[OsString],
-    lockfile: &Path,
-) -> DesignReport {
+/// Returns only for designs that return: the exec-based wrapper replaces this process.
+pub fn run(design: DesignId, job: &Supervised<'_>) -> DesignReport {
+    let Supervised { setup, program, args, lockfile, .. } = *job;
     match design {
         DesignId::GlobalAtomics | DesignId::PollingFix => {
             let mut opts = RunOptions::new(program.as_os_str(), args.to_vec());
@@ -107,18 +117,14 @@ pub fn run(
         | DesignId::SpawnerThread
         | DesignId::GroupKillAfterReap
         | DesignId::ReapingHandler
-        | DesignId::UnboundedDrain => run_next_five(design, setup, program, args),
-        DesignId::Reference => run_reference(setup, runner, program, args, lockfile),
+        | DesignId::UnboundedDrain => run_next_five(design, job),
+        DesignId::Reference => run_reference(job),
     }
 }
 
 /// The replicas of the next five races (P1, P2, G1, S1, H1).
-fn run_next_five(
-    design: DesignId,
-    setup: &Setup,
-    program: &Path,
-    args: &[OsString],
-) -> DesignReport {
+fn run_next_five(design: DesignId, job: &Supervised<'_>) -> DesignReport {
+    let Supervised { setup, program, args, .. } = *job;
     let program = program.as_os_str();
     let timeout = setup.duration.unwrap_or(Duration::from_secs(10));
     let status_only = |status: std::process::ExitStatus| DesignReport {
@@ -198,13 +204,8 @@ fn lock_wrapper_args(lockfile: &Path, program: &Path, args: &[OsString]) -> Vec<
     argv
 }
 
-fn run_reference(
-    setup: &Setup,
-    runner: &Path,
-    program: &Path,
-    args: &[OsString],
-    lockfile: &Path,
-) -> DesignReport {
+fn run_reference(job: &Supervised<'_>) -> DesignReport {
+    let Supervised { setup, runner, program, args, lockfile } = *job;
     if let Err(e) = reference::block_signals(&reference::DEFAULT_FORWARD) {
         return DesignReport::failed(e);
     }

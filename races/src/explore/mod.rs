@@ -100,21 +100,5 @@ pub use outcome::{
     Counts, Exploration, ExploreConfig, ExploreError, Found, KnownHit, Progress, Stress,
     replay_command,
 };
+pub use run::explore;
 pub use vocabulary::{Probe, ThreadKey, Vocabulary, actions_for};
-
-use crate::Replayer;
-use crate::catalog::{DesignId, Race};
-
-/// Explores `race` against `design`: regressions first, then probes, then up to
-/// `config.cases` drawn schedules; the first that breaks an invariant is shrunk, confirmed and
-/// (with `config.record`) kept. Usage errors (a design the race does not run against, zero
-/// cases) and lab failures are errors; a violation is a result.
-pub fn explore(
-    replayer: &mut Replayer,
-    race: &'static Race,
-    design: DesignId,
-    config: &ExploreConfig,
-    progress: &mut dyn FnMut(Progress),
-) -> Result<Exploration, ExploreError> {
-    run::explore(replayer, race, design, config, progress)
-}

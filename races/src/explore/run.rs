@@ -52,7 +52,11 @@ fn has_unrealizable(out: &ReplayOutput) -> bool {
     out.trace.events.iter().any(|e| e.kind == EventKind::Unrealizable)
 }
 
-pub(super) fn explore(
+/// Explores `race` against `design`: regressions first, then probes, then up to
+/// `config.cases` drawn schedules; the first that breaks an invariant is shrunk, confirmed and
+/// (with `config.record`) kept. Usage errors (a design the race does not run against, zero
+/// cases) and lab failures are errors; a violation is a result.
+pub fn explore(
     replayer: &mut Replayer,
     race: &'static Race,
     design: DesignId,

@@ -4,6 +4,7 @@
 //! runs in init: it shares nothing with the lab's state but what the fork handed over.
 
 use crate::catalog::{DesignId, Setup};
+use crate::design::Supervised;
 use crate::link::{Final, LabActions};
 use racelab_hooks::{ArmOptions, Schedule};
 use std::os::fd::OwnedFd;
@@ -56,9 +57,14 @@ impl DesignProcess {
             .ignore_term(self.setup.child_ignores_term)
             .pdeathsig(self.setup.child_pdeathsig)
             .args();
-        let runner = &self.runner;
-        let report =
-            crate::design::run(self.design, &self.setup, runner, runner, &args, &self.lockfile);
+        let job = Supervised {
+            setup: &self.setup,
+            runner: &self.runner,
+            program: &self.runner,
+            args: &args,
+            lockfile: &self.lockfile,
+        };
+        let report = crate::design::run(self.design, &job);
         racelab_hooks::point!(lab.design_returned);
         let taken = armed.lock().unwrap_or_else(|p| p.into_inner()).take();
         let Some(armed) = taken else {
