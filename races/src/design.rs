@@ -188,7 +188,7 @@ fn run_next_five(design: DesignId, job: &Supervised<'_>) -> DesignReport {
     result.unwrap_or_else(DesignReport::failed)
 }
 
-/// argv[1] that makes a runner executable run a legacy wrapper mode (`__legacy
+/// `argv[1]` that makes a runner executable run a legacy wrapper mode (`__legacy
 /// exec-under-lock --lockfile L -- ...`): how the reference runs the lock wrapper of O1 under
 /// itself. The runner dispatches it ([`crate::runner`]).
 pub const LEGACY_MODE: &str = "__legacy";

@@ -1,10 +1,10 @@
-//! The `main` of a runner executable: the top of the crate, dispatching argv[1] to the run, the
+//! The `main` of a runner executable: the top of the crate, dispatching `argv[1]` to the run, the
 //! server, or the workload program.
 
 use crate::modes::{RUN_MODE, SERVE_MODE, WORKLOAD_MODE};
 use crate::runner::{Scenarios, run_mode};
 
-/// The `main` of a runner executable. Dispatches on argv[1]:
+/// The `main` of a runner executable. Dispatches on `argv[1]`:
 /// - `__run <json>`: one sandbox run (what [`crate::run`] starts); prints one JSON report;
 /// - `__serve`: a runner server ([`crate::Server`]): one `__run` request per stdin line, each
 ///   run in a forked fresh runner, one answer per stdout line;
