@@ -116,9 +116,9 @@ pub static CASE_RACES: &[Race] = &[
         slug: "early-signal-lost",
         title: "a SIGTERM during spawn is forwarded to a process group that does not exist yet",
         origin: "tini -g, dumb-init, catatonit -g: forward with kill(-pid) before the child's setpgid/setsid (ESRCH is ignored)",
-        root_cause: "The supervisor forks, then starts forwarding signals at once; the child makes itself a group (setpgid/setsid) a moment later. A signal in between is forwarded with kill(-pid, sig) to a group that does not exist: ESRCH, the signal is dropped, the child runs on and the supervisor waits for it forever.",
+        root_cause: "The supervisor forks, then starts forwarding signals at once; the child makes itself a group (setpgid/setsid) a moment later. A signal in between is forwarded with kill(-pid, sig) to a group that does not exist: ESRCH, the signal is dropped, the child runs on and the supervisor waits for it forever. GNU timeout 9.1 has its own window: a signal between fork's return and the store of the child's PID runs its handler with no PID known, and it exits at once, leaving the child behind.",
         fix: "Block the forwarded signals before the fork and create the group before the supervisor can forward (in the child before exec while the parent waits, or with posix_spawn's POSIX_SPAWN_SETPGROUP); forward to the child's pidfd when the group is not there yet.",
-        invariants: &[I3InterruptDelivered, I4BoundedStop],
+        invariants: &[I3InterruptDelivered, I4BoundedStop, I5NoSurvivors],
         ..CASE_ONLY
     },
     Race {
@@ -217,7 +217,17 @@ const Q1_TIMEOUT: &str = "on {p}.kill(SIGTERM): ready(child)\n\
                           on {p}.kill(SIGKILL): exit(child), recycle(child)";
 const Q1_SUPERVISE: &str = "on {p}.pidfd_send_signal(SIGTERM): ready(child)\n\
                             on {p}.pidfd_send_signal(SIGKILL): exit(child), recycle(child)";
-const Q3_NO_SYSCALL: &str = "no syscall between the escalation thread's CHILD_PID load and its FORCE_KILLED store, nor between main's flag load and its CHILD_PID clear: the window needs an instruction breakpoint (ptrace); seccomp sees syscall entries only";
+// Q3 has no syscall inside its window: the duration thread is held by a breakpoint (ptrace)
+// at its FORCE_KILLED store, found in the binary, while the child exits and main reaps it,
+// classifies (FORCE_KILLED still false: Duration) and clears CHILD_PID (its next syscall is
+// the restoring sigaction); then the store and the SIGKILL happen, and exit_group waits for
+// that kill to return. The duration's SIGTERM waits for the child to be ready, as in Q1.
+const Q3_PIANO: &str = "on {p}.kill(SIGTERM): ready(child)\n\
+                        on {p}@store(piano::FORCE_KILLED, __rust_begin_short_backtrace): exit(child), await({p}.rt_sigaction(SIGINT)#4)\n\
+                        {p}.kill(SIGKILL).returned < {p}.exit_group";
+const Q3_FIXED: &str = "the fix has no FORCE_KILLED: the SIGKILL and the stop reason are decided in one step of one thread, so the window does not exist";
+// GNU timeout 9.1 held at the exit of its clone, the child's PID returned but not stored.
+const E1_TIMEOUT: &str = "on {p}.clone.exit: terminate(target)";
 const Q4_PIANO: &str = "on {p}.clone3: interrupt(target)";
 const E1_GROUP: &str = "on {p}.setpgid: terminate(target), await({p}.kill(SIGTERM).returned)";
 const E1_SESSION: &str = "on {p}.setsid: terminate(target), await({p}.kill(SIGTERM).returned)";
@@ -289,8 +299,15 @@ pub static CELLS: &[Cell] = &[
         PREVENT,
         "SIGKILL through a pidfd, by the thread that reaps"
     ),
-    cell!("Q3", "piano-0.14.0", "", &[], Na(Q3_NO_SYSCALL), ""),
-    cell!("Q3", "piano-0.15.1", "", &[], Na(Q3_NO_SYSCALL), ""),
+    cell!(
+        "Q3",
+        "piano-0.14.0",
+        Q3_PIANO,
+        &[],
+        reproduce(&[I2TrueStopReason]),
+        "exit 0, no warning, although the SIGKILL was sent (a breakpoint holds the store)"
+    ),
+    cell!("Q3", "piano-0.15.1", "", &[], Na(Q3_FIXED), ""),
     // Q4: SIGINT while main is inside posix_spawn (all signals blocked there): the handler
     // runs as spawn returns, before CHILD_PID is stored.
     cell!(
@@ -372,12 +389,10 @@ pub static CELLS: &[Cell] = &[
     cell!(
         "E1",
         "timeout",
-        "",
+        E1_TIMEOUT,
         &[],
-        Na(
-            "the window is between fork's return and the store of the child's PID in the parent (timeout.c:536): no syscall inside; it needs a syscall-exit stop (ptrace)"
-        ),
-        ""
+        reproduce(&[I3InterruptDelivered, I5NoSurvivors]),
+        "held at its clone's exit (ptrace): exits 143 at once, the child survives (timeout.c:536)"
     ),
     cell!(
         "E1",

@@ -262,8 +262,15 @@ does not turn every signal into a stop the tracer must re-inject, and leaves the
 debuggable. Its limit is that it sees syscall entries only. Two windows have no syscall inside \
 them: piano 0.14.0's Q3 (the escalation thread's PID load and FORCE_KILLED store, main's flag \
 load and CHILD_PID clear) and GNU timeout 9.1's early signal (between fork's return and the \
-store of the child's PID, timeout.c:536). Both need ptrace (an instruction breakpoint, a \
-syscall-exit stop); the matrix marks them n/a with that reason rather than pretending.\n";
+store of the child's PID, timeout.c:536). For those, and only when a schedule names such a \
+point, the lab also traces the program (ptrace, seized before its exec through a gate the \
+launcher waits at): `timeout.clone.exit` holds the parent at its clone's syscall-exit stop, \
+with the child's PID returned but not stored; `piano@store(piano::FORCE_KILLED, \
+__rust_begin_short_backtrace)` is a breakpoint at every instruction that stores that global, \
+located in the binary's symbol table and code at replay time (no offset is written down). \
+Signals to a traced program become stops the lab re-injects unchanged; a code point costs \
+nothing until hit, a held exit makes every syscall of the program stop twice \
+(crates/blackbox's docs have the figures).\n";
 
 const PEERS_NOTES: &str = "\n## Notes\n\n\
 - **supervise and E2.** A PID namespace's init drops any signal it has no handler for and has \

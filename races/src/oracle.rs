@@ -72,7 +72,12 @@ pub fn judge(
             add(
                 Invariant::I2TrueStopReason,
                 format!(
-                    "SIGKILL was sent (escalation.kill_sent passed) but the design reports {:?}",
+                    "SIGKILL was sent ({}) but the design reports {:?}",
+                    if truth.sigkill_seen.is_some() {
+                        "seen at its kill syscall"
+                    } else {
+                        "escalation.kill_sent passed"
+                    },
                     r.reason
                 ),
             );

@@ -86,7 +86,7 @@ fn conforms(name: &str) {
 fn timing_cells(name: &str) -> Vec<&'static conformance::Cell> {
     conformance::CELLS
         .iter()
-        .filter(|c| c.program == name && ["Q1", "Q4", "Q4b", "E1", "E2"].contains(&c.case))
+        .filter(|c| c.program == name && ["Q1", "Q3", "Q4", "Q4b", "E1", "E2"].contains(&c.case))
         .filter(|c| matches!(c.expect, CellExpect::Run(Expect::Reproduce(_))))
         .collect()
 }
@@ -135,13 +135,13 @@ macro_rules! programs {
 }
 
 programs! {
-    piano_0_14_0_reproduces_q1_q4_q4b_r1_z1, piano_0_14_0_races_need_the_parked_syscalls: "piano-0.14.0";
+    piano_0_14_0_reproduces_q1_q3_q4_q4b_r1_z1, piano_0_14_0_races_need_the_parked_syscalls: "piano-0.14.0";
     piano_0_15_1_prevents_q1_q4_q4b_keeps_r1, piano_0_15_1_races_need_the_parked_syscalls: "piano-0.15.1";
     tini_loses_an_early_signal_with_g_and_forwards_the_rest, tini_races_need_the_parked_syscalls: "tini";
     tini_static_behaves_as_tini, tini_static_races_need_the_parked_syscalls: "tini-static";
     dumb_init_loses_a_signal_before_setsid, dumb_init_races_need_the_parked_syscalls: "dumb-init";
     catatonit_loses_an_early_signal_with_g, catatonit_races_need_the_parked_syscalls: "catatonit";
-    gnu_timeout_pins_the_pid_forwards_four_signals_reaps_no_orphan, gnu_timeout_races_need_the_parked_syscalls: "timeout";
+    gnu_timeout_orphans_on_an_early_signal_pins_the_pid_forwards_four_reaps_no_orphan, gnu_timeout_races_need_the_parked_syscalls: "timeout";
     supervise_prevents_every_race_a_peer_has_but_the_kernels_pid1_drop, supervise_races_need_the_parked_syscalls: "supervise";
 }
 

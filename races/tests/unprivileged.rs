@@ -59,7 +59,13 @@ fn black_box_cells_give_the_same_verdicts_to_an_unprivileged_user() {
         return;
     }
     let runner = PathBuf::from(env!("CARGO_BIN_EXE_races-runner"));
-    for (case, program) in [("E1", "tini"), ("Q4", "piano-0.14.0"), ("Z1", "dumb-init")] {
+    for (case, program) in [
+        ("E1", "tini"),
+        ("Q4", "piano-0.14.0"),
+        ("Z1", "dumb-init"),
+        ("Q3", "piano-0.14.0"),
+        ("E1", "timeout"),
+    ] {
         let program = races::programs::find(program).expect("program");
         if let Err(reason) = program.binary(&runner) {
             racelab_sandbox::skip_unless(false, program.name, &reason);

@@ -165,6 +165,8 @@ impl<'a> Bb<'a> {
         }
         let timeout = Duration::from_nanos(wake.saturating_sub(now()).min(50_000_000));
         let child_fd = self.child.pidfd();
+        // ptrace stops of a traced program come as SIGCHLD, read from the tracer's signalfd.
+        let trace_fd = self.session.as_ref().and_then(Session::trace_fd);
         let mut fds = vec![
             rustix::event::PollFd::new(&child_fd, rustix::event::PollFlags::IN),
             rustix::event::PollFd::new(&self.target, rustix::event::PollFlags::IN),
@@ -178,6 +180,9 @@ impl<'a> Bb<'a> {
         }
         if let Some(fd) = &self.w.pidfd {
             fds.push(rustix::event::PollFd::new(fd, rustix::event::PollFlags::empty()));
+        }
+        if let Some(fd) = &trace_fd {
+            fds.push(rustix::event::PollFd::new(fd, rustix::event::PollFlags::IN));
         }
         let ts = rustix::time::Timespec::try_from(timeout).ok();
         let _ = rustix::event::poll(&mut fds, ts.as_ref());

@@ -37,6 +37,16 @@ pub(super) fn launch(
 ) -> Result<Launched, String> {
     let filter = racelab_blackbox::filter_for(engine.points(), engine.needs_returns());
     let compiled = filter.compile().map_err(|e| format!("seccomp filter: {e}"))?;
+    // Points seccomp cannot express (a held syscall exit, an instruction) need the program
+    // traced from its first instruction: the launcher waits at a gate, before its filter and
+    // its exec, until init has seized it.
+    let (gate_wait, gate_open) = match engine.needs_ptrace() {
+        true => {
+            let (w, o) = racelab_sys::ptrace::gate().map_err(|e| format!("ptrace gate: {e}"))?;
+            (Some(w), Some(o))
+        }
+        false => (None, None),
+    };
     let (w_stdin_r, w_stdin_w) = pipe()?;
     let (w_stdout_r, w_stdout_w) = pipe()?;
     let (err_r, err_w) = pipe()?;
@@ -52,6 +62,11 @@ pub(super) fn launch(
     let label = program.label;
     // The body of the process that becomes the program: filter, listener to the lab, exec.
     let exec_target = move || -> i32 {
+        if let Some(gate) = &gate_wait
+            && gate.wait().is_err()
+        {
+            return 119;
+        }
         let listener = match racelab_sys::seccomp::install_program(
             &compiled,
             racelab_sys::seccomp::ParkedSignals::DeferUntilAnswered,
@@ -139,16 +154,7 @@ pub(super) fn launch(
         .map_err(|e| format!("fork launcher: {e}"))?;
     // The closure (and the child's ends of the pipes it moved in) was dropped in this process
     // by `fork`: the launcher holds the only copies now, so its death shows as end-of-file.
-    // The listener, or the launcher's end: bounded.
-    if !readable(lab_sock.as_fd(), Duration::from_secs(2)) {
-        return Err("the launcher sent no seccomp listener within 2 s".into());
-    }
-    let listener = racelab_sys::fdpass::recv_fd(&lab_sock).map_err(|e| {
-        format!(
-            "no seccomp listener from the launcher ({e}); it ended {:?}",
-            child.fate(Duration::from_millis(200))
-        )
-    })?;
+    // PID 1's pid first: with ptrace the listener comes only once the gate is open.
     let target_pid = if pid1 {
         let mut lines = Lines::new(pid_r);
         let until = now() + 2_000_000_000;
@@ -165,10 +171,33 @@ pub(super) fn launch(
     } else {
         child.pid()
     };
+    let tracer = match gate_open {
+        Some(gate) => {
+            let tracer = racelab_blackbox::Tracer::seize(target_pid, &engine)
+                .map_err(|e| format!("ptrace: {e}"))?;
+            gate.open().map_err(|e| format!("ptrace gate: {e}"))?;
+            Some(tracer)
+        }
+        None => None,
+    };
+    // The listener, or the launcher's end: bounded.
+    if !readable(lab_sock.as_fd(), Duration::from_secs(2)) {
+        return Err("the launcher sent no seccomp listener within 2 s".into());
+    }
+    let listener = racelab_sys::fdpass::recv_fd(&lab_sock).map_err(|e| {
+        format!(
+            "no seccomp listener from the launcher ({e}); it ended {:?}",
+            child.fate(Duration::from_millis(200))
+        )
+    })?;
     let target = rustix::process::Pid::from_raw(target_pid)
         .and_then(|p| rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty()).ok())
         .ok_or_else(|| format!("pidfd_open({target_pid}): the program is gone"))?;
-    let session = Session::new(racelab_sys::seccomp::Listener::from_fd(listener), engine);
+    let listener = racelab_sys::seccomp::Listener::from_fd(listener);
+    let session = match tracer {
+        Some(t) => Session::traced(listener, engine, t),
+        None => Session::new(listener, engine),
+    };
     Ok(Launched {
         child,
         target,
