@@ -623,11 +623,32 @@ fn main() {
     let mut chld = SigSet::empty();
     chld.add(Signal::SIGCHLD);
     nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&chld), None).unwrap();
-    let filter: Option<String> = std::env::args().skip(1).find(|a| !a.starts_with('-'));
-    let list = std::env::args().any(|a| a == "--list");
+    // The libtest options cargo test and cargo-nextest pass: a name filter (`--exact` for the
+    // whole name), `--list` (`--format terse` lists `name: test` lines), `--ignored` (none
+    // here are ignored); the value of `--format` is not a filter.
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut filter: Option<&str> = None;
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--format" | "--logfile" | "--test-threads" | "--color" => {
+                it.next();
+            }
+            a if !a.starts_with('-') => filter = Some(a),
+            _ => {}
+        }
+    }
+    let list = args.iter().any(|a| a == "--list");
+    let exact = args.iter().any(|a| a == "--exact");
+    let ignored_only = args.iter().any(|a| a == "--ignored");
     let (mut passed, mut failed, mut filtered) = (0, 0, 0);
     for (name, test) in TESTS {
-        if filter.as_deref().is_some_and(|f| !name.contains(f)) {
+        let wanted = match filter {
+            None => true,
+            Some(f) if exact => *name == f,
+            Some(f) => name.contains(f),
+        };
+        if !wanted || ignored_only {
             filtered += 1;
             continue;
         }
