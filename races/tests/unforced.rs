@@ -13,22 +13,33 @@ use std::path::PathBuf;
 fn replay_without_schedule(race: &str, design: DesignId) {
     let runner = PathBuf::from(env!("CARGO_BIN_EXE_races-runner"));
     let race = catalog::find(race).expect("race in the catalog");
-    const N: usize = 4;
-    let mut reproduced = 0;
-    for i in 0..N {
+    // One replay that does not reproduce is the whole proof: the catalog test demands every
+    // replay reproduce, so it would go red. Most races never reproduce without their
+    // schedule and stop here after one replay. P2 is the exception: without its schedule the
+    // spawning thread still exits about when the child arms, and the child loses that race by
+    // luck in 87 replays of 200 (`racelab replay P2 --design spawner_thread --schedule ''
+    // --repeat 200`), as the original did. 4 replays once all reproduced in a 20-suite soak;
+    // 20 in a row by luck is about 1 in 10^7.
+    const MAX: usize = 20;
+    for i in 0..MAX {
         let out = races::replay_once(&runner, race, design, Some(""));
-        assert!(
-            !matches!(out.verdict, Verdict::LabError { .. }),
-            "{} against {} without its schedule, replay #{i}: {:?}",
-            race.id,
-            design.name(),
-            out.verdict
-        );
-        reproduced += usize::from(matches!(out.verdict, Verdict::Reproduced { .. }));
+        match out.verdict {
+            Verdict::Reproduced { .. } => {}
+            Verdict::Skipped { reason } => {
+                racelab_sandbox::skip_unless(false, "race capability", &reason);
+                return;
+            }
+            Verdict::LabError { .. } => panic!(
+                "{} against {} without its schedule, replay #{i}: {:?}",
+                race.id,
+                design.name(),
+                out.verdict
+            ),
+            _ => return,
+        }
     }
-    assert!(
-        reproduced < N,
-        "{} against {} reproduced {reproduced}/{N} times without its schedule: the lab is not what forces it",
+    panic!(
+        "{} against {} reproduced {MAX}/{MAX} times without its schedule: the lab is not what forces it",
         race.id,
         design.name()
     );

@@ -45,6 +45,18 @@ impl Lab<'_> {
         if self.truth.design_killed {
             self.watch_orphaned_tree();
         }
+        if finished {
+            // The design is done, but a process it forked may still be parked at one of its
+            // points, waiting for an answer the lab will never send: the spawned child at
+            // `preexec.entered`, whose request came after the design died. Without the lab it
+            // would have run on (and here, with its parent dead, ended itself). Closing the
+            // lab's sending side answers every parked point ("init closed the link") before
+            // I5 looks for survivors, so the oracle judges the design and not the lab's hold.
+            // Exploration found it: O1 against the reference with `on preexec.entered:
+            // exit(child); on main.handler_installed: kill(outer)`, the child reported as a
+            // survivor in 1 replay in 25.
+            let _ = self.link_w.shutdown(std::net::Shutdown::Write);
+        }
         if !finished {
             self.truth.hung = true;
             self.note(
