@@ -284,7 +284,10 @@ pub static CATALOG: &[Race] = &[
         origin: "containers/buildah issue #6786",
         root_cause: "After an interrupt the supervisor sends SIGKILL and then polls the container state every 100 ms with no deadline; a task that cannot die (in D state) keeps it polling forever, and the user's later SIGKILL of the supervisor leaves the tree orphaned.",
         fix: "After SIGKILL wait a bounded time, then cgroup.kill the whole tree, wait a bounded time again, and return a clear `unkillable` report that names the process and its state.",
-        schedule: "",
+        // The stop (freeze the child, then SIGINT) comes once the design can take it: the replica
+        // blocks its signals only after spawning, like buildah's signal.Notify, and a SIGINT
+        // before that would kill it at start-up, which is not this race.
+        schedule: "on main.handler_installed: ready(design)",
         setup: Setup {
             grace: Duration::from_millis(20),
             stop: Stop::FreezeThenInterrupt,

@@ -65,6 +65,9 @@ pub fn run(
     let stopped = Arc::new(Mutex::new(false));
     let forwarder_stopped = Arc::clone(&stopped);
     thread::spawn(move || forward_as_sigkill(set, pid, &forwarder_stopped));
+    // From here a SIGINT is forwarded instead of killing this process: the point O2's stop
+    // waits for (`ready(design)`), since Ctrl-C lands on a buildah that is up.
+    point!(main.handler_installed);
 
     loop {
         point!(poll.iteration);

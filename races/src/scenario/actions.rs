@@ -135,6 +135,13 @@ impl Lab<'_> {
                 self.outer_spared = true;
                 Ok(())
             }
+            // `ready(design)`: the design is past its start-up and can take the setup's stop
+            // (O2: its signals are forwarded from here on). Answered at once; the next tick
+            // stops it if the child is up.
+            "ready" if args.first() == Some(&"design") => {
+                self.design_ready = true;
+                Ok(())
+            }
             "ready" => self.wait_ready().map(|_| ()),
             "orphans" => {
                 // Hold the caller until the child's burst of orphans is over: every orphan has
@@ -146,7 +153,7 @@ impl Lab<'_> {
                 orphans_exited(&self.w, &mut self.notes)
             }
             other => Err(format!(
-                "unknown lab action {other:?} (known: exit, recycle, interrupt, ready, orphans, \
+                "unknown lab action {other:?} (known: exit, recycle, interrupt, ready, ready(design), orphans, \
                  kill(design), kill(outer), spare(outer), tree)"
             )),
         }

@@ -50,6 +50,11 @@ pub(super) struct Lab<'a> {
     pub(super) hang_w: Option<OwnedFd>,
     pub(super) freezer: Option<racelab_cgroup::Freezer>,
     pub(super) started: bool,
+    /// The schedule says when the design is ready for the setup's stop (`ready(design)` at a
+    /// point): the stop waits for it as well as for the child.
+    pub(super) stop_waits_for_design: bool,
+    /// `ready(design)` ran.
+    pub(super) design_ready: bool,
     pub(super) bound_checked: bool,
     pub(super) zombies_counted: bool,
 }

@@ -95,6 +95,10 @@ fn start<'a>(
     } else {
         (None, None)
     };
+    let stop_waits_for_design = schedule.actions().any(|(_, a)| {
+        a.name == "ready"
+            && matches!(a.args.first(), Some(racelab_hooks::Arg::Ident(who)) if who == "design")
+    });
     let process = DesignProcess {
         design,
         setup,
@@ -161,6 +165,8 @@ fn start<'a>(
         hang_w,
         freezer: None,
         started: false,
+        stop_waits_for_design,
+        design_ready: false,
         bound_checked: false,
         zombies_counted: false,
     })

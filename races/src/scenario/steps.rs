@@ -14,7 +14,12 @@ impl Lab<'_> {
     /// Time-driven and state-driven steps of the scenario. `serve` says whether the design's
     /// requests are being served (not while the lab is inside one).
     pub(super) fn tick(&mut self, serve: bool) {
-        if !self.started && self.w.pid.is_some() {
+        // The scenario starts once the child is up and, where the schedule says so, the
+        // design too: a stop sent before the design can take it would test its start-up.
+        if !self.started
+            && self.w.pid.is_some()
+            && (self.design_ready || !self.stop_waits_for_design)
+        {
             self.started = true;
             if let Some(cmd) = self.race.setup.child_start {
                 let _ = self.write_child(cmd);
