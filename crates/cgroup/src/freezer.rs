@@ -159,6 +159,45 @@ impl Freezer {
     }
 }
 
+/// Thaws and removes every group under `<v1 freezer>/racelab` whose owner is gone or dying
+/// ([`Owner::is_gone_or_dying`]): the groups of a lab that was SIGKILLed while a task was
+/// frozen. Such a task stays in D state, and the init of its namespace stuck in its exit,
+/// until someone thaws the group; once thawed it dies of the SIGKILL its namespace's end
+/// queued for it. Groups of live owners and directories racelab did not name are left alone.
+/// Returns how many were removed (0 when no v1 freezer is mounted); on failures, tries all and
+/// returns the first error.
+pub fn gc_stale_freezers() -> Result<usize> {
+    let Some(root) = Mounts::probe()?.freezer_v1 else { return Ok(0) };
+    let base = root.join(BASE_NAME);
+    if !base.exists() {
+        return Ok(0);
+    }
+    let mut removed = 0;
+    let mut first_err = None;
+    for path in fsutil::child_dirs(&base)? {
+        let Some(owner) = path.file_name().and_then(|n| n.to_str()).and_then(Owner::from_dir_name)
+        else {
+            continue;
+        };
+        if !owner.is_gone_or_dying() {
+            continue;
+        }
+        let group = Freezer { path, root: root.clone(), removed: AtomicBool::new(false) };
+        match group.remove() {
+            Ok(()) => removed += 1,
+            Err(e) => {
+                first_err.get_or_insert(e);
+            }
+        }
+        // Drop must not wait again for a group that would not go (it still thaws nothing new).
+        group.removed.store(true, Ordering::Release);
+    }
+    match first_err {
+        Some(e) => Err(e),
+        None => Ok(removed),
+    }
+}
+
 impl Drop for Freezer {
     /// Thaws and removes, best effort (never panics): a frozen task must never outlive the
     /// handle, or it would stay unkillable.

@@ -8,7 +8,8 @@
 //!   pidfd-based walk on kernels without it), wait for it to empty by pidfd, remove it with a
 //!   deadline; [`gc_stale`] removes leaves left by dead owners;
 //! - a v1 [`Freezer`] group, which makes a task "unkillable for a while": frozen there, a task
-//!   stays in D state under SIGKILL until thawed;
+//!   stays in D state under SIGKILL until thawed; [`gc_stale_freezers`] thaws and removes the
+//!   groups of owners that died with a task frozen;
 //! - capability probes ([`v2_writable`], [`cgroup_kill_supported`], [`freezer_v1_usable`]) for
 //!   the sandbox's report of what this host allows.
 //!
@@ -31,7 +32,7 @@ mod owner;
 mod walk;
 
 pub use error::{Error, ErrorKind, Result};
-pub use freezer::{Freezer, FreezerState};
+pub use freezer::{Freezer, FreezerState, gc_stale_freezers};
 pub use leaf::{Events, Leaf, gc_stale};
 pub use mounts::{BASE_NAME, Mounts};
 

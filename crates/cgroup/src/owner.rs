@@ -62,6 +62,62 @@ impl Owner {
             Ok(text) => parse_start_time(Path::new(&path), &text).is_ok_and(|s| s != self.start),
         }
     }
+
+    /// Whether the owner is gone or on its way out, judged from outside its pid namespace too.
+    ///
+    /// A v1 freezer group is created by a replay's init (pid 1 of a namespace of its own), whose
+    /// pid means nothing outside, so [`Owner::is_gone`] never judges it. Here the namespace's
+    /// init is looked up in this /proc by the namespace's inode: the owner is gone when no init
+    /// of that namespace exists or it is another process (a different start time: the inode was
+    /// reused), and dying when its exit has begun (`PF_EXITING`). A SIGKILLed init whose
+    /// namespace holds a frozen task stays dying until that task is thawed: the kernel waits
+    /// for every task of the namespace before the init's exit completes.
+    pub fn is_gone_or_dying(&self) -> bool {
+        if own_pidns().is_ok_and(|ns| ns == self.pidns) {
+            return self.is_gone() || exiting(self.pid) == Some(true);
+        }
+        let want = format!("pid:[{}]", self.pidns);
+        let Ok(entries) = std::fs::read_dir("/proc") else { return false };
+        for entry in entries.flatten() {
+            let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
+                continue;
+            };
+            // A process whose namespace this one may not read (another user's, or an init
+            // more privileged than root in its own user namespace) is not a lab's init.
+            match std::fs::read_link(format!("/proc/{pid}/ns/pid")) {
+                Ok(link) if link.as_os_str() == want.as_str() => {}
+                _ => continue,
+            }
+            if ns_pid(pid) != Some(1) {
+                continue;
+            }
+            let stat_path = format!("/proc/{pid}/stat");
+            let Ok(text) = std::fs::read_to_string(&stat_path) else { continue };
+            return match parse_start_time(Path::new(&stat_path), &text) {
+                Ok(start) if start == self.start => exiting(pid) == Some(true),
+                Ok(_) => true,
+                Err(_) => false,
+            };
+        }
+        true
+    }
+}
+
+/// The pid of `pid` inside its own pid namespace (the last field of NSpid in its status).
+fn ns_pid(pid: i32) -> Option<i32> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("NSpid:"))?;
+    line.split_whitespace().last()?.parse().ok()
+}
+
+/// Whether `pid`'s exit has begun: `PF_EXITING` (0x4) in the flags, field 9 of its stat.
+fn exiting(pid: i32) -> Option<bool> {
+    const PF_EXITING: u64 = 0x4;
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &text[text.rfind(')')? + 1..];
+    // After ')' the first field is field 3 (state), so flags (field 9) is the 7th (index 6).
+    let flags: u64 = rest.split_whitespace().nth(6)?.parse().ok()?;
+    Some(flags & PF_EXITING != 0)
 }
 
 /// Field 22 (starttime) of /proc/PID/stat; fields are counted after the last ')' because the
@@ -117,5 +173,10 @@ mod tests {
         assert!(!me.is_gone());
         assert!(Owner { start: me.start + 1, ..me }.is_gone(), "a recycled pid counts as gone");
         assert!(!Owner { pidns: me.pidns + 1, ..me }.is_gone(), "other namespaces are not judged");
+        assert!(!me.is_gone_or_dying());
+        assert!(
+            Owner { pidns: me.pidns + 1_000_000, ..me }.is_gone_or_dying(),
+            "a namespace with no process left"
+        );
     }
 }

@@ -67,7 +67,7 @@ pub fn run_command(mut cmd: Command, spec: &Spec) -> Result<RunOutcome, SandboxE
     if status.is_none() {
         kill_and_reap(&mut child);
     }
-    interpret(stdout, stderr, status, start, spec)
+    interpret(stdout, stderr, status, start)
 }
 
 /// Turns what a runner left (its stdout, stderr and exit status; `None`: it overran and was
@@ -77,13 +77,11 @@ pub(crate) fn interpret(
     stderr: String,
     status: Option<std::process::ExitStatus>,
     start: Instant,
-    spec: &Spec,
 ) -> Result<RunOutcome, SandboxError> {
     let Some(status) = status else {
-        if spec.cgroup {
-            // The runner could not remove its leaf: remove leaves of dead owners now.
-            crate::leaf::gc_stale_leaves();
-        }
+        // The runner could not clean up: remove its cgroup leaf, and thaw and remove a freezer
+        // group its init left with a task frozen.
+        crate::leaf::gc_stale_leaves();
         return Ok(RunOutcome::Overran { after: start.elapsed(), leftover: false, stderr });
     };
     let report: Report = match serde_json::from_str(stdout.trim()) {

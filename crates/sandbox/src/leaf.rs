@@ -12,13 +12,17 @@ pub(crate) fn create_leaf() -> Result<racelab_cgroup::Leaf, String> {
     racelab_cgroup::Leaf::create(&base, "run").map_err(|e| format!("cgroup leaf: {e}"))
 }
 
-/// Removes the cgroup leaves of runners that died (best effort). Returns how many.
+/// Removes what runners that died left in the cgroup hierarchies (best effort): their v2
+/// leaves, and the v1 freezer groups of replays whose init was SIGKILLed with a task frozen
+/// (that task would stay in D state, and the init stuck in its exit, until thawed). Returns
+/// how many were removed.
 pub fn gc_stale_leaves() -> usize {
+    let freezers = racelab_cgroup::gc_stale_freezers().unwrap_or(0);
     let Some(base) = racelab_cgroup::Mounts::probe().ok().and_then(|m| m.v2_base()) else {
-        return 0;
+        return freezers;
     };
     if !base.exists() {
-        return 0;
+        return freezers;
     }
-    racelab_cgroup::gc_stale(&base).unwrap_or(0)
+    freezers + racelab_cgroup::gc_stale(&base).unwrap_or(0)
 }

@@ -79,6 +79,9 @@ impl Server {
 
     /// Starts a server with `cmd` (from [`Server::command`]).
     pub fn start(mut cmd: Command) -> Result<Server, SandboxError> {
+        // What an earlier lab SIGKILLed mid-run left (a frozen task keeps its namespace's init
+        // from exiting): cleaned before this one starts.
+        crate::leaf::gc_stale_leaves();
         let mut child = cmd.spawn().map_err(|source| SandboxError::Spawn {
             runner: Path::new(cmd.get_program()).to_path_buf(),
             source,
@@ -140,7 +143,7 @@ impl Server {
             }
         })?;
         let status = served.status.map(std::process::ExitStatus::from_raw);
-        interpret(served.stdout, served.stderr, status, start, spec)
+        interpret(served.stdout, served.stderr, status, start)
     }
 
     /// The server's pid, for display and /proc. It names the server only until the server is

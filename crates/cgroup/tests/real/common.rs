@@ -45,7 +45,7 @@ pub fn exits_within(fd: &OwnedFd, timeout: Duration) -> bool {
     wait_readable(fd, timeout)
 }
 
-fn wait_readable(fd: &impl AsFd, timeout: Duration) -> bool {
+pub fn wait_readable(fd: &impl AsFd, timeout: Duration) -> bool {
     let deadline = Instant::now() + timeout;
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
