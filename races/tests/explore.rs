@@ -105,8 +105,8 @@ fn reference_holds_under_pct_schedules_of_q3() {
 }
 
 /// Every schedule kept in proptest-regressions/explore still does what it did: a legacy
-/// design breaks (at least once in eight replays: some findings are timing-dependent beyond
-/// the schedule), the reference never (in three).
+/// design breaks (at least once in 30 replays: some findings are timing-dependent beyond the
+/// schedule), the reference never (in three).
 #[test]
 fn kept_schedules_replay_as_recorded() {
     let dir = explore::regressions::default_dir();
@@ -117,9 +117,12 @@ fn kept_schedules_replay_as_recorded() {
             for schedule in explore::regressions::load(&file).expect("a readable regression file") {
                 let text = schedule.to_string();
                 // A legacy finding may be timing-dependent beyond its schedule (the file says
-                // how often it was confirmed): up to 8 replays, stopping at the first break.
+                // how often it was confirmed): up to 30 replays, stopping at the first break.
+                // The PCT finding of Q3 breaks global_atomics in 128 replays of 200 on a quiet
+                // machine, and a loaded soak once saw 8 in a row hold; a break usually comes at
+                // the first replay, so the wide bound costs nothing when all is well.
                 let mut verdicts: Vec<Verdict> = Vec::new();
-                while verdicts.len() < 8
+                while verdicts.len() < 30
                     && !verdicts.iter().any(|v| matches!(v, Verdict::Reproduced { .. }))
                     && (expect != races::verdict::Expect::Prevent || verdicts.len() < 3)
                 {

@@ -92,15 +92,20 @@ fn timing_cells(name: &str) -> Vec<&'static conformance::Cell> {
 }
 
 /// With the actions at the child's start and nothing parked, the program's race must not
-/// reproduce every time: the window is what the points hold open.
+/// reproduce every time: the window is what the points hold open. One replay that does not
+/// reproduce is the proof (the conformance test demands that every replay reproduce); most
+/// cells give it at the first replay. A loaded machine can stretch an unheld window until the
+/// unforced action lands in it by luck (a soak once saw E1 against GNU timeout reproduce 3
+/// times in a row), so up to 20 replays are tried before the test calls the window forced by
+/// luck rather than by the lab.
 fn needs_the_lab(name: &str) {
     let Some(program) = installed(name) else { return };
     let mut replayer = races::Replayer::new(&runner(), races::RunAs::Caller);
     for cell in timing_cells(name) {
         let case = conformance::find_case(cell.case).expect("case");
-        const N: usize = 3;
-        let mut reproduced = 0;
-        for i in 0..N {
+        const MAX: usize = 20;
+        let mut held = false;
+        for i in 0..MAX {
             let out = replayer.replay_program_unforced(case, program);
             assert!(
                 !matches!(out.verdict, Verdict::LabError { .. } | Verdict::Skipped { .. }),
@@ -108,11 +113,14 @@ fn needs_the_lab(name: &str) {
                 cell.case,
                 out.verdict
             );
-            reproduced += usize::from(matches!(out.verdict, Verdict::Reproduced { .. }));
+            if !matches!(out.verdict, Verdict::Reproduced { .. }) {
+                held = true;
+                break;
+            }
         }
         assert!(
-            reproduced < N,
-            "{} against {name} reproduced {reproduced}/{N} times unforced: the lab is not what forces it",
+            held,
+            "{} against {name} reproduced {MAX}/{MAX} times unforced: the lab is not what forces it",
             cell.case
         );
     }
