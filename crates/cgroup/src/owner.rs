@@ -67,26 +67,35 @@ impl Owner {
     ///
     /// A v1 freezer group is created by a replay's init (pid 1 of a namespace of its own), whose
     /// pid means nothing outside, so [`Owner::is_gone`] never judges it. Here the namespace's
-    /// init is looked up in this /proc by the namespace's inode: the owner is gone when no init
-    /// of that namespace exists or it is another process (a different start time: the inode was
-    /// reused), and dying when its exit has begun (`PF_EXITING`). A SIGKILLed init whose
+    /// init is looked up in this /proc by the namespace's inode: the owner is gone when that
+    /// init is another process (a different start time: the inode was reused), and dying when
+    /// its exit has begun or a SIGKILL is pending for it ([`dying`]). A SIGKILLed init whose
     /// namespace holds a frozen task stays dying until that task is thawed: the kernel waits
-    /// for every task of the namespace before the init's exit completes.
+    /// for every task of the namespace before the init's exit completes. Not judged (false):
+    /// an owner that was not pid 1 of its namespace, and a namespace whose init was not found
+    /// while some process's namespace could not be read (it may be that one).
     pub fn is_gone_or_dying(&self) -> bool {
         if own_pidns().is_ok_and(|ns| ns == self.pidns) {
-            return self.is_gone() || exiting(self.pid) == Some(true);
+            return self.is_gone() || dying(self.pid) == Some(true);
+        }
+        if self.pid != 1 {
+            return false;
         }
         let want = format!("pid:[{}]", self.pidns);
         let Ok(entries) = std::fs::read_dir("/proc") else { return false };
+        let mut unsure = false;
         for entry in entries.flatten() {
             let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
                 continue;
             };
-            // A process whose namespace this one may not read (another user's, or an init
-            // more privileged than root in its own user namespace) is not a lab's init.
             match std::fs::read_link(format!("/proc/{pid}/ns/pid")) {
                 Ok(link) if link.as_os_str() == want.as_str() => {}
-                _ => continue,
+                Ok(_) => continue,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(_) => {
+                    unsure = true;
+                    continue;
+                }
             }
             if ns_pid(pid) != Some(1) {
                 continue;
@@ -94,12 +103,12 @@ impl Owner {
             let stat_path = format!("/proc/{pid}/stat");
             let Ok(text) = std::fs::read_to_string(&stat_path) else { continue };
             return match parse_start_time(Path::new(&stat_path), &text) {
-                Ok(start) if start == self.start => exiting(pid) == Some(true),
+                Ok(start) if start == self.start => dying(pid) == Some(true),
                 Ok(_) => true,
                 Err(_) => false,
             };
         }
-        true
+        !unsure
     }
 }
 
@@ -110,14 +119,29 @@ fn ns_pid(pid: i32) -> Option<i32> {
     line.split_whitespace().last()?.parse().ok()
 }
 
-/// Whether `pid`'s exit has begun: `PF_EXITING` (0x4) in the flags, field 9 of its stat.
-fn exiting(pid: i32) -> Option<bool> {
+/// Whether `pid` is on its way out: its exit has begun (`PF_EXITING`, 0x4 in the flags, field
+/// 9 of its stat), or a SIGKILL is pending for it (bit 9 of SigPnd or ShdPnd in its status:
+/// queued by a parent-death signal, not yet acted on). The second closes the window between a
+/// lab's death and its init's first step into exit.
+fn dying(pid: i32) -> Option<bool> {
     const PF_EXITING: u64 = 0x4;
+    const SIGKILL_BIT: u64 = 1 << (9 - 1);
     let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let rest = &text[text.rfind(')')? + 1..];
     // After ')' the first field is field 3 (state), so flags (field 9) is the 7th (index 6).
     let flags: u64 = rest.split_whitespace().nth(6)?.parse().ok()?;
-    Some(flags & PF_EXITING != 0)
+    if flags & PF_EXITING != 0 {
+        return Some(true);
+    }
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let pending = |key: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+            .is_some_and(|mask| mask & SIGKILL_BIT != 0)
+    };
+    Some(pending("SigPnd:") || pending("ShdPnd:"))
 }
 
 /// Field 22 (starttime) of /proc/PID/stat; fields are counted after the last ')' because the
@@ -175,8 +199,8 @@ mod tests {
         assert!(!Owner { pidns: me.pidns + 1, ..me }.is_gone(), "other namespaces are not judged");
         assert!(!me.is_gone_or_dying());
         assert!(
-            Owner { pidns: me.pidns + 1_000_000, ..me }.is_gone_or_dying(),
-            "a namespace with no process left"
+            !Owner { pidns: me.pidns + 1_000_000, ..me }.is_gone_or_dying(),
+            "an owner that was not pid 1 of its namespace is not judged"
         );
     }
 }

@@ -94,6 +94,9 @@ impl Capabilities {
                 Capability::from_json(&inside[key])
             }
         };
+        // What labs that died left (a frozen O2 child, a leaf): removed before the probes, and
+        // said in the freezer's row.
+        let collected = crate::leaf::gc_stale_leaves();
         let mounts = racelab_cgroup::Mounts::probe().ok();
         let cgroup_v2 = match mounts.as_ref().and_then(|m| m.v2.clone()) {
             Some(p) => Capability::yes(format!("mounted at {}", p.display())),
@@ -129,7 +132,12 @@ impl Capabilities {
             freezer_v1: match mounts.as_ref().and_then(|m| m.freezer_v1.clone()) {
                 None => Capability::no("no v1 freezer hierarchy mounted"),
                 Some(p) if racelab_cgroup::freezer_v1_usable() => {
-                    Capability::yes(format!("group created under {}", p.display()))
+                    let left = if collected > 0 {
+                        format!("; removed {collected} group(s) or leaves left by dead labs")
+                    } else {
+                        String::new()
+                    };
+                    Capability::yes(format!("group created under {}{left}", p.display()))
                 }
                 Some(p) => Capability::no(format!("cannot create a group under {}", p.display())),
             },
