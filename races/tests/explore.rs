@@ -46,9 +46,15 @@ fn finds(race: &str, design: DesignId, cases: u32, seed: u64) {
         racelab_sandbox::skip_unless(false, "race capability", reason);
         return;
     }
-    let Some(found) = &e.found else {
+    if e.found.is_none() {
         panic!("exploration found nothing within {cases} cases:\n{}", e.summary());
-    };
+    }
+    finds_checked(&e);
+}
+
+/// What a finding must be: shrunk no longer than drawn, with the violations, as expected.
+fn finds_checked(e: &Exploration) {
+    let found = e.found.as_ref().expect("a finding");
     assert!(found.shrunk.steps.len() <= found.generated.steps.len(), "{}", e.summary());
     assert!(!found.violations.is_empty(), "{}", e.summary());
     assert!(e.as_expected(), "{}", e.summary());
@@ -73,10 +79,24 @@ fn global_atomics_drops_an_interrupt_during_spawn_found_by_exploration() {
 
 /// The bound is wide: Z2's points vary from run to run (whether the reaper passes its points
 /// depends on who reaps first), so the draws do too, and the finding itself is racy (the
-/// reaper wins the status about 4 times in 5): a few percent of schedules break it.
+/// reaper wins the status about 4 times in 5): a few percent of schedules break it. Quiet, seed
+/// 0 finds it at case 6; once, with nextest's parallel processes and another lab on the
+/// machine, 150 cases found nothing (28 lab errors). So up to three seeds are tried, and the
+/// test fails only if none finds it.
 #[test]
 fn greedy_reaper_loses_the_main_childs_status_found_by_exploration() {
-    finds("Z2", DesignId::GreedyReaper, 150, 0);
+    for seed in 0..3 {
+        let e = explore("Z2", DesignId::GreedyReaper, SearchStrategy::Random, 150, seed);
+        if let Some(reason) = &e.skipped {
+            racelab_sandbox::skip_unless(false, "race capability", reason);
+            return;
+        }
+        if e.found.is_some() {
+            return finds_checked(&e);
+        }
+        eprintln!("seed {seed}: {}", e.summary());
+    }
+    panic!("exploration of Z2 against greedy_reaper found nothing with seeds 0, 1 and 2");
 }
 
 #[test]
