@@ -245,8 +245,14 @@ impl Tracer {
 
     /// Waits (bounded) for the first stop of a seized thread and handles it.
     fn first_stop(&mut self, tid: Tid) {
-        let until = Instant::now() + SEIZE_DEADLINE;
-        while self.tracees.get(&tid).is_some_and(|t| t.state == State::Starting) {
+        self.handle_while(tid, SEIZE_DEADLINE, |state| *state == State::Starting);
+    }
+
+    /// Handles `tid`'s stops while its state is `pending`, for at most `bound`, waking on the
+    /// signalfd: used where the lab must see one thread's next stop before it goes on.
+    fn handle_while(&mut self, tid: Tid, bound: Duration, pending: impl Fn(&State) -> bool) {
+        let until = Instant::now() + bound;
+        while self.tracees.get(&tid).is_some_and(|t| pending(&t.state)) {
             match self.wait_one(tid) {
                 Some(status) => self.handle(tid, status),
                 None => {
@@ -254,6 +260,8 @@ impl Tracer {
                     if left.is_zero() || !self.wait_signalfd(left) {
                         return;
                     }
+                    // Other tracees' stops stay pending in the kernel: the next `poll` asks
+                    // every tracee, whatever the signalfd said.
                     while let Ok(Some(_)) = self.sigfd.read_signal() {}
                 }
             }
@@ -523,21 +531,7 @@ impl Tracer {
 
     /// Waits (bounded, on the signalfd) until `tid` finished its single step.
     fn finish_step(&mut self, tid: Tid) {
-        let until = Instant::now() + STEP_DEADLINE;
-        while self.tracees.get(&tid).is_some_and(|t| matches!(t.state, State::Stepping(_))) {
-            match self.wait_one(tid) {
-                Some(status) => self.handle(tid, status),
-                None => {
-                    let left = until.saturating_duration_since(Instant::now());
-                    if left.is_zero() || !self.wait_signalfd(left) {
-                        return;
-                    }
-                    // Other tracees' stops stay pending in the kernel: the next `poll` asks
-                    // every tracee, whatever the signalfd said.
-                    while let Ok(Some(_)) = self.sigfd.read_signal() {}
-                }
-            }
-        }
+        self.handle_while(tid, STEP_DEADLINE, |state| matches!(state, State::Stepping(_)));
     }
 
     fn wait_signalfd(&self, timeout: Duration) -> bool {

@@ -74,13 +74,7 @@ impl Replay {
         let schedule = Schedule::parse(schedule).unwrap();
         let engine = Engine::new(&schedule, HOLD.as_nanos() as u64).unwrap();
         let compiled = filter_for(engine.points(), engine.needs_returns()).compile().unwrap();
-        let (lab, launcher) = rustix::net::socketpair(
-            rustix::net::AddressFamily::UNIX,
-            rustix::net::SocketType::STREAM,
-            rustix::net::SocketFlags::CLOEXEC,
-            None,
-        )
-        .unwrap();
+        let (lab, launcher) = unix_pair();
         let (out_r, out_w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).unwrap();
         let (waiter, opener) = racelab_sys::ptrace::gate().unwrap();
         let path = CString::new(program).unwrap();
@@ -402,13 +396,7 @@ fn an_interrupt_while_parked_restarts_the_clone() {
     use racelab_sys::ptrace::{self as pt, Options, Status, Stop};
     use racelab_sys::seccomp::{Filter, ListenerEvent, Rule, Sysno};
     let compiled = Filter::new().rule(Rule::notify(Sysno::clone)).compile().unwrap();
-    let (lab, launcher) = rustix::net::socketpair(
-        rustix::net::AddressFamily::UNIX,
-        rustix::net::SocketType::STREAM,
-        rustix::net::SocketFlags::CLOEXEC,
-        None,
-    )
-    .unwrap();
+    let (lab, launcher) = unix_pair();
     let (waiter, opener) = racelab_sys::ptrace::gate().unwrap();
     let path = CString::new(PROBE).unwrap();
     let argv = [path.clone(), CString::new("fork-early").unwrap()];
@@ -668,4 +656,16 @@ fn main() {
         "\ntest result: {verdict}. {passed} passed; {failed} failed; 0 ignored; 0 measured; {filtered} filtered out"
     );
     std::process::exit(if failed == 0 { 0 } else { 101 });
+}
+
+/// A connected pair of Unix stream sockets, close-on-exec: the lab's end and the launcher's,
+/// over which the launcher hands the seccomp listener.
+fn unix_pair() -> (std::os::fd::OwnedFd, std::os::fd::OwnedFd) {
+    rustix::net::socketpair(
+        rustix::net::AddressFamily::UNIX,
+        rustix::net::SocketType::STREAM,
+        rustix::net::SocketFlags::CLOEXEC,
+        None,
+    )
+    .unwrap()
 }
