@@ -56,6 +56,8 @@ impl Bb<'_> {
                 if !self.pump(&|b| !b.w.alive(), deadline) {
                     return Err("the child did not exit within 1 s".into());
                 }
+                // The pidfd is readable before the target's SIGCHLD is sent: wait for the send.
+                crate::lab::exit_notified();
                 self.note("lab", "exit", format!("child exited with {code}"));
                 Ok(())
             }

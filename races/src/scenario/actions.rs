@@ -5,7 +5,7 @@
 
 use super::lab::Lab;
 use crate::catalog::Stop;
-use crate::lab::{now, orphans_exited, readable};
+use crate::lab::{exit_notified, now, orphans_exited, readable};
 use crate::link::Final;
 use racelab_hooks::RunReport;
 use racelab_sandbox::Mechanism;
@@ -79,6 +79,8 @@ impl Lab<'_> {
                 if !readable(fd.as_fd(), Duration::from_secs(1)) {
                     return Err("the child did not exit within 1 s".into());
                 }
+                // Readable comes before the design's SIGCHLD is sent: wait for the send (S1).
+                exit_notified();
                 self.note("lab", "exit", format!("child exited with {code}"));
                 Ok(())
             }
