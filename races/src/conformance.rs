@@ -109,6 +109,13 @@ const CASE_ONLY: Race = Race {
     optional: &[],
 };
 
+/// The early-signal cases (E1, E2, E2L) are about whether a SIGTERM is forwarded, not about the
+/// grace: a supervisor that escalates (supervise, whose zero grace is 1 ms) must not SIGKILL
+/// the child before it could log the signal it was sent. With 1 ms, a loaded machine let
+/// supervise's SIGKILL land before the child read its signalfd, 3 replays in 1000, reported as
+/// "the child never saw SIGTERM" (I3). The programs without an escalation ignore it.
+const EARLY: Setup = Setup { grace: Duration::from_secs(1), ..BASE };
+
 /// The races that exist only as black-box cases (no instrumented design has them).
 pub static CASE_RACES: &[Race] = &[
     Race {
@@ -119,6 +126,7 @@ pub static CASE_RACES: &[Race] = &[
         root_cause: "The supervisor forks, then starts forwarding signals at once; the child makes itself a group (setpgid/setsid) a moment later. A signal in between is forwarded with kill(-pid, sig) to a group that does not exist: ESRCH, the signal is dropped, the child runs on and the supervisor waits for it forever. GNU timeout 9.1 has its own window: a signal between fork's return and the store of the child's PID runs its handler with no PID known, and it exits at once, leaving the child behind.",
         fix: "Block the forwarded signals before the fork and create the group before the supervisor can forward (in the child before exec while the parent waits, or with posix_spawn's POSIX_SPAWN_SETPGROUP); forward to the child's pidfd when the group is not there yet.",
         invariants: &[I3InterruptDelivered, I4BoundedStop, I5NoSurvivors],
+        setup: EARLY,
         ..CASE_ONLY
     },
     Race {
@@ -129,6 +137,7 @@ pub static CASE_RACES: &[Race] = &[
         root_cause: "The kernel discards a signal sent to a PID namespace's init when its disposition is SIG_DFL and it is not blocked (SIGNAL_UNKILLABLE), from any sender. Between exec and the supervisor's first sigprocmask the signal is gone without a trace; the supervisor then starts its child and waits forever.",
         fix: "Nothing inside the supervisor can catch a signal that arrives before its first instruction: the launcher (the container runtime) must start PID 1 with the forwarded signals blocked (the mask survives execve), so an early signal is queued and read once the supervisor reads its signalfd.",
         invariants: &[I3InterruptDelivered, I4BoundedStop],
+        setup: EARLY,
         ..CASE_ONLY
     },
     Race {
@@ -139,6 +148,7 @@ pub static CASE_RACES: &[Race] = &[
         root_cause: "Same moment as E2, but the signal mask survives execve: the kernel queues a blocked signal instead of dropping it, and PID 1 reads it once it waits for signals.",
         fix: "This is the fix for E2, shown.",
         invariants: &[I3InterruptDelivered, I4BoundedStop],
+        setup: EARLY,
         ..CASE_ONLY
     },
     Race {

@@ -225,7 +225,7 @@ impl PlanReport {
                 }
                 s.push_str(&first.trace.to_text());
             }
-            for (i, r, why) in c.failures().take(3) {
+            for (k, (i, r, why)) in c.failures().take(3).enumerate() {
                 writeln!(s, "FAILED replay #{i}: {why}").ok();
                 if let Verdict::LabError { message } | Verdict::NotForced { why: message } =
                     &r.verdict
@@ -233,6 +233,12 @@ impl PlanReport {
                     writeln!(s, "  {message}").ok();
                 }
                 writeln!(s, "  replay it: {}", c.replay_command()).ok();
+                // The first failure's own timeline: a 1-in-1000 failure is only ever seen
+                // once, and replay #0's timeline (above) says nothing about it.
+                if k == 0 && i != 0 {
+                    writeln!(s, "timeline of replay #{i}:").ok();
+                    s.push_str(&r.trace.to_text());
+                }
             }
         }
         s
