@@ -164,3 +164,21 @@ fn usage_errors_exit_2_and_name_what_was_wrong() {
         assert!(out.stdout.is_empty(), "{args:?} wrote to stdout");
     }
 }
+
+/// A black-box program that ends before it starts the workload and signals nobody tested
+/// nothing: that is "not forced", never "prevented" (exit 1), and the report says why.
+#[test]
+fn a_program_that_starts_nothing_is_not_forced_not_prevented() {
+    let out = Command::new(RACELAB)
+        .args(["replay", "F1", "--program", "supervise", "--format", "json"])
+        .env("RACELAB_SUPERVISE", "/bin/false")
+        .output()
+        .expect("run racelab");
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    let doc: serde_json::Value = serde_json::from_str(&stdout(&out)).expect("JSON");
+    let cell = &doc["cells"][0];
+    assert_eq!(cell["counts"]["not_forced"], 1, "{cell}");
+    assert_eq!(cell["counts"]["prevented"], 0, "{cell}");
+    let why = cell["failures"][0]["why"].as_str().unwrap_or("");
+    assert!(why.contains("never started its child"), "{why}");
+}

@@ -225,7 +225,11 @@ const Q1_PIANO: &str = "on {p}.kill(SIGTERM): ready(child)\n\
                         {p}.kill(SIGKILL).returned < {p}.rt_sigaction(SIGINT)#4";
 const Q1_TIMEOUT: &str = "on {p}.kill(SIGTERM): ready(child)\n\
                           on {p}.kill(SIGKILL): exit(child), recycle(child)";
-const Q1_SUPERVISE: &str = "on {p}.pidfd_send_signal(SIGTERM): ready(child)\n\
+// supervise sends its SIGTERM to the child's group (kill(-pgid)) and its SIGKILL through the
+// pidfd first. The SIGTERM point holds the timer's stop until the child said ready, as the
+// duration point does in the catalog: a point at pidfd_send_signal(SIGTERM) was never reached,
+// and a loaded machine let the SIGTERM kill the child mid-exec (not forced, 1 in 1000).
+const Q1_SUPERVISE: &str = "on {p}.kill(SIGTERM): ready(child)\n\
                             on {p}.pidfd_send_signal(SIGKILL): exit(child), recycle(child)";
 // Q3 has no syscall inside its window: the duration thread is held by a breakpoint (ptrace)
 // at its FORCE_KILLED store, found in the binary, while the child exits and main reaps it,

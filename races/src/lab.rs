@@ -103,8 +103,13 @@ pub(crate) struct Notes(Vec<Event>);
 impl Notes {
     /// Adds a note, timed now.
     pub(crate) fn note(&mut self, actor: &str, subject: &str, detail: String) {
+        self.note_at(now(), actor, subject, detail);
+    }
+
+    /// Adds a note of something that happened at `time_ns` (init's clock), learnt later.
+    pub(crate) fn note_at(&mut self, time_ns: u64, actor: &str, subject: &str, detail: String) {
         self.0.push(Event {
-            time_ns: now(),
+            time_ns,
             pid: 1,
             tid: 1,
             actor: actor.to_string(),

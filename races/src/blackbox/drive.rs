@@ -81,7 +81,9 @@ impl Bb<'_> {
                 .collect();
             for s in &sent {
                 let name = racelab_hooks::syscall_point::signal_name(s.signal).unwrap_or("?");
-                self.note(&s.by_program, "sent", format!("{}({}, {name})", s.syscall, s.target));
+                // When the session let the syscall go: the list only comes now.
+                let what = format!("{}({}, {name})", s.syscall, s.target);
+                self.notes.note_at(s.time_ns, &s.by_program, "sent", what);
             }
             self.report = Some(report);
         }
@@ -122,9 +124,24 @@ impl Bb<'_> {
             .filter(|e| matches!(e.reason, racelab_hooks::UnmetReason::AfterNeverReached { .. }))
             .map(|e| e.edge.as_str())
             .collect();
+        // A program that never started the workload and signalled nobody tested nothing: not a
+        // pass (a piano that found no binary to run once "prevented" Q1, exit code 1).
+        let started_nothing = self.w.pid.is_none()
+            && self.w.ready_line.is_none()
+            && self.truth.stop_signals_sent.is_empty()
+            && self.truth.sigkill_seen != Some(true);
         let verdict = match verdict {
             Verdict::NotForced { why } if !never.is_empty() => {
                 Verdict::NotForced { why: format!("{why}; never reached: {}", never.join("; ")) }
+            }
+            Verdict::Prevented if started_nothing => {
+                let said = self.stderr.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
+                Verdict::NotForced {
+                    why: format!(
+                        "the program never started its child and sent no signal: nothing was tested (it ended {:?}; its first stderr line: {said:?})",
+                        self.truth.design_exit
+                    ),
+                }
             }
             v => v,
         };
