@@ -112,8 +112,10 @@ const CASE_ONLY: Race = Race {
 /// The early-signal cases (E1, E2, E2L) are about whether a SIGTERM is forwarded, not about the
 /// grace: a supervisor that escalates (supervise, whose zero grace is 1 ms) must not SIGKILL
 /// the child before it could log the signal it was sent. With 1 ms, a loaded machine let
-/// supervise's SIGKILL land before the child read its signalfd, 3 replays in 1000, reported as
-/// "the child never saw SIGTERM" (I3). The programs without an escalation ignore it.
+/// supervise's SIGKILL land before the child read its signalfd (E1 and E2L, 3 replays in 1000
+/// each), reported as "the child never saw SIGTERM" (I3). tini, dumb-init and catatonit have
+/// no escalation; GNU timeout gets `--kill-after=1`, which changes nothing in E1's window (its
+/// handler exits at once while no child PID is stored).
 const EARLY: Setup = Setup { grace: Duration::from_secs(1), ..BASE };
 
 /// The races that exist only as black-box cases (no instrumented design has them).
@@ -228,7 +230,8 @@ const Q1_TIMEOUT: &str = "on {p}.kill(SIGTERM): ready(child)\n\
 // supervise sends its SIGTERM to the child's group (kill(-pgid)) and its SIGKILL through the
 // pidfd first. The SIGTERM point holds the timer's stop until the child said ready, as the
 // duration point does in the catalog: a point at pidfd_send_signal(SIGTERM) was never reached,
-// and a loaded machine let the SIGTERM kill the child mid-exec (not forced, 1 in 1000).
+// and a loaded machine let the SIGTERM kill the child mid-exec (not forced: 1 replay in 1000
+// of the peers run, 1 in 900 of a loop next to CI).
 const Q1_SUPERVISE: &str = "on {p}.kill(SIGTERM): ready(child)\n\
                             on {p}.pidfd_send_signal(SIGKILL): exit(child), recycle(child)";
 // Q3 has no syscall inside its window: the duration thread is held by a breakpoint (ptrace)

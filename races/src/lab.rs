@@ -168,6 +168,9 @@ impl ChildPipes {
 /// exited (bounded), so their SIGCHLDs are pending (and coalesced) when the design goes on.
 pub(crate) fn orphans_exited(log: &ChildLog, notes: &mut Notes) -> Result<(), String> {
     evidence::wait_exited(&log.orphans, Duration::from_secs(1))?;
+    // Each orphan's pidfd is readable; its writer section (and so its SIGCHLD) may not have
+    // ended. One wait covers them all: every one of those sections had begun.
+    exit_notified();
     notes.note("lab", "orphans", format!("{} orphans exited", log.orphans.len()));
     Ok(())
 }

@@ -125,9 +125,10 @@ impl Bb<'_> {
             .map(|e| e.edge.as_str())
             .collect();
         // A program that never started the workload and signalled nobody tested nothing: not a
-        // pass (a piano that found no binary to run once "prevented" Q1, exit code 1).
+        // pass (a piano that found no binary to run once "prevented" Q1, exit code 1). One
+        // that was interrupted first may rightly end before it starts anything.
         let started_nothing = self.w.pid.is_none()
-            && self.w.ready_line.is_none()
+            && self.truth.interrupts.is_empty()
             && self.truth.stop_signals_sent.is_empty()
             && self.truth.sigkill_seen != Some(true);
         let verdict = match verdict {
