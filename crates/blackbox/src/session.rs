@@ -406,9 +406,12 @@ impl Session {
         !self.engine.returning_threads().is_empty()
     }
 
-    /// Whether some thread of process `pid` is parked here now.
+    /// Whether some thread of process `pid` is parked here now, or sleeps in the kernel on a
+    /// notification the session has not received yet: either way it waits for the lab, and is
+    /// not idle. (A Z1 replay whose point is the program's reaping `waitid` once counted 50
+    /// zombies of a supervise that was reaping them, one notified `waitid` after another.)
     pub fn holds_any_of(&self, pid: i32) -> bool {
-        self.held.values().any(|(_, p, ..)| *p == pid)
+        self.held.values().any(|(_, p, ..)| *p == pid) || waits_for_notification(pid)
     }
 
     /// Whether every thread of process `pid` is parked here now: then nothing in that process
@@ -471,6 +474,14 @@ fn parked_in_kernel(pid: i32, tid: i32) -> (bool, String) {
         std::thread::yield_now();
     }
     (false, wchan)
+}
+
+/// Whether some thread of `pid` sleeps in seccomp's notification wait now (its wait channel).
+fn waits_for_notification(pid: i32) -> bool {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return false };
+    tasks.flatten().any(|t| {
+        std::fs::read_to_string(t.path().join("wchan")).is_ok_and(|w| w.contains("seccomp"))
+    })
 }
 
 /// Whether thread `tid` is in a ptrace stop (state `t`), and its state line.
