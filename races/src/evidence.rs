@@ -110,6 +110,23 @@ fn sigchld_pending(pid: i32) -> bool {
     paths.iter().any(|p| pending_in(p) & SIGCHLD_BIT != 0)
 }
 
+/// The context switches (voluntary and not) of every thread of `pid`, summed: it stays the
+/// same only while no thread of it sleeps, wakes or is preempted.
+pub fn context_switches(pid: i32) -> u64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return 0 };
+    tasks
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("status")).ok())
+        .flat_map(|status| {
+            status
+                .lines()
+                .filter(|l| l.contains("ctxt_switches:"))
+                .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+                .collect::<Vec<_>>()
+        })
+        .sum()
+}
+
 fn all_threads_sleeping(pid: i32) -> bool {
     let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return true };
     tasks.flatten().all(|t| {

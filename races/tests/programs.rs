@@ -161,10 +161,11 @@ fn every_program_has_a_cell_in_every_case_or_none() {
     }
 }
 
-/// The lab counts a PID 1's zombies only when it is idle, and a thread asleep on a seccomp
-/// notification the lab has not received yet is waiting for the lab, not idle: with the point
-/// on supervise's own reaping `waitid`, every call of its reaping loop is such a notification,
-/// and a count taken between two of them once saw all 50 orphans as zombies (I6, 3 in 10).
+/// The lab counts a PID 1's zombies only when it is idle. With the point on supervise's own
+/// reaping `waitid`, every call of its reaping loop is a notification: the reaper sleeps once
+/// per call, and two looks at /proc caught it "asleep" mid-reap (I6, up to all 50 orphans
+/// counted as zombies, 3 replays in 10). Quiet now also means: no notification queued or held,
+/// no thread in seccomp's wait, and no context switch between the two looks.
 #[test]
 fn zombies_are_not_counted_while_the_reaper_waits_on_a_notification() {
     let Some(program) = installed("supervise") else { return };

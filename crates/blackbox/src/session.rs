@@ -406,12 +406,21 @@ impl Session {
         !self.engine.returning_threads().is_empty()
     }
 
-    /// Whether some thread of process `pid` is parked here now, or sleeps in the kernel on a
-    /// notification the session has not received yet: either way it waits for the lab, and is
-    /// not idle. (A Z1 replay whose point is the program's reaping `waitid` once counted 50
-    /// zombies of a supervise that was reaping them, one notified `waitid` after another.)
+    /// Whether some thread of process `pid` waits for the lab or was just let go by it, so
+    /// that /proc cannot tell whether it is idle. Three windows, each seen on this machine as a
+    /// Z1 replay counting supervise's orphans as zombies mid-reap (its reaping `waitid` held):
+    /// - parked here now (received, not answered; the thread sleeps killable, state `D`);
+    /// - queued, not received yet: the listener is readable from the moment the notification
+    ///   is queued, while the thread may still be preempted on its way to sleep (state `S`,
+    ///   no wait channel yet);
+    /// - answered, its wake-up not yet run (a remote CPU's wake list): the thread still reads
+    ///   `S` with seccomp's wait channel until it is back on a runqueue.
+    ///
+    /// A pending notification of another process of the target counts too: it is not idle.
     pub fn holds_any_of(&self, pid: i32) -> bool {
-        self.held.values().any(|(_, p, ..)| *p == pid) || waits_for_notification(pid)
+        self.held.values().any(|(_, p, ..)| *p == pid)
+            || matches!(self.listener.wait(std::time::Duration::ZERO), Ok(ListenerEvent::Pending))
+            || in_notification_wait(pid)
     }
 
     /// Whether every thread of process `pid` is parked here now: then nothing in that process
@@ -476,8 +485,8 @@ fn parked_in_kernel(pid: i32, tid: i32) -> (bool, String) {
     (false, wchan)
 }
 
-/// Whether some thread of `pid` sleeps in seccomp's notification wait now (its wait channel).
-fn waits_for_notification(pid: i32) -> bool {
+/// Whether some thread of `pid` shows seccomp's notification wait as its wait channel.
+fn in_notification_wait(pid: i32) -> bool {
     let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return false };
     tasks.flatten().any(|t| {
         std::fs::read_to_string(t.path().join("wchan")).is_ok_and(|w| w.contains("seccomp"))

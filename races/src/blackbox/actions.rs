@@ -190,9 +190,21 @@ impl Bb<'_> {
         let started = *self.quiet.1.get_or_insert_with(now);
         let reaper = self.target_pid;
         let exited = self.w.orphans.iter().all(|&p| evidence::exited(p));
+        // /proc first, then what the session knows: no notification is answered during a look
+        // (this thread answers them), so a thread /proc saw asleep in seccomp is still parked
+        // when the session is asked.
+        let quiet = exited && evidence::quiet(reaper);
         let held = self.session.as_ref().is_some_and(|s| s.holds_any_of(reaper));
-        if exited && !held && evidence::quiet(reaper) {
+        let switches = evidence::context_switches(reaper);
+        if quiet && !held {
+            // Two quiet looks count only if the reaper neither slept nor woke between them: a
+            // reaping loop whose every wait is a notified syscall sleeps once per call, and was
+            // caught "asleep" twice mid-reap (Z1 with supervise's `waitid` held).
+            if self.quiet.0 > 0 && self.quiet.2 != switches {
+                self.quiet.0 = 0;
+            }
             self.quiet.0 += 1;
+            self.quiet.2 = switches;
         } else {
             self.quiet.0 = 0;
         }

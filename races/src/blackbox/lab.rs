@@ -42,8 +42,9 @@ pub(super) struct Bb<'a> {
     pub(super) started: bool,
     pub(super) bound_checked: bool,
     pub(super) zombies_counted: bool,
-    /// Z1: consecutive looks at the reaper that found it quiet, and when the looking started.
-    pub(super) quiet: (u32, Option<u64>),
+    /// Z1: consecutive looks at the reaper that found it quiet, when the looking started, and
+    /// its threads' context switches at the last quiet look.
+    pub(super) quiet: (u32, Option<u64>, u64),
     /// F1: how many of the case's signals were sent.
     pub(super) sent: usize,
     pub(super) project: Option<PathBuf>,
@@ -109,7 +110,7 @@ impl<'a> Bb<'a> {
             started: false,
             bound_checked: false,
             zombies_counted: false,
-            quiet: (0, None),
+            quiet: (0, None, 0),
             sent: 0,
             project,
             report: None,
