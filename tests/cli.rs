@@ -182,3 +182,21 @@ fn a_program_that_starts_nothing_is_not_forced_not_prevented() {
     let why = cell["failures"][0]["why"].as_str().unwrap_or("");
     assert!(why.contains("never started its child"), "{why}");
 }
+
+/// A schedule whose action point the program never reaches did not run: no invariant broke,
+/// yet nothing was tested. supervise reaps with waitid, never wait4.
+#[test]
+fn a_schedule_whose_point_is_never_reached_is_not_forced_not_prevented() {
+    let out = Command::new(RACELAB)
+        .args(["replay", "Z1", "--program", "supervise", "--format", "json", "--schedule"])
+        .arg("on supervise.wait4: orphans(child)")
+        .output()
+        .expect("run racelab");
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    let doc: serde_json::Value = serde_json::from_str(&stdout(&out)).expect("JSON");
+    let cell = &doc["cells"][0];
+    assert_eq!(cell["counts"]["not_forced"], 1, "{cell}");
+    assert_eq!(cell["counts"]["prevented"], 0, "{cell}");
+    let why = cell["failures"][0]["why"].as_str().unwrap_or("");
+    assert!(why.contains("never reached: on supervise.wait4"), "{why}");
+}

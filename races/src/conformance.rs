@@ -250,6 +250,9 @@ const E1_GROUP: &str = "on {p}.setpgid: terminate(target), await({p}.kill(SIGTER
 const E1_SESSION: &str = "on {p}.setsid: terminate(target), await({p}.kill(SIGTERM).returned)";
 const E2_PID1: &str = "on {p}.rt_sigprocmask: terminate(target)";
 const Z1_PID1: &str = "on {p}.wait4: orphans(child)";
+// supervise reaps with waitid(P_ALL), never wait4: the point above would never park it, and the
+// burst would land while nothing held the reaper (a cell judged on a schedule that did not run).
+const Z1_SUPERVISE: &str = "on {p}.waitid: orphans(child)";
 const NOT_AN_INIT: &str = "piano handles SIGINT only and reaps only its child: it is not an init";
 
 use CellExpect::{NotApplicable as Na, Run};
@@ -464,7 +467,14 @@ pub static CELLS: &[Cell] = &[
     cell!("Z1", "timeout", Z1_PID1, &[], ZOMBIES, "waits for its child only"),
     cell!("Z1", "piano-0.14.0", Z1_PID1, &[], ZOMBIES, "waits for its child only"),
     cell!("Z1", "piano-0.15.1", Z1_PID1, &[], ZOMBIES, "waits for its child only"),
-    cell!("Z1", "supervise", Z1_PID1, &[], PREVENT, "reaps every orphan as PID 1"),
+    cell!(
+        "Z1",
+        "supervise",
+        Z1_SUPERVISE,
+        &[],
+        PREVENT,
+        "reaps every orphan as PID 1 (held at its waitid)"
+    ),
     cell!("F1", "tini", "", &[], PREVENT, "all seven forwarded"),
     cell!("F1", "tini-static", "", &[], PREVENT, "all seven forwarded"),
     cell!("F1", "dumb-init", "", &[], PREVENT, "all seven forwarded"),

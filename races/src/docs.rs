@@ -256,7 +256,9 @@ its next intercepted syscall (the filter then also notifies a set of probe sysca
 waits, writes, exits) or ends. `await(p)` in an action list holds the point until `p` passed. \
 An `await` whose program cannot run (every thread parked, or waiting for a vfork child that is) \
 is recorded as unrealizable and skipped, as the hook controller does for an edge a thread would \
-wait on itself.\n\n\
+wait on itself. A replay in which an action's point never came, or in which the program started \
+nothing and signalled nobody, tested nothing: it is `not forced` (with the point it never \
+reached), never `prevented`.\n\n\
 Why not ptrace: seccomp costs nothing for the syscalls it does not name, needs no privilege, \
 does not turn every signal into a stop the tracer must re-inject, and leaves the program \
 debuggable. Its limit is that it sees syscall entries only. Two windows have no syscall inside \

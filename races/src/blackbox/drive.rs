@@ -135,6 +135,20 @@ impl Bb<'_> {
             Verdict::NotForced { why } if !never.is_empty() => {
                 Verdict::NotForced { why: format!("{why}; never reached: {}", never.join("; ")) }
             }
+            // A schedule whose action point never came did not run: the program may have
+            // prevented the race, or simply never met the schedule (supervise reaps with
+            // waitid, so a point at wait4 once "prevented" Z1 with the burst unheld). Only a
+            // replay in which every action ran can be said to prevent.
+            Verdict::Prevented if never.iter().any(|e| e.starts_with("on ")) => {
+                let actions: Vec<&str> =
+                    never.iter().copied().filter(|e| e.starts_with("on ")).collect();
+                Verdict::NotForced {
+                    why: format!(
+                        "no invariant broke, but the schedule never ran; never reached: {}",
+                        actions.join("; ")
+                    ),
+                }
+            }
             Verdict::Prevented if started_nothing => {
                 let said = self.stderr.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
                 Verdict::NotForced {
