@@ -165,38 +165,35 @@ fn usage_errors_exit_2_and_name_what_was_wrong() {
     }
 }
 
-/// A black-box program that ends before it starts the workload and signals nobody tested
-/// nothing: that is "not forced", never "prevented" (exit 1), and the report says why.
-#[test]
-fn a_program_that_starts_nothing_is_not_forced_not_prevented() {
-    let out = Command::new(RACELAB)
-        .args(["replay", "F1", "--program", "supervise", "--format", "json"])
-        .env("RACELAB_SUPERVISE", "/bin/false")
-        .output()
-        .expect("run racelab");
+/// Runs one black-box replay that must come out `not forced` (exit 1, nothing prevented), and
+/// checks that its report says `why`.
+fn assert_not_forced(mut replay: Command, why: &str) {
+    let out = replay.args(["--format", "json"]).output().expect("run racelab");
     assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
     let doc: serde_json::Value = serde_json::from_str(&stdout(&out)).expect("JSON");
     let cell = &doc["cells"][0];
     assert_eq!(cell["counts"]["not_forced"], 1, "{cell}");
     assert_eq!(cell["counts"]["prevented"], 0, "{cell}");
-    let why = cell["failures"][0]["why"].as_str().unwrap_or("");
-    assert!(why.contains("never started its child"), "{why}");
+    let said = cell["failures"][0]["why"].as_str().unwrap_or("");
+    assert!(said.contains(why), "{said}");
+}
+
+/// A black-box program that ends before it starts the workload and signals nobody tested
+/// nothing: that is "not forced", never "prevented" (exit 1), and the report says why.
+#[test]
+fn a_program_that_starts_nothing_is_not_forced_not_prevented() {
+    let mut replay = Command::new(RACELAB);
+    replay.args(["replay", "F1", "--program", "supervise"]).env("RACELAB_SUPERVISE", "/bin/false");
+    assert_not_forced(replay, "never started its child");
 }
 
 /// A schedule whose action point the program never reaches did not run: no invariant broke,
 /// yet nothing was tested. supervise reaps with waitid, never wait4.
 #[test]
 fn a_schedule_whose_point_is_never_reached_is_not_forced_not_prevented() {
-    let out = Command::new(RACELAB)
-        .args(["replay", "Z1", "--program", "supervise", "--format", "json", "--schedule"])
-        .arg("on supervise.wait4: orphans(child)")
-        .output()
-        .expect("run racelab");
-    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
-    let doc: serde_json::Value = serde_json::from_str(&stdout(&out)).expect("JSON");
-    let cell = &doc["cells"][0];
-    assert_eq!(cell["counts"]["not_forced"], 1, "{cell}");
-    assert_eq!(cell["counts"]["prevented"], 0, "{cell}");
-    let why = cell["failures"][0]["why"].as_str().unwrap_or("");
-    assert!(why.contains("never reached: on supervise.wait4"), "{why}");
+    let mut replay = Command::new(RACELAB);
+    replay
+        .args(["replay", "Z1", "--program", "supervise", "--schedule"])
+        .arg("on supervise.wait4: orphans(child)");
+    assert_not_forced(replay, "never reached: on supervise.wait4");
 }
