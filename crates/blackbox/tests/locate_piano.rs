@@ -2,18 +2,20 @@
 //! `FORCE_KILLED` stores of the escalation threads are found from the symbol table, without
 //! a hard-coded offset. Skips (or fails under RACELAB_STRICT=1) when the binary is missing.
 
-use std::path::Path;
+mod common;
 
 use racelab_blackbox::{Executable, locate};
 use racelab_hooks::{CodePoint, PointRef, Schedule};
 
-const PIANO: &str = "/work/cache/piano-0.14.0/bin/piano";
-
 fn piano_or_skip() -> bool {
-    if Path::new(PIANO).exists() {
+    let piano = common::piano_0_14_0();
+    if piano.exists() {
         return true;
     }
-    let msg = format!("SKIP: needs piano 0.14.0 at {PIANO} (installed by the cache step)");
+    let msg = format!(
+        "SKIP: needs piano 0.14.0 at {} (installed by scripts/install-programs)",
+        piano.display()
+    );
     if std::env::var_os("RACELAB_STRICT").is_some_and(|v| v == "1") {
         panic!("{msg} (RACELAB_STRICT=1 turns skips into failures)");
     }
@@ -34,7 +36,7 @@ fn the_force_killed_stores_of_the_escalation_threads_are_located_by_symbol() {
     let text = "on piano@store(piano::FORCE_KILLED, __rust_begin_short_backtrace): ready(child)";
     let s = Schedule::parse(text).unwrap();
     let Some(PointRef::Code(point)) = s.points().next() else { panic!("a code point") };
-    let found = locate(Path::new(PIANO), &point).unwrap();
+    let found = locate(&common::piano_0_14_0(), &point).unwrap();
     // Two threads store FORCE_KILLED = true right before their SIGKILL: the duration thread
     // (main.rs:968) and the SIGINT escalation thread (main.rs:997); nothing else there does.
     assert_eq!(found.len(), 2, "{found:#?}");
@@ -46,12 +48,12 @@ fn the_force_killed_stores_of_the_escalation_threads_are_located_by_symbol() {
     assert_eq!(found[0].address, 0x19319c, "{found:#?}");
     // Within run_child itself: only its reset of the flag (store false) at the start.
     let own = CodePoint::store("piano", "piano::FORCE_KILLED", Some("run_child"));
-    let own = locate(Path::new(PIANO), &own).unwrap();
+    let own = locate(&common::piano_0_14_0(), &own).unwrap();
     assert_eq!(own.len(), 1, "{own:#?}");
     assert_eq!(own[0].function, "piano::run_child");
     // Anywhere in piano: the three of them.
     let all = CodePoint::store("piano", "piano::FORCE_KILLED", None);
-    assert_eq!(locate(Path::new(PIANO), &all).unwrap().len(), 3);
+    assert_eq!(locate(&common::piano_0_14_0(), &all).unwrap().len(), 3);
 }
 
 #[test]
@@ -59,7 +61,7 @@ fn an_address_is_checked_against_the_code_and_maps_to_its_file_offset() {
     if !piano_or_skip() {
         return;
     }
-    let exe = Executable::read(Path::new(PIANO)).unwrap();
+    let exe = Executable::read(&common::piano_0_14_0()).unwrap();
     let at = exe.locate(&CodePoint::address("piano", 0x19319c)).unwrap();
     assert_eq!(at.len(), 1);
     assert!(at[0].instruction.starts_with("xchg"), "{at:?}");

@@ -7,6 +7,8 @@
 //! thread exists (see Cargo.toml). Accepts a name filter as its first free argument.
 #![cfg(target_arch = "x86_64")]
 
+mod common;
+
 use std::ffi::CString;
 use std::os::fd::{AsFd, OwnedFd};
 use std::process::Command;
@@ -522,9 +524,12 @@ fn signal_latency_traced_vs_untraced() {
 /// then); released, it stores the flag too late and sends its SIGKILL: piano exits 0 without
 /// the "did not respond to SIGTERM" warning although it SIGKILLed (I2).
 fn piano_q3_the_force_killed_store_comes_after_main_classified() {
-    let piano = "/work/cache/piano-0.14.0/bin/piano";
-    if !std::path::Path::new(piano).exists() {
-        skip("needs piano 0.14.0 at /work/cache/piano-0.14.0/bin/piano");
+    let piano = common::piano_0_14_0();
+    if !piano.exists() {
+        skip(&format!(
+            "needs piano 0.14.0 at {} (installed by scripts/install-programs)",
+            piano.display()
+        ));
         return;
     }
     // The Cargo project piano runs: an empty Cargo.toml and the newest executable under
@@ -543,6 +548,7 @@ fn piano_q3_the_force_killed_store_comes_after_main_classified() {
          piano.kill(SIGKILL).returned < piano.exit_group"
     );
     let args = ["run", "--duration", "0.1", "--kill-timeout", "0.1"];
+    let piano = piano.to_str().expect("a UTF-8 path");
     let out = Replay::start_in(piano, &args, &schedule, true, Some(&dir)).finish();
     let _ = std::fs::remove_dir_all(&dir);
     if std::env::var_os("RACELAB_SHOW").is_some() {
