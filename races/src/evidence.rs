@@ -185,24 +185,79 @@ pub fn zombies_of(reaper: i32) -> usize {
         .count()
 }
 
+/// Returns once the kernel has finished telling the parent of a process whose pidfd just
+/// became readable that it ended: its SIGCHLD is queued and its waiters are woken.
+///
+/// A readable pidfd is not yet that. `exit_notify()` sets the exit state and wakes pidfd
+/// pollers (`do_notify_pidfd`, at the top of `do_notify_parent`) before it queues the parent's
+/// SIGCHLD, all inside one `write_lock_irq(&tasklist_lock)` section; a lab that polls the pidfd
+/// from the other CPU can let the design go on while the signal is still unsent, and a stalled
+/// vCPU stretches that to hundreds of microseconds (CI saw S1's handler run after the pid was
+/// stored, 1 replay in thousands). `waitid(P_ALL)` takes the same lock for reading before it
+/// looks at anything, so it returns only after that section ended. WNOHANG | WNOWAIT: it never
+/// blocks and reaps nothing of the lab's own.
+pub fn exit_notified() {
+    use rustix::process::{WaitId, WaitIdOptions};
+    let options = WaitIdOptions::EXITED | WaitIdOptions::NOHANG | WaitIdOptions::NOWAIT;
+    // ECHILD (the lab has no child) still took the lock: the result does not matter.
+    let _ = rustix::process::waitid(WaitId::All, options);
+}
+
+/// The zombies of `reaper`, counted after two quiet looks that saw `switches` context switches,
+/// if the count is what a quiet reaper left. Looks and count are not one instant: a process
+/// that dies between the last look and the count is a zombie its parent has not been told of
+/// yet (exploration saw the reference's own main child, SIGINTed, counted as a leaked zombie
+/// while main was about to reap it). So the count stands only if, once every exit it saw has
+/// finished notifying ([`exit_notified`]), the reaper is still quiet and has not switched
+/// context since the looks; otherwise the caller looks again.
+pub fn zombies_of_quiet(reaper: i32, switches: u64) -> Option<usize> {
+    let zombies = zombies_of(reaper);
+    exit_notified();
+    (quiet(reaper) && context_switches(reaper) == switches).then_some(zombies)
+}
+
+/// The note of a Z1 replay whose supervisor ended before it went quiet after the burst.
+pub const NO_COUNT: &str = "the supervisor ended before it went quiet: no zombies to count";
+
+/// Whether `pid` has ended: gone, or a zombie. An ended reaper is never quiet (its state is
+/// `Z`, not `S`), and whatever it left is its reaper's to collect, not a zombie it keeps.
+pub fn ended(pid: i32) -> bool {
+    stat(pid).is_none_or(|(state, _, _)| matches!(state, 'Z' | 'X'))
+}
+
 /// Counts zombies whose parent is `reaper` once the burst is over: every orphan has exited,
 /// no SIGCHLD is pending for the reaper, and all its threads sleep (it has done what it will do
-/// about the notifications it got). The kernel offers no event for "a process went idle", so
-/// this re-reads /proc with a short backoff, bounded by a deadline.
-pub fn count_zombies_at_quiescence(reaper: i32, orphans: &[i32]) -> Result<usize, String> {
+/// about the notifications it got), in two looks with no context switch of the reaper between
+/// them and up to the count ([`zombies_of_quiet`]). The kernel offers no event for "a process
+/// went idle", so this re-reads /proc with a short backoff, bounded by a deadline. `None`: the
+/// reaper ended first (a stop that came before it went quiet), so there is nothing to count.
+pub fn count_zombies_at_quiescence(reaper: i32, orphans: &[i32]) -> Result<Option<usize>, String> {
     let until = Instant::now() + Duration::from_secs(1);
     wait_exited(orphans, Duration::from_secs(1))?;
     let mut backoff = Duration::from_micros(100);
-    let mut stable = 0;
+    // Quiet looks in a row, and the reaper's context switches at the last of them.
+    let mut stable: (u32, u64) = (0, 0);
     while Instant::now() < until {
+        if ended(reaper) {
+            return Ok(None);
+        }
         if quiet(reaper) {
-            stable += 1;
+            let switches = context_switches(reaper);
+            // A reaper that slept and woke between two quiet looks was not quiet between them.
+            stable = if stable.0 > 0 && stable.1 == switches {
+                (stable.0 + 1, switches)
+            } else {
+                (1, switches)
+            };
             // Two consecutive quiet looks: the reaper is blocked waiting for the next SIGCHLD.
-            if stable >= 2 {
-                return Ok(zombies_of(reaper));
+            if stable.0 >= 2 {
+                match zombies_of_quiet(reaper, switches) {
+                    Some(zombies) => return Ok(Some(zombies)),
+                    None => stable = (0, 0),
+                }
             }
         } else {
-            stable = 0;
+            stable = (0, 0);
         }
         std::thread::sleep(backoff);
         backoff = (backoff * 2).min(Duration::from_millis(2));

@@ -30,24 +30,6 @@ pub(crate) fn readable(fd: BorrowedFd<'_>, timeout: Duration) -> bool {
     matches!(rustix::event::poll(&mut fds, ts.as_ref()), Ok(n) if n > 0)
 }
 
-/// Returns once the kernel has finished telling the parent of a process whose pidfd just
-/// became readable that it ended: its SIGCHLD is queued and its waiters are woken.
-///
-/// A readable pidfd is not yet that. `exit_notify()` sets the exit state and wakes pidfd
-/// pollers (`do_notify_pidfd`, at the top of `do_notify_parent`) before it queues the parent's
-/// SIGCHLD, all inside one `write_lock_irq(&tasklist_lock)` section; a lab that polls the pidfd
-/// from the other CPU can let the design go on while the signal is still unsent, and a stalled
-/// vCPU stretches that to hundreds of microseconds (CI saw S1's handler run after the pid was
-/// stored, 1 replay in thousands). `waitid(P_ALL)` takes the same lock for reading before it
-/// looks at anything, so it returns only after that section ended. WNOHANG | WNOWAIT: it never
-/// blocks and reaps nothing of the lab's own.
-pub(crate) fn exit_notified() {
-    use rustix::process::{WaitId, WaitIdOptions};
-    let options = WaitIdOptions::EXITED | WaitIdOptions::NOHANG | WaitIdOptions::NOWAIT;
-    // ECHILD (the lab has no child) still took the lock: the result does not matter.
-    let _ = rustix::process::waitid(WaitId::All, options);
-}
-
 /// A nonblocking fd read line by line.
 pub(crate) struct Lines {
     pub(crate) fd: OwnedFd,
@@ -170,7 +152,7 @@ pub(crate) fn orphans_exited(log: &ChildLog, notes: &mut Notes) -> Result<(), St
     evidence::wait_exited(&log.orphans, Duration::from_secs(1))?;
     // Each orphan's pidfd is readable; its writer section (and so its SIGCHLD) may not have
     // ended. One wait covers them all: every one of those sections had begun.
-    exit_notified();
+    evidence::exit_notified();
     notes.note("lab", "orphans", format!("{} orphans exited", log.orphans.len()));
     Ok(())
 }

@@ -57,7 +57,7 @@ impl Bb<'_> {
                     return Err("the child did not exit within 1 s".into());
                 }
                 // The pidfd is readable before the target's SIGCHLD is sent: wait for the send.
-                crate::lab::exit_notified();
+                evidence::exit_notified();
                 self.note("lab", "exit", format!("child exited with {code}"));
                 Ok(())
             }
@@ -189,6 +189,12 @@ impl Bb<'_> {
     pub(super) fn count_zombies_when_quiet(&mut self) {
         let started = *self.quiet.1.get_or_insert_with(now);
         let reaper = self.target_pid;
+        if evidence::ended(reaper) {
+            self.zombies_counted = true;
+            self.note("lab", "zombies", evidence::NO_COUNT.into());
+            let _ = self.write_child("exit 0");
+            return;
+        }
         let exited = self.w.orphans.iter().all(|&p| evidence::exited(p));
         // /proc first, then what the session knows: no notification is answered during a look
         // (this thread answers them), so a thread /proc saw asleep in seccomp is still parked
@@ -209,7 +215,14 @@ impl Bb<'_> {
             self.quiet.0 = 0;
         }
         let result = if self.quiet.0 >= 2 {
-            Ok(evidence::zombies_of(reaper))
+            match evidence::zombies_of_quiet(reaper, switches) {
+                Some(zombies) => Ok(zombies),
+                // Something ended between the looks and the count: look again.
+                None => {
+                    self.quiet.0 = 0;
+                    return;
+                }
+            }
         } else if now() > started + 1_000_000_000 {
             Err(format!("the reaper {reaper} never went quiet within 1 s"))
         } else {

@@ -5,7 +5,7 @@
 
 use super::lab::Lab;
 use crate::catalog::Stop;
-use crate::lab::{exit_notified, now, orphans_exited, readable};
+use crate::lab::{now, orphans_exited, readable};
 use crate::link::Final;
 use racelab_hooks::RunReport;
 use racelab_sandbox::Mechanism;
@@ -80,7 +80,7 @@ impl Lab<'_> {
                     return Err("the child did not exit within 1 s".into());
                 }
                 // Readable comes before the design's SIGCHLD is sent: wait for the send (S1).
-                exit_notified();
+                crate::evidence::exit_notified();
                 self.note("lab", "exit", format!("child exited with {code}"));
                 Ok(())
             }

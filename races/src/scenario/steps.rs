@@ -60,8 +60,13 @@ impl Lab<'_> {
             // mid-drain, waiting for this very loop).
             if self.link.is_idle() {
                 self.zombies_counted = true;
-                self.note("lab", "zombies", format!("{count:?}"));
-                self.truth.zombies = Some(count);
+                match count.transpose() {
+                    Some(count) => {
+                        self.note("lab", "zombies", format!("{count:?}"));
+                        self.truth.zombies = Some(count);
+                    }
+                    None => self.note("lab", "zombies", evidence::NO_COUNT.into()),
+                }
                 let _ = self.write_child("exit 0");
             }
         }
