@@ -264,3 +264,73 @@ pub fn count_zombies_at_quiescence(reaper: i32, orphans: &[i32]) -> Result<Optio
     }
     Err(format!("the reaper {reaper} never went quiet within 1 s"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::process::{Command, Stdio};
+
+    /// A shell waiting for its one child: a reaper that is quiet until the child ends.
+    struct Reaper {
+        shell: std::process::Child,
+        child: i32,
+    }
+
+    impl Reaper {
+        fn start() -> Reaper {
+            let mut shell = Command::new("sh")
+                .args(["-c", "sleep 1000 & wait"])
+                .stdin(Stdio::null())
+                .spawn()
+                .expect("sh");
+            let pid = shell.id() as i32;
+            let children = format!("/proc/{pid}/task/{pid}/children");
+            let until = Instant::now() + Duration::from_secs(10);
+            // Until the shell has its child and sleeps in its wait.
+            loop {
+                let child = std::fs::read_to_string(&children)
+                    .ok()
+                    .and_then(|s| s.split_whitespace().next()?.parse().ok());
+                if let Some(child) = child
+                    && quiet(pid)
+                {
+                    return Reaper { shell, child };
+                }
+                assert!(Instant::now() < until, "the shell never waited for its child");
+                let _ = shell.try_wait();
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+    }
+
+    impl Drop for Reaper {
+        fn drop(&mut self) {
+            let _ = self.shell.kill();
+            let _ = self.shell.wait();
+        }
+    }
+
+    #[test]
+    fn a_quiet_reaper_is_counted() {
+        let r = Reaper::start();
+        let pid = r.shell.id() as i32;
+        assert_eq!(zombies_of_quiet(pid, context_switches(pid)), Some(0));
+    }
+
+    /// The window exploration found (Z1 against the reference, docs/exploration.md): a child
+    /// that dies after the reaper's last quiet look and before the count is a zombie its parent
+    /// is about to reap, not one it left. Killed in exactly that window here, every time.
+    #[test]
+    fn a_child_that_dies_after_the_quiet_looks_voids_the_count() {
+        let r = Reaper::start();
+        let pid = r.shell.id() as i32;
+        let switches = context_switches(pid);
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(r.child),
+            nix::sys::signal::Signal::SIGKILL,
+        )
+        .expect("kill the shell's own child, which this test started");
+        wait_exited(&[r.child], Duration::from_secs(10)).expect("the child ends");
+        assert_eq!(zombies_of_quiet(pid, switches), None);
+    }
+}
