@@ -131,6 +131,8 @@ impl Bb<'_> {
             && self.truth.interrupts.is_empty()
             && self.truth.stop_signals_sent.is_empty()
             && self.truth.sigkill_seen != Some(true);
+        // The actions among them (`on p: ...`), as opposed to edges whose later point never came.
+        let unran: Vec<&str> = never.iter().copied().filter(|e| e.starts_with("on ")).collect();
         let verdict = match verdict {
             Verdict::NotForced { why } if !never.is_empty() => {
                 Verdict::NotForced { why: format!("{why}; never reached: {}", never.join("; ")) }
@@ -139,16 +141,12 @@ impl Bb<'_> {
             // prevented the race, or simply never met the schedule (supervise reaps with
             // waitid, so a point at wait4 once "prevented" Z1 with the burst unheld). Only a
             // replay in which every action ran can be said to prevent.
-            Verdict::Prevented if never.iter().any(|e| e.starts_with("on ")) => {
-                let actions: Vec<&str> =
-                    never.iter().copied().filter(|e| e.starts_with("on ")).collect();
-                Verdict::NotForced {
-                    why: format!(
-                        "no invariant broke, but the schedule never ran; never reached: {}",
-                        actions.join("; ")
-                    ),
-                }
-            }
+            Verdict::Prevented if !unran.is_empty() => Verdict::NotForced {
+                why: format!(
+                    "no invariant broke, but the schedule never ran; never reached: {}",
+                    unran.join("; ")
+                ),
+            },
             Verdict::Prevented if started_nothing => {
                 let said = self.stderr.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
                 Verdict::NotForced {
