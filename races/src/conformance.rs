@@ -55,10 +55,9 @@ pub struct Cell {
     pub case: &'static str,
     /// The program's name.
     pub program: &'static str,
-    /// The schedule over the program's syscall points; `{p}` is its image label.
+    /// The schedule over the program's syscall points; `{p}` is its image label. (The flags a
+    /// case runs a program with are the program's, in its spec: `[cases.E1] flags = ["-g"]`.)
     pub schedule: &'static str,
-    /// Flags the case runs the program with (`-g`).
-    pub flags: &'static [&'static str],
     /// What it must show.
     pub expect: CellExpect,
     /// One line for the matrix: what the cell shows.
@@ -68,7 +67,7 @@ pub struct Cell {
 impl Cell {
     /// The schedule with the program's label filled in.
     pub fn schedule_for(&self, program: &Program) -> String {
-        self.schedule.replace("{p}", program.label)
+        self.schedule.replace("{p}", &program.label())
     }
 
     /// The program.
@@ -270,15 +269,8 @@ const LOST_AND_HUNG: CellExpect = reproduce(&[I3InterruptDelivered, I4BoundedSto
 const ZOMBIES: CellExpect = reproduce(&[I6NoZombies]);
 
 macro_rules! cell {
-    ($case:literal, $program:literal, $schedule:expr, $flags:expr, $expect:expr, $note:literal) => {
-        Cell {
-            case: $case,
-            program: $program,
-            schedule: $schedule,
-            flags: $flags,
-            expect: $expect,
-            note: $note,
-        }
+    ($case:literal, $program:literal, $schedule:expr, $expect:expr, $note:literal) => {
+        Cell { case: $case, program: $program, schedule: $schedule, expect: $expect, note: $note }
     };
 }
 
@@ -291,7 +283,6 @@ pub static CELLS: &[Cell] = &[
         "Q1",
         "piano-0.14.0",
         Q1_PIANO,
-        &[],
         Run(Expect::Reproduce(&[I1NoStraySignal])),
         "the victim that took the PID is SIGKILLed"
     ),
@@ -299,23 +290,14 @@ pub static CELLS: &[Cell] = &[
         "Q1",
         "piano-0.15.1",
         Q1_PIANO,
-        &[],
         PREVENT,
         "the SIGKILL comes from the thread that reaps: the PID is pinned"
     ),
-    cell!(
-        "Q1",
-        "timeout",
-        Q1_TIMEOUT,
-        &[],
-        PREVENT,
-        "one thread signals and reaps: the PID is pinned"
-    ),
+    cell!("Q1", "timeout", Q1_TIMEOUT, PREVENT, "one thread signals and reaps: the PID is pinned"),
     cell!(
         "Q1",
         "supervise",
         Q1_SUPERVISE,
-        &[],
         PREVENT,
         "SIGKILL through a pidfd, by the thread that reaps"
     ),
@@ -323,18 +305,16 @@ pub static CELLS: &[Cell] = &[
         "Q3",
         "piano-0.14.0",
         Q3_PIANO,
-        &[],
         reproduce(&[I2TrueStopReason]),
         "exit 0, no warning, although the SIGKILL was sent (a breakpoint holds the store)"
     ),
-    cell!("Q3", "piano-0.15.1", "", &[], Na(Q3_FIXED), ""),
+    cell!("Q3", "piano-0.15.1", "", Na(Q3_FIXED), ""),
     // Q4: SIGINT while main is inside posix_spawn (all signals blocked there): the handler
     // runs as spawn returns, before CHILD_PID is stored.
     cell!(
         "Q4",
         "piano-0.14.0",
         Q4_PIANO,
-        &[],
         Run(Expect::Reproduce(&[I3InterruptDelivered])),
         "the handler sees PID 0; the child is SIGKILLed untold"
     ),
@@ -342,7 +322,6 @@ pub static CELLS: &[Cell] = &[
         "Q4",
         "piano-0.15.1",
         Q4_PIANO,
-        &[],
         PREVENT,
         "the flag is read by the loop, which forwards SIGTERM"
     ),
@@ -350,16 +329,14 @@ pub static CELLS: &[Cell] = &[
         "Q4b",
         "piano-0.14.0",
         Q4_PIANO,
-        &[],
         Run(Expect::Reproduce(&[I3InterruptDelivered, I4BoundedStop, I5NoSurvivors])),
         "hangs in wait; the second SIGINT kills piano and orphans the child"
     ),
-    cell!("Q4b", "piano-0.15.1", Q4_PIANO, &[], PREVENT, "forwarded by the loop; the child exits"),
+    cell!("Q4b", "piano-0.15.1", Q4_PIANO, PREVENT, "forwarded by the loop; the child exits"),
     cell!(
         "R1",
         "piano-0.14.0",
         "",
-        &[],
         Run(Expect::Reproduce(&[I4BoundedStop, I5NoSurvivors])),
         "waits forever, orphans the child on the second SIGINT"
     ),
@@ -367,34 +344,24 @@ pub static CELLS: &[Cell] = &[
         "R1",
         "piano-0.15.1",
         "",
-        &[],
         Run(Expect::Reproduce(&[I4BoundedStop, I5NoSurvivors])),
         "the fix's residual is real: a blocking wait with no deadline"
     ),
-    cell!("R1", "supervise", "", &[], PREVENT, "the grace is always bounded: SIGKILL, then return"),
-    cell!(
-        "R1",
-        "tini",
-        "",
-        &[],
-        Na("an init forwards and waits: it has no grace period to bound"),
-        ""
-    ),
-    cell!("R1", "timeout", "", &[], Na("without --kill-after GNU timeout waits by design"), ""),
+    cell!("R1", "supervise", "", PREVENT, "the grace is always bounded: SIGKILL, then return"),
+    cell!("R1", "tini", "", Na("an init forwards and waits: it has no grace period to bound"), ""),
+    cell!("R1", "timeout", "", Na("without --kill-after GNU timeout waits by design"), ""),
     cell!(
         "E1",
         "tini",
         E1_GROUP,
-        &["-g"],
         LOST_AND_HUNG,
         "tini -g: kill(-pid) gives ESRCH, tini waits forever"
     ),
-    cell!("E1", "tini-static", E1_GROUP, &["-g"], LOST_AND_HUNG, "tini-static -g: the same"),
+    cell!("E1", "tini-static", E1_GROUP, LOST_AND_HUNG, "tini-static -g: the same"),
     cell!(
         "E1",
         "dumb-init",
         E1_SESSION,
-        &[],
         LOST_AND_HUNG,
         "kill(-pid) before setsid: ESRCH ignored, hangs"
     ),
@@ -402,7 +369,6 @@ pub static CELLS: &[Cell] = &[
         "E1",
         "catatonit",
         E1_GROUP,
-        &["-g"],
         LOST_AND_HUNG,
         "catatonit -g: the forward fails silently, hangs"
     ),
@@ -410,7 +376,6 @@ pub static CELLS: &[Cell] = &[
         "E1",
         "timeout",
         E1_TIMEOUT,
-        &[],
         reproduce(&[I3InterruptDelivered, I5NoSurvivors]),
         "held at its clone's exit (ptrace): exits 143 at once, the child survives (timeout.c:536)"
     ),
@@ -418,20 +383,18 @@ pub static CELLS: &[Cell] = &[
         "E1",
         "supervise",
         E1_GROUP,
-        &[],
         PREVENT,
         "signals blocked before spawn; the parent waits for the child's exec, then forwards"
     ),
-    cell!("E1", "piano-0.14.0", "", &[], Na(NOT_AN_INIT), ""),
-    cell!("E2", "tini", E2_PID1, &[], LOST_AND_HUNG, "the kernel drops it; tini waits forever"),
-    cell!("E2", "tini-static", E2_PID1, &[], LOST_AND_HUNG, "the same"),
-    cell!("E2", "dumb-init", E2_PID1, &[], LOST_AND_HUNG, "the same"),
-    cell!("E2", "catatonit", E2_PID1, &[], LOST_AND_HUNG, "the same"),
+    cell!("E1", "piano-0.14.0", "", Na(NOT_AN_INIT), ""),
+    cell!("E2", "tini", E2_PID1, LOST_AND_HUNG, "the kernel drops it; tini waits forever"),
+    cell!("E2", "tini-static", E2_PID1, LOST_AND_HUNG, "the same"),
+    cell!("E2", "dumb-init", E2_PID1, LOST_AND_HUNG, "the same"),
+    cell!("E2", "catatonit", E2_PID1, LOST_AND_HUNG, "the same"),
     cell!(
         "E2",
         "supervise",
         E2_PID1,
-        &[],
         LOST_AND_HUNG,
         "kernel semantics: only the launcher can block it before exec"
     ),
@@ -439,56 +402,52 @@ pub static CELLS: &[Cell] = &[
         "E2",
         "timeout",
         "",
-        &[],
         Na(
             "timeout installs its handlers before it blocks anything: a signal then is handled, not dropped"
         ),
         ""
     ),
-    cell!("E2", "piano-0.14.0", "", &[], Na(NOT_AN_INIT), ""),
-    cell!("E2L", "tini", E2_PID1, &[], PREVENT, "the queued SIGTERM is read and forwarded"),
-    cell!("E2L", "tini-static", E2_PID1, &[], PREVENT, "the same"),
-    cell!("E2L", "catatonit", E2_PID1, &[], PREVENT, "the same"),
-    cell!("E2L", "supervise", E2_PID1, &[], PREVENT, "read from its signalfd and forwarded"),
+    cell!("E2", "piano-0.14.0", "", Na(NOT_AN_INIT), ""),
+    cell!("E2L", "tini", E2_PID1, PREVENT, "the queued SIGTERM is read and forwarded"),
+    cell!("E2L", "tini-static", E2_PID1, PREVENT, "the same"),
+    cell!("E2L", "catatonit", E2_PID1, PREVENT, "the same"),
+    cell!("E2L", "supervise", E2_PID1, PREVENT, "read from its signalfd and forwarded"),
     cell!(
         "E2L",
         "dumb-init",
         "",
-        &[],
         Na(
             "the queued signal is forwarded at once with kill(-pid), before the child's setsid: that is E1"
         ),
         ""
     ),
-    cell!("Z1", "tini", Z1_PID1, &[], PREVENT, "drains with waitpid(-1, WNOHANG)"),
-    cell!("Z1", "tini-static", Z1_PID1, &[], PREVENT, "the same"),
-    cell!("Z1", "dumb-init", Z1_PID1, &[], PREVENT, "the same"),
-    cell!("Z1", "catatonit", Z1_PID1, &[], PREVENT, "the same"),
-    cell!("Z1", "timeout", Z1_PID1, &[], ZOMBIES, "waits for its child only"),
-    cell!("Z1", "piano-0.14.0", Z1_PID1, &[], ZOMBIES, "waits for its child only"),
-    cell!("Z1", "piano-0.15.1", Z1_PID1, &[], ZOMBIES, "waits for its child only"),
+    cell!("Z1", "tini", Z1_PID1, PREVENT, "drains with waitpid(-1, WNOHANG)"),
+    cell!("Z1", "tini-static", Z1_PID1, PREVENT, "the same"),
+    cell!("Z1", "dumb-init", Z1_PID1, PREVENT, "the same"),
+    cell!("Z1", "catatonit", Z1_PID1, PREVENT, "the same"),
+    cell!("Z1", "timeout", Z1_PID1, ZOMBIES, "waits for its child only"),
+    cell!("Z1", "piano-0.14.0", Z1_PID1, ZOMBIES, "waits for its child only"),
+    cell!("Z1", "piano-0.15.1", Z1_PID1, ZOMBIES, "waits for its child only"),
     cell!(
         "Z1",
         "supervise",
         Z1_SUPERVISE,
-        &[],
         PREVENT,
         "reaps every orphan as PID 1 (held at its waitid)"
     ),
-    cell!("F1", "tini", "", &[], PREVENT, "all seven forwarded"),
-    cell!("F1", "tini-static", "", &[], PREVENT, "all seven forwarded"),
-    cell!("F1", "dumb-init", "", &[], PREVENT, "all seven forwarded"),
-    cell!("F1", "catatonit", "", &[], PREVENT, "all seven forwarded"),
+    cell!("F1", "tini", "", PREVENT, "all seven forwarded"),
+    cell!("F1", "tini-static", "", PREVENT, "all seven forwarded"),
+    cell!("F1", "dumb-init", "", PREVENT, "all seven forwarded"),
+    cell!("F1", "catatonit", "", PREVENT, "all seven forwarded"),
     cell!(
         "F1",
         "timeout",
         "",
-        &[],
         reproduce(&[I3InterruptDelivered]),
         "by design: forwards HUP, INT, QUIT, TERM only; USR1 ends timeout"
     ),
-    cell!("F1", "supervise", "", &[], PREVENT, "all seven forwarded"),
-    cell!("F1", "piano-0.14.0", "", &[], Na(NOT_AN_INIT), ""),
+    cell!("F1", "supervise", "", PREVENT, "all seven forwarded"),
+    cell!("F1", "piano-0.14.0", "", Na(NOT_AN_INIT), ""),
 ];
 
 /// The cell of `program` in `case`, if the matrix has one.

@@ -165,7 +165,7 @@ pub fn peers_page(
     .ok();
     for c in &programs.cells {
         let Subject::Program(p) = c.design else { continue };
-        let cell = crate::conformance::cell(c.race.id, p.name);
+        let cell = crate::conformance::cell(c.race.id, &p.name);
         let note = cell.map_or("", |cell| cell.note);
         if let Some(why) = c.not_applicable {
             writeln!(s, "| {} | {} | n/a | | | {} | |", c.race.id, p.name, why.replace('|', "/"))

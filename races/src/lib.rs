@@ -78,6 +78,7 @@ pub mod output;
 pub mod programs;
 
 // How facts are gathered and judged; which programs run which cases.
+pub mod check;
 pub mod conformance;
 pub mod evidence;
 pub mod oracle;
@@ -197,8 +198,20 @@ impl Replayer {
         program: &programs::Program,
         schedule: Option<&str>,
     ) -> ReplayOutput {
-        let (input, spec) = program_request(case, program, schedule, false);
+        let (input, spec) = program_request(case, program, schedule, false, false);
         self.run(blackbox::SCENARIO, input, spec, case.race(), schedule)
+    }
+
+    /// Like [`Replayer::replay_program`], probing as well: the trace records every lifecycle
+    /// syscall the program makes ([`blackbox::LIFECYCLE`]), each thread's arrivals in order.
+    pub fn replay_program_watched(
+        &mut self,
+        case: &conformance::Case,
+        program: &programs::Program,
+        schedule: &str,
+    ) -> ReplayOutput {
+        let (input, spec) = program_request(case, program, Some(schedule), false, true);
+        self.run(blackbox::SCENARIO, input, spec, case.race(), Some(schedule))
     }
 
     /// The control of a black-box race test: nothing parks, and the cell's actions run once
@@ -209,7 +222,7 @@ impl Replayer {
         case: &conformance::Case,
         program: &programs::Program,
     ) -> ReplayOutput {
-        let (input, spec) = program_request(case, program, None, true);
+        let (input, spec) = program_request(case, program, None, true, false);
         self.run(blackbox::SCENARIO, input, spec, case.race(), None)
     }
 
@@ -291,10 +304,15 @@ fn program_request(
     program: &programs::Program,
     schedule: Option<&str>,
     unforced: bool,
+    watch: bool,
 ) -> (serde_json::Value, racelab_sandbox::Spec) {
+    // A bundled program travels by name; any other by its whole spec.
+    let bundled = programs::find(&program.name).is_some_and(|p| p == program);
     let input = blackbox::ProgramInput {
         case: case.race.to_string(),
         program: program.name.to_string(),
+        spec: (!bundled).then(|| program.clone()),
+        watch,
         schedule: schedule.map(str::to_string),
         unforced,
     };
@@ -313,7 +331,7 @@ pub fn replay_program(
     schedule: Option<&str>,
     user: RunAs,
 ) -> ReplayOutput {
-    let (input, spec) = program_request(case, program, schedule, false);
+    let (input, spec) = program_request(case, program, schedule, false, false);
     let cmd = as_user(racelab_sandbox::command(runner, blackbox::SCENARIO, &input, &spec), user);
     answer(racelab_sandbox::run_command(cmd, &spec), case.race(), schedule)
 }
@@ -373,7 +391,7 @@ pub fn program_cells(
     let mut out = Vec::new();
     for case in cases {
         for program in &plan.programs {
-            if let Some(cell) = conformance::cell(case.race, program.name) {
+            if let Some(cell) = conformance::cell(case.race, &program.name) {
                 out.push((case, cell));
             }
         }

@@ -22,7 +22,7 @@ impl Subject {
     pub fn name(&self) -> &'static str {
         match self {
             Subject::Design(d) => d.name(),
-            Subject::Program(p) => p.name,
+            Subject::Program(p) => &p.name,
         }
     }
 
@@ -247,9 +247,9 @@ impl PlanReport {
     /// The conformance grid of the black-box cells: one row per program, one column per case,
     /// `reproduced` / `prevented` / `n/a` (`NO` marks a cell not as expected).
     pub fn grid(&self) -> String {
-        let programs: Vec<&str> = crate::programs::PROGRAMS
+        let programs: Vec<&str> = crate::programs::all()
             .iter()
-            .map(|p| p.name)
+            .map(|p| p.name.as_str())
             .filter(|p| self.cells.iter().any(|c| c.design.name() == *p))
             .collect();
         if programs.is_empty() {

@@ -327,14 +327,14 @@ impl ProgramsDocument {
         ProgramsDocument {
             schema: "racelab.programs".into(),
             version: VERSION,
-            programs: crate::programs::PROGRAMS
+            programs: crate::programs::all()
                 .iter()
                 .map(|p| {
                     let found = p.binary(runner);
                     ProgramEntry {
-                        name: p.name.into(),
-                        label: p.label.into(),
-                        about: p.about.into(),
+                        name: p.name.clone(),
+                        label: p.label(),
+                        about: p.about.clone(),
                         binary: found.as_ref().ok().map(|b| b.display().to_string()),
                         missing: found.err().unwrap_or_default(),
                         cases: crate::conformance::CELLS

@@ -68,10 +68,10 @@ fn black_box_cells_give_the_same_verdicts_to_an_unprivileged_user() {
     ] {
         let program = races::programs::find(program).expect("program");
         if let Err(reason) = program.binary(&runner) {
-            racelab_sandbox::skip_unless(false, program.name, &reason);
+            racelab_sandbox::skip_unless(false, &program.name, &reason);
             continue;
         }
-        let cell = races::conformance::cell(case, program.name).expect("cell");
+        let cell = races::conformance::cell(case, &program.name).expect("cell");
         let races::conformance::CellExpect::Run(expect) = cell.expect else { continue };
         let case = races::conformance::find_case(case).expect("case");
         let out = races::replay_program(&runner, case, program, None, RunAs::Nobody);

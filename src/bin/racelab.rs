@@ -18,6 +18,8 @@ use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+#[path = "../check_cli.rs"]
+mod check_cli;
 #[path = "../explore_cli.rs"]
 mod explore_cli;
 
@@ -75,6 +77,11 @@ enum Command {
     /// and shrink the first that breaks an invariant to a minimal `racelab replay` command.
     /// Exit 0 when legacy designs broke and the reference did not, 1 otherwise.
     Explore(explore_cli::ExploreArgs),
+    /// Check any program (a spec file, a bundled program, or `--role ROLE -- PROGRAM ARGS`):
+    /// every case that applies to its roles, its windows found by exploring its own syscalls.
+    /// Exit 0 when every case held, 1 when one broke (the finding printed with its replay
+    /// command), 2 for a usage error.
+    Check(check_cli::CheckArgs),
     /// Regenerate docs/races: one page per race, with timelines from real replays. With
     /// --peers, docs/peers.md instead: the conformance matrix of the black-box programs.
     Docs {
@@ -194,6 +201,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(Command::Docs { peers: true, repeat, peers_out, .. }) => peers(&peers_out, repeat),
         Some(Command::Docs { out, .. }) => docs(&out),
         Some(Command::Explore(args)) => explore_cli::explore(args),
+        Some(Command::Check(args)) => check_cli::check(args),
         Some(Command::Report { criterion, out, svg }) => {
             racelab_bench_report::write_report(&criterion, &out, &svg)
                 .with_context(|| format!("cannot write the report from {}", criterion.display()))?;
@@ -253,7 +261,7 @@ fn peers(out: &Path, repeat: u32) -> anyhow::Result<ExitCode> {
     let runner = std::env::current_exe().context("cannot find this executable to run replays")?;
     let programs = ReplayPlan {
         repeat,
-        programs: races::programs::PROGRAMS.iter().collect(),
+        programs: races::programs::all().iter().collect(),
         ..ReplayPlan::default()
     };
     let replica = ReplayPlan {
@@ -294,7 +302,7 @@ fn plan(args: &ReplayArgs) -> anyhow::Result<ReplayPlan> {
         plan.programs.push(program);
     }
     if args.all_programs {
-        plan.programs = races::programs::PROGRAMS.iter().collect();
+        plan.programs = races::programs::all().iter().collect();
     }
     for name in &args.races {
         let race = if plan.programs.is_empty() {

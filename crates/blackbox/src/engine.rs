@@ -243,6 +243,21 @@ impl Engine {
         })
     }
 
+    /// Also notifies `points` (syscall entries) and records each arrival and pass in the trace,
+    /// holding nothing there: a probe of which of them each thread makes, in what order. A
+    /// watched point the schedule names as well is the same point (one count of occurrences).
+    pub fn watch(&mut self, points: impl IntoIterator<Item = SyscallPoint>) {
+        for p in points {
+            let p = p.entry();
+            if !self.points.contains(&PointRef::Syscall(p)) {
+                self.points.push(PointRef::Syscall(p));
+            }
+            if !self.entries.contains(&p) {
+                self.entries.push(p);
+            }
+        }
+    }
+
     /// The distinct syscall entry points the schedule names (the filter must notify each).
     pub fn points(&self) -> &[SyscallPoint] {
         &self.entries

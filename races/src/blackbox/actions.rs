@@ -92,7 +92,7 @@ impl Bb<'_> {
             }
             "interrupt" | "terminate" | "signal" => {
                 let who = word(0).unwrap_or("target");
-                if !["target", "design", self.program.label].contains(&who) {
+                if !["target", "design", self.label.as_str()].contains(&who) {
                     return Err(format!(
                         "{}: only the program (target) can be signalled here",
                         action.name

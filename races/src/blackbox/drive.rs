@@ -5,7 +5,6 @@
 use super::lab::Bb;
 use crate::design_report::DesignReport;
 use crate::lab::{close_timeline, now, readable, record_victim_fates};
-use crate::programs::Kind;
 use crate::verdict::{Invariant, Verdict};
 use crate::{evidence, oracle};
 use racelab_blackbox::{ActionRequest, Session};
@@ -110,7 +109,7 @@ impl Bb<'_> {
         let own = program_done.then_some(&report);
         let verdict = oracle::judge(
             self.race,
-            self.program.kind == Kind::Piano,
+            self.program.promises.warns_on_forced_kill,
             &self.truth,
             &self.w,
             own,

@@ -7,9 +7,9 @@
 use super::launch::launch;
 use crate::catalog::Race;
 use crate::child_log::ChildLog;
-use crate::conformance::{Case, Cell};
+use crate::conformance::Case;
 use crate::lab::{ChildPipes, Lines, Notes, now, readable};
-use crate::programs::{self, Kind, Program, RunOptions};
+use crate::programs::{Program, RunOptions};
 use crate::truth::Truth;
 use nix::sys::signal::Signal;
 use racelab_blackbox::{Engine, Session};
@@ -23,7 +23,9 @@ pub(super) struct Bb<'a> {
     pub(super) init: &'a mut Init,
     pub(super) race: &'static Race,
     pub(super) case: &'static Case,
-    pub(super) program: &'static Program,
+    pub(super) program: &'a Program,
+    /// The image label its syscall points use.
+    pub(super) label: String,
     pub(super) t0: u64,
     /// How long the replay may take before the lab gives up on the program.
     pub(super) replay_deadline: Duration,
@@ -57,8 +59,7 @@ impl<'a> Bb<'a> {
     #[allow(clippy::too_many_arguments)]
     pub(super) fn start(
         case: &'static Case,
-        cell: &'static Cell,
-        program: &'static Program,
+        program: &'a Program,
         binary: &Path,
         runner: &Path,
         engine: Engine,
@@ -77,15 +78,16 @@ impl<'a> Bb<'a> {
         let opts = RunOptions {
             duration: setup.duration,
             grace: setup.grace,
-            flags: cell.flags.iter().map(|f| f.to_string()).collect(),
+            flags: program.flags_for(case.race),
             pid1: case.pid1,
         };
-        let (cwd, project) = if program.kind == Kind::Piano {
-            let dir = PathBuf::from(format!("/tmp/racelab-{}-piano", init.host_pid()));
-            programs::piano_project(&dir, runner).map_err(|e| format!("piano project: {e}"))?;
-            (Some(dir.clone()), Some(dir))
-        } else {
-            (None, None)
+        // A working directory of the replay's own, when the spec asks for files in it (piano
+        // runs the newest executable of the Cargo project it is started in).
+        let dir = PathBuf::from(format!("/tmp/racelab-{}-{}", init.host_pid(), program.name));
+        let (cwd, project) = match program.make_workdir(&dir, runner) {
+            Ok(true) => (Some(dir.clone()), Some(dir)),
+            Ok(false) => (None, None),
+            Err(e) => return Err(format!("{}'s working directory: {e}", program.name)),
         };
         let args = program.args(&opts, runner, &wargs);
         let l = launch(init, program, binary, args, cwd, case.pid1, case.launcher_blocks, engine)?;
@@ -94,6 +96,7 @@ impl<'a> Bb<'a> {
             race,
             case,
             program,
+            label: program.label(),
             t0,
             replay_deadline,
             notes: Notes::default(),
@@ -141,7 +144,8 @@ impl<'a> Bb<'a> {
         while let Some(line) = self.err.next_line() {
             self.stderr.push_str(&line);
             self.stderr.push('\n');
-            self.note(self.program.label, "stderr", line);
+            let label = self.label.clone();
+            self.note(&label, "stderr", line);
         }
         if let Some(s) = self.session.as_mut() {
             s.receive(now());

@@ -59,7 +59,9 @@ pub(super) fn launch(
     )
     .map_err(|e| format!("socketpair: {e}"))?;
     let binary = binary.to_path_buf();
-    let label = program.label;
+    let label = program.label();
+    let env_remove = program.start.env_remove.clone();
+    let env_set = program.start.env.clone();
     // The body of the process that becomes the program: filter, listener to the lab, exec.
     let exec_target = move || -> i32 {
         if let Some(gate) = &gate_wait
@@ -102,7 +104,11 @@ pub(super) fn launch(
         let mut argv = vec![path.clone()];
         argv.extend(args.iter().filter_map(|a| cstr(std::ffi::OsStr::new(a))));
         let env: Vec<std::ffi::CString> = std::env::vars_os()
-            .filter(|(k, _)| k != "PIANO_WRAPPER_CONFIG")
+            .filter(|(k, _)| {
+                !env_remove.iter().any(|r| k == r.as_str())
+                    && !env_set.contains_key(&*k.to_string_lossy())
+            })
+            .chain(env_set.iter().map(|(k, v)| (k.into(), v.into())))
             .filter_map(|(k, v)| {
                 let mut kv = k;
                 kv.push("=");

@@ -21,7 +21,7 @@ mod drive;
 mod lab;
 mod launch;
 
-use crate::conformance::{self, Case, Cell, CellExpect};
+use crate::conformance::{self, Case, CellExpect};
 use crate::lab::now;
 use crate::output::ReplayOutput;
 use crate::programs::{self, Program};
@@ -49,12 +49,54 @@ pub struct ProgramInput {
     pub case: String,
     /// Program name.
     pub program: String,
+    /// The program's spec, for a program that does not ship with the lab (`racelab check
+    /// --spec`); `None`: the bundled spec named `program`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spec: Option<Program>,
     /// A schedule replacing the cell's own; `Some("")` replays with none.
     pub schedule: Option<String>,
     /// The control of a race test: nothing parks; the schedule's actions run once the child
     /// is ready instead of at their points.
     #[serde(default)]
     pub unforced: bool,
+    /// A probe as well: every lifecycle syscall of the program ([`LIFECYCLE`]) is notified and
+    /// recorded in the trace (arrive and pass), held nowhere.
+    #[serde(default)]
+    pub watch: bool,
+}
+
+/// The syscalls that make up a process's lifecycle: what exploration watches and draws points
+/// from (creating and replacing processes, waiting, signalling, signal masks and handlers,
+/// groups and sessions, the parent-death signal, ending).
+pub const LIFECYCLE: &[&str] = &[
+    "clone",
+    "clone3",
+    "fork",
+    "vfork",
+    "execve",
+    "execveat",
+    "wait4",
+    "waitid",
+    "kill",
+    "tgkill",
+    "tkill",
+    "pidfd_open",
+    "pidfd_send_signal",
+    "rt_sigprocmask",
+    "rt_sigaction",
+    "setpgid",
+    "setsid",
+    "prctl",
+    "exit_group",
+];
+
+/// The lifecycle syscall points of the program labelled `label`.
+pub fn lifecycle_points(label: &str) -> Vec<racelab_hooks::SyscallPoint> {
+    LIFECYCLE
+        .iter()
+        .filter_map(|name| name.parse::<racelab_hooks::Sysno>().ok())
+        .map(|s| racelab_hooks::SyscallPoint::new(label, s))
+        .collect()
 }
 
 /// Runs one black-box replay as init and returns its output as JSON.
@@ -63,22 +105,36 @@ pub fn run(input: serde_json::Value, init: &mut Init) -> Result<serde_json::Valu
         serde_json::from_value(input).map_err(|e| format!("bad input: {e}"))?;
     let case = conformance::find_case(&input.case)
         .ok_or_else(|| format!("no black-box case {}", input.case))?;
-    let program = programs::find(&input.program)
-        .ok_or_else(|| format!("unknown program {}", input.program))?;
-    let cell = conformance::cell(case.race, program.name)
-        .ok_or_else(|| format!("{} has no cell for {}", case.race, program.name))?;
-    let text = input.schedule.unwrap_or_else(|| cell.schedule_for(program));
+    let program = match input.spec {
+        Some(spec) => spec,
+        None => programs::find(&input.program)
+            .ok_or_else(|| format!("unknown program {}", input.program))?
+            .clone(),
+    };
+    let cell = conformance::cell(case.race, &program.name);
+    let text = match (input.schedule, cell) {
+        (Some(text), _) => text,
+        (None, Some(cell)) => cell.schedule_for(&program),
+        (None, None) => {
+            return Err(format!("{} has no cell for {}: give a schedule", case.race, program.name));
+        }
+    };
     let schedule = Schedule::parse(&text).map_err(|e| format!("malformed schedule: {e}"))?;
-    let out = replay(case, cell, program, schedule, input.unforced, init);
+    // Why the case does not apply: the cell's word, or the spec's.
+    let not_applicable = match cell.map(|c| c.expect) {
+        Some(CellExpect::NotApplicable(why)) => Some(why.to_string()),
+        _ => program.case(case.race).and_then(|c| c.skip.clone()),
+    };
+    let out = replay(case, not_applicable, &program, schedule, (input.unforced, input.watch), init);
     serde_json::to_value(out).map_err(|e| e.to_string())
 }
 
 fn replay(
     case: &'static Case,
-    cell: &'static Cell,
-    program: &'static Program,
+    not_applicable: Option<String>,
+    program: &Program,
     schedule: Schedule,
-    unforced: bool,
+    (unforced, watch): (bool, bool),
     init: &mut Init,
 ) -> ReplayOutput {
     let t0 = now();
@@ -90,7 +146,7 @@ fn replay(
         schedule: text.clone(),
         wall_ns: now() - t0,
     };
-    if let CellExpect::NotApplicable(why) = cell.expect {
+    if let Some(why) = not_applicable {
         return output(
             Verdict::Skipped { reason: format!("not applicable: {why}") },
             Trace::default(),
@@ -120,7 +176,12 @@ fn replay(
     };
     let schedule = if unforced { Schedule::new() } else { schedule };
     let engine = match Engine::new(&schedule, HOLD_DEADLINE.as_nanos() as u64) {
-        Ok(e) => e,
+        Ok(mut e) => {
+            if watch {
+                e.watch(lifecycle_points(&program.label()));
+            }
+            e
+        }
         Err(e) => {
             return output(
                 Verdict::LabError { message: format!("schedule: {e}") },
@@ -129,7 +190,7 @@ fn replay(
             );
         }
     };
-    match Bb::start(case, cell, program, &binary, &runner, engine, init, t0, REPLAY_DEADLINE) {
+    match Bb::start(case, program, &binary, &runner, engine, init, t0, REPLAY_DEADLINE) {
         Ok(mut bb) => {
             bb.late = late;
             bb.drive();
