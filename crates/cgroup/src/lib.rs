@@ -35,7 +35,7 @@ pub use error::{Error, ErrorKind, Result};
 pub use freezer::{Freezer, FreezerState, gc_stale_freezers, remove_freezers_of_pidns};
 pub use leaf::{Events, Leaf, gc_ended_namespaces, gc_stale, remove_leaves_of_pidns};
 pub use mounts::{BASE_NAME, Mounts};
-pub use owner::{pidns_for_children, pidns_of};
+pub use owner::pidns_of;
 
 use std::time::{Duration, Instant};
 

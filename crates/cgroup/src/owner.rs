@@ -187,12 +187,6 @@ fn dying(pid: i32) -> Option<bool> {
     Some(pending("SigPnd:") || pending("ShdPnd:"))
 }
 
-/// The pid namespace this process's next children are born in (the inode of
-/// /proc/self/ns/pid_for_children): after `unshare(CLONE_NEWPID)`, the new one.
-pub fn pidns_for_children() -> Result<u64> {
-    parse_pidns_link(Path::new("/proc/self/ns/pid_for_children"))
-}
-
 /// Field 22 (starttime) of /proc/PID/stat; fields are counted after the last ')' because the
 /// command name (field 2) may contain spaces and parentheses.
 fn parse_start_time(path: &Path, text: &str) -> Result<u64> {

@@ -29,7 +29,7 @@
 
 use std::collections::BTreeMap;
 use std::os::fd::{AsFd, OwnedFd};
-use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::sync::{Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
@@ -68,6 +68,9 @@ static REGISTRY: Mutex<Registry> =
     Mutex::new(Registry { next: 0, live: BTreeMap::new(), interrupted: None });
 
 static INSTALLED: OnceLock<Result<(), String>> = OnceLock::new();
+
+/// Never notified: what [`refuse_if_interrupted`] waits on, bounded, while the process ends.
+static ENDING: Condvar = Condvar::new();
 
 fn registry() -> MutexGuard<'static, Registry> {
     // The registry holds no invariant a panic elsewhere could break halfway.
@@ -137,11 +140,23 @@ pub(crate) fn track(pid: u32) -> Tracked {
     Tracked(Some(id))
 }
 
-/// An error when this process was interrupted: no runner starts after that.
+/// An error when this process was interrupted: no runner starts after that. It comes only
+/// after [`INTERRUPT_BOUND`]: the interrupt thread ends the process first, and a caller that
+/// got the error at once could end the process by returning from `main` before the runners
+/// are cleaned up (and with status 0 where the signal was due).
 pub(crate) fn refuse_if_interrupted() -> Result<(), SandboxError> {
-    match interrupted() {
-        Some(signal) => Err(SandboxError::Interrupted { signal }),
-        None => Ok(()),
+    let mut reg = registry();
+    let Some(signal) = reg.interrupted else { return Ok(()) };
+    let until = Instant::now() + INTERRUPT_BOUND;
+    loop {
+        let left = until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(SandboxError::Interrupted { signal });
+        }
+        reg = match ENDING.wait_timeout(reg, left) {
+            Ok((guard, _)) => guard,
+            Err(poisoned) => poisoned.into_inner().0,
+        };
     }
 }
 

@@ -86,14 +86,19 @@ pub(crate) fn setup_and_run(
     let runner_pidfd = rustix::process::pidfd_open(me, PidfdFlags::empty())
         .map_err(|e| format!("pidfd_open(self): {e}"))?;
     // The namespace PID 1 is born in: the cgroups its processes make carry this inode in their
-    // names. After the unshare it is /proc/self's pid_for_children; read before the fork,
-    // because PID 1 then mounts a /proc of its own namespace over this mount namespace's.
-    let mut pidns = None;
-    // Probed before the fork, for the same reason (an interrupt's cleanup needs the paths).
+    // names, and an interrupt's cleanup finds them by it (and by the mounts). After an unshare
+    // PID 1 mounts a /proc of its own namespace over this mount namespace's, where /proc/self
+    // then names nothing: the mounts are probed now, and /proc/self/ns opened now to read
+    // pid_for_children from once PID 1 exists (before, the link does not resolve).
     let mounts = racelab_cgroup::Mounts::probe().ok();
+    let ns_dir = rustix::fs::open(
+        "/proc/self/ns",
+        rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )
+    .ok();
     if capture.is_none() {
         enter_namespaces(user_ns)?;
-        pidns = racelab_cgroup::pidns_for_children().ok();
     } else if user_ns {
         return Err("a server clones PID 1 without a user namespace; this run needs one".into());
     }
@@ -125,12 +130,14 @@ pub(crate) fn setup_and_run(
         }
     };
     drop(wr);
-    if capture.is_some() {
+    let pidns = if capture.is_none() {
+        ns_dir.as_ref().and_then(|dir| pidns_link(dir, "pid_for_children"))
+    } else {
         // A clone3'd PID 1 has a mount namespace of its own, so /proc here is still this
         // namespace's; read now, while PID 1 surely lives (an exiting process has left its
         // namespaces).
-        pidns = racelab_cgroup::pidns_of(forked.pid).ok();
-    }
+        racelab_cgroup::pidns_of(forked.pid).ok()
+    };
     if args.spec.announce {
         let cg = leaf.as_ref().map_or("-".into(), |l| l.path().display().to_string());
         // One write(2) for the whole line: PID 1 writes to the same stderr concurrently, and
@@ -195,6 +202,13 @@ pub(crate) fn setup_and_run(
         }
         (None, _) => Report::Crashed { status: "PID 1 vanished".into() },
     })
+}
+
+/// The inode a pid namespace link in the directory `dir` names (`pid:[4026532175]`).
+fn pidns_link(dir: &OwnedFd, name: &str) -> Option<u64> {
+    let link = rustix::fs::readlinkat(dir, name, Vec::new()).ok()?;
+    let text = link.to_str().ok()?;
+    text.strip_prefix("pid:[")?.strip_suffix(']')?.parse().ok()
 }
 
 /// Ends an interrupted run: PID 1 and its namespace, and every cgroup they made, gone within
