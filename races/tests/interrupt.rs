@@ -13,7 +13,7 @@
 
 use std::collections::BTreeSet;
 use std::mem::MaybeUninit;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -68,18 +68,22 @@ fn an_interrupt_mid_o2_leaves_nothing_behind() {
     }
 }
 
-/// One interrupt of a front end whose replays run in `runner` ("server": a runner server;
-/// "exec": an exec'd runner per replay).
-fn interrupt_mid_o2(runner: &str, whole_group: bool) {
-    let how = format!(
-        "SIGINT to {} (runner: {runner})",
-        if whole_group { "the process group" } else { "the front end" }
-    );
+/// A front end started by [`start_front_end`], holding a replay's child frozen.
+struct Frozen {
+    front: std::process::Child,
+    front_fd: OwnedFd,
+    front_pid: i32,
+    /// The frozen group's name.
+    group: String,
+    tree: Tree,
+}
+
+/// Starts the front end (its replays through `runner`: "server" or "exec") in a process group
+/// of its own and waits until one of its replays holds its child frozen.
+fn start_front_end(how: &str, runner: &str) -> Frozen {
     let mounts = racelab_cgroup::Mounts::probe().expect("cgroup mounts");
     let freezer_root = mounts.freezer_v1.clone().expect("a v1 freezer (checked)");
-    let mounts_before = mount_points();
     let watch = FreezerWatch::new(&freezer_root);
-
     let mut front = Command::new(std::env::current_exe().expect("this test binary"));
     front
         .args([
@@ -99,7 +103,6 @@ fn interrupt_mid_o2(runner: &str, whole_group: bool) {
         rustix::process::PidfdFlags::empty(),
     )
     .expect("pidfd of the front end");
-
     let group = match watch.wait_frozen(front_pid, &front_fd, Instant::now() + FREEZE_WITHIN) {
         Ok(g) => g,
         Err(why) => {
@@ -110,6 +113,19 @@ fn interrupt_mid_o2(runner: &str, whole_group: bool) {
     };
     let tree = Tree::of(front_pid);
     assert!(!tree.pid_namespaces.is_empty(), "{how}: no replay namespace under the front end");
+    Frozen { front, front_fd, front_pid, group, tree }
+}
+
+/// One interrupt of a front end whose replays run in `runner` ("server": a runner server;
+/// "exec": an exec'd runner per replay).
+fn interrupt_mid_o2(runner: &str, whole_group: bool) {
+    let how = format!(
+        "SIGINT to {} (runner: {runner})",
+        if whole_group { "the process group" } else { "the front end" }
+    );
+    let mounts = racelab_cgroup::Mounts::probe().expect("cgroup mounts");
+    let mounts_before = mount_points();
+    let Frozen { mut front, front_fd, front_pid, group, tree } = start_front_end(&how, runner);
 
     let signalled = Instant::now();
     if whole_group {
@@ -135,6 +151,73 @@ fn interrupt_mid_o2(runner: &str, whole_group: bool) {
     assert_eq!(status.signal(), Some(libc_sigint()), "{how}: the front end's status {status:?}");
     assert!(left.is_empty(), "{how}: left behind {took:?} after the signal: {left:#?}");
     assert!(mounts_added.is_empty(), "{how}: mounts added here: {mounts_added:?}");
+}
+
+/// The one exception (README, "Safety of the lab"): a SIGKILL of the whole group mid-O2 leaves
+/// a frozen child and what waits for it; the next lab's start collects it, and then nothing of
+/// the killed lab is left. This test process is the subreaper of the killed tree, so that the
+/// zombies the SIGKILL orphans come to it (not to the system's init) and are reaped here.
+#[test]
+fn after_a_sigkill_mid_o2_the_next_lab_start_collects_what_is_left() {
+    let root = rustix::process::geteuid().is_root();
+    if racelab_sandbox::skip_unless(root, "root", "the v1 freezer (O2) needs root")
+        || racelab_sandbox::skip_unless(
+            racelab_cgroup::freezer_v1_usable(),
+            "the v1 freezer",
+            "the SIGKILL must come while O2 holds its child frozen",
+        )
+    {
+        return;
+    }
+    let how = "SIGKILL to the process group (runner: server)";
+    rustix::process::set_child_subreaper(Some(rustix::process::getpid())).expect("subreaper");
+    let mounts = racelab_cgroup::Mounts::probe().expect("cgroup mounts");
+    let Frozen { mut front, front_fd, front_pid, group, tree } = start_front_end(how, "server");
+    // Pidfds of the whole tree before the SIGKILL: each is readable once its process exited.
+    let pidfds: Vec<(i32, OwnedFd)> = tree
+        .processes
+        .iter()
+        .filter(|&&(pid, _)| pid != front_pid)
+        .filter_map(|&(pid, _)| {
+            let p = rustix::process::Pid::from_raw(pid)?;
+            Some((pid, rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty()).ok()?))
+        })
+        .collect();
+    let pgid = rustix::process::Pid::from_raw(front_pid).expect("pgid");
+    rustix::process::kill_process_group(pgid, rustix::process::Signal::KILL).expect("kill");
+    assert!(readable(&front_fd, INTERRUPT_BOUND), "{how}: the front end survived a SIGKILL");
+    front.wait().expect("reap the front end");
+    // What stays until the next lab (the child is frozen, unkillable): its group, at least.
+    let stays = tree.what_is_left(&mounts);
+    assert!(
+        stays.iter().any(|l| l.contains(&group)),
+        "{how}: the frozen group {group} went without the next lab: {stays:#?}"
+    );
+
+    // The next lab's start: it collects what dead labs left.
+    let collected_at = Instant::now();
+    let runner = PathBuf::from(env!("CARGO_BIN_EXE_races-runner"));
+    drop(racelab_sandbox::Server::start(racelab_sandbox::Server::command(&runner)).expect("a lab"));
+    for (pid, fd) in &pidfds {
+        assert!(
+            readable(fd, INTERRUPT_BOUND.saturating_sub(collected_at.elapsed())),
+            "{how}: process {pid} still ran {:?} after the next lab's start",
+            collected_at.elapsed()
+        );
+        // Ours since their parents died (subreaper): the runner server, the replay's init.
+        // The others are reaped in their namespace, which ends with its init.
+        let _ = rustix::process::waitid(
+            rustix::process::WaitId::PidFd(fd.as_fd()),
+            rustix::process::WaitIdOptions::EXITED | rustix::process::WaitIdOptions::NOHANG,
+        );
+    }
+    let left = tree.what_is_left(&mounts);
+    eprintln!(
+        "{how}: left until the next lab: {} things; collected {:?} after its start",
+        stays.len(),
+        collected_at.elapsed()
+    );
+    assert!(left.is_empty(), "{how}: left after the next lab's start: {left:#?}");
 }
 
 fn libc_sigint() -> i32 {
