@@ -57,18 +57,18 @@ pub fn run_command(mut cmd: Command, spec: &Spec) -> Result<RunOutcome, SandboxE
         source,
     })?;
     // Known to the interrupt thread until reaped below (see crate::interrupt).
-    let _tracked = crate::interrupt::track(child.id());
+    let tracked = crate::interrupt::track(child.id());
     let deadline = start + spec.deadline + spec.teardown;
     let collected = collect(&mut child, deadline);
     let (stdout, stderr, status) = match collected {
         Ok(c) => c,
         Err(e) => {
-            kill_and_reap(&mut child);
+            kill_and_reap(&mut child, &tracked);
             return Err(e);
         }
     };
     if status.is_none() {
-        kill_and_reap(&mut child);
+        kill_and_reap(&mut child, &tracked);
     }
     interpret(stdout, stderr, status, start)
 }
@@ -204,8 +204,8 @@ pub(crate) fn wait_until(
 }
 
 /// SIGKILLs and reaps a runner: its PID 1 dies by `PR_SET_PDEATHSIG`, and the namespace with it.
-fn kill_and_reap(child: &mut Child) {
-    let _ = child.kill();
+fn kill_and_reap(child: &mut Child, tracked: &crate::interrupt::Tracked) {
+    tracked.kill(child);
     let _ = child.wait();
 }
 

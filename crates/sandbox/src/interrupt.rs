@@ -106,13 +106,37 @@ pub fn interrupted() -> Option<i32> {
 }
 
 /// A runner (or runner server) this process started, known to the interrupt thread until the
-/// handle is dropped.
+/// handle is dropped. Signal the runner through it, never by pid: once interrupted, the
+/// interrupt thread reaps the runner, and its pid may then name another process.
 #[derive(Debug)]
-pub(crate) struct Tracked(Option<u64>);
+pub(crate) struct Tracked {
+    id: Option<u64>,
+    pidfd: Option<OwnedFd>,
+}
+
+impl Tracked {
+    /// The runner's pidfd (`None`: none could be opened).
+    pub(crate) fn pidfd(&self) -> Option<&OwnedFd> {
+        self.pidfd.as_ref()
+    }
+
+    /// SIGKILLs the runner: by pidfd, or by `child` when there is none (then nothing else
+    /// reaps it).
+    pub(crate) fn kill(&self, child: &mut std::process::Child) {
+        match &self.pidfd {
+            Some(fd) => {
+                let _ = rustix::process::pidfd_send_signal(fd, rustix::process::Signal::KILL);
+            }
+            None => {
+                let _ = child.kill();
+            }
+        }
+    }
+}
 
 impl Drop for Tracked {
     fn drop(&mut self) {
-        if let Some(id) = self.0 {
+        if let Some(id) = self.id {
             registry().live.remove(&id);
         }
     }
@@ -128,16 +152,17 @@ pub(crate) fn track(pid: u32) -> Tracked {
         .and_then(Pid::from_raw)
         .and_then(|p| rustix::process::pidfd_open(p, PidfdFlags::empty()).ok())
     else {
-        return Tracked(None);
+        return Tracked { id: None, pidfd: None };
     };
     let mut reg = registry();
     if reg.interrupted.is_some() {
         let _ = rustix::process::pidfd_send_signal(&pidfd, rustix::process::Signal::TERM);
     }
+    let Ok(own) = pidfd.try_clone() else { return Tracked { id: None, pidfd: None } };
     let id = reg.next;
     reg.next += 1;
     reg.live.insert(id, pidfd);
-    Tracked(Some(id))
+    Tracked { id: Some(id), pidfd: Some(own) }
 }
 
 /// An error when this process was interrupted: no runner starts after that. It comes only

@@ -31,7 +31,7 @@ use std::process::{Child, ChildStdin, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use rustix::event::{PollFd, PollFlags};
-use rustix::process::{Pid, PidfdFlags, WaitId, WaitIdOptions};
+use rustix::process::{WaitId, WaitIdOptions};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -69,7 +69,7 @@ struct Served {
 pub struct Server {
     child: Child,
     /// Known to the interrupt thread while it lives (see [`crate::interrupt`]).
-    _tracked: crate::interrupt::Tracked,
+    tracked: crate::interrupt::Tracked,
     stdin: Option<ChildStdin>,
     out: OwnedFd,
     pending: Vec<u8>,
@@ -99,13 +99,9 @@ impl Server {
         let stdin = child.stdin.take();
         let out = child.stdout.take().map(OwnedFd::from);
         match (stdin, out) {
-            (Some(stdin), Some(out)) => Ok(Server {
-                child,
-                _tracked: tracked,
-                stdin: Some(stdin),
-                out,
-                pending: Vec::new(),
-            }),
+            (Some(stdin), Some(out)) => {
+                Ok(Server { child, tracked, stdin: Some(stdin), out, pending: Vec::new() })
+            }
             _ => {
                 let _ = child.kill();
                 let _ = child.wait();
@@ -192,7 +188,7 @@ impl Server {
 
     fn kill(&mut self) {
         self.stdin = None;
-        let _ = self.child.kill();
+        self.tracked.kill(&mut self.child);
         let _ = self.child.wait();
     }
 }
@@ -204,11 +200,12 @@ impl Drop for Server {
         if self.stdin.take().is_none() {
             return; // already killed and reaped
         }
-        let exited = Pid::from_raw(self.child.id() as i32)
-            .and_then(|p| rustix::process::pidfd_open(p, PidfdFlags::empty()).ok())
+        let exited = self
+            .tracked
+            .pidfd()
             .is_some_and(|fd| poll_readable(fd.as_fd(), EXIT_GRACE).unwrap_or(false));
         if !exited {
-            let _ = self.child.kill();
+            self.tracked.kill(&mut self.child);
         }
         let _ = self.child.wait();
     }
