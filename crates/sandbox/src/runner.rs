@@ -63,7 +63,8 @@ pub(crate) struct Capture<'a> {
 }
 
 /// Builds the sandbox and runs the scenario in it; a stop signal read from `stop` ends the run
-/// early, cleans up and exits the process (see [`crate::interrupt`]). Two ways to get PID 1 into fresh namespaces:
+/// early, cleans up and exits the process (see [`crate::interrupt`]). Two ways to get PID 1
+/// into fresh namespaces:
 /// - `capture: None` (a single-use runner, exec'd or forked): `unshare` this process's
 ///   namespaces (a user namespace too when needed), then fork PID 1, which inherits stdio;
 /// - `capture: Some(_)` (a server, which lives on): `clone3` PID 1 straight into a new PID and
