@@ -49,8 +49,16 @@ pub fn run(
 /// Like [`run`], for a command built by [`command`] and then adjusted by the caller (wrapped
 /// in `setpriv` to drop privileges, given an environment, ...). `cmd` must end in the runner's
 /// `__run <json>` arguments and keep stdout and stderr piped.
-pub fn run_command(mut cmd: Command, spec: &Spec) -> Result<RunOutcome, SandboxError> {
+pub fn run_command(cmd: Command, spec: &Spec) -> Result<RunOutcome, SandboxError> {
     crate::interrupt::refuse_if_interrupted()?;
+    let outcome = run_command_once(cmd, spec);
+    // A run the interrupt ended is no outcome: the process is on its way out (see
+    // crate::interrupt), and its caller must not report a crashed runner meanwhile.
+    crate::interrupt::refuse_if_interrupted()?;
+    outcome
+}
+
+fn run_command_once(mut cmd: Command, spec: &Spec) -> Result<RunOutcome, SandboxError> {
     let start = Instant::now();
     let mut child = cmd.spawn().map_err(|source| SandboxError::Spawn {
         runner: Path::new(cmd.get_program()).to_path_buf(),

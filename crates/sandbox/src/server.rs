@@ -120,6 +120,19 @@ impl Server {
         input: &Value,
         spec: &Spec,
     ) -> Result<RunOutcome, SandboxError> {
+        let outcome = self.run_once(scenario, input, spec);
+        // A run the interrupt ended is no outcome: the process is on its way out (see
+        // crate::interrupt), and its caller must not report a dead server meanwhile.
+        crate::interrupt::refuse_if_interrupted()?;
+        outcome
+    }
+
+    fn run_once(
+        &mut self,
+        scenario: &str,
+        input: &Value,
+        spec: &Spec,
+    ) -> Result<RunOutcome, SandboxError> {
         let start = Instant::now();
         let args =
             RunArgs { scenario: scenario.to_owned(), input: input.clone(), spec: spec.clone() };
