@@ -191,9 +191,15 @@ fn watch(rd: OwnedFd) {
     let signo = loop {
         match rustix::io::read(&rd, &mut byte) {
             Ok(1) => break i32::from(byte[0]),
-            Ok(_) => return, // the write end is never closed: unreachable
             Err(rustix::io::Errno::INTR) => continue,
-            Err(_) => return,
+            // Unreachable (the write end is never closed, the read end is this thread's): but
+            // were it reached, the signals must not be swallowed by a pipe nobody reads.
+            _ => {
+                for signal in STOP_SIGNALS {
+                    let _ = racelab_sys::sigaction::restore_default(signal);
+                }
+                return;
+            }
         }
     };
     let start = Instant::now();
