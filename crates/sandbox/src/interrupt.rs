@@ -40,9 +40,11 @@ use crate::proc::poll_readable;
 use crate::stop::STOP_SIGNALS;
 
 /// From the signal to a front end that called [`install`] to the moment it is gone, with every
-/// replay it ran ended, reaped, and its cgroups removed. Measured well under this (tens of
-/// milliseconds, also with a task frozen): the bound is the runners' grace (below) plus what
-/// a runner that overran it leaves to collect.
+/// replay it ran ended, reaped, and its cgroups removed. Measured well under this (a few
+/// milliseconds to tens, also with a task frozen). A runner ends its replay within
+/// `RUNNER_ABORT_GRACE` (1.2 s); one that has not after `RUNNER_GRACE` (2 s) is SIGKILLed and
+/// waited for 0.3 s more, and what it left is collected (each wait of that collection has its
+/// own bound, so a runner that overran can stretch this one).
 pub const INTERRUPT_BOUND: Duration = Duration::from_secs(3);
 
 /// How long the front end waits for its runners to end their replays before SIGKILLing them.
@@ -213,13 +215,20 @@ fn watch(rd: OwnedFd) {
     for fd in &runners {
         let _ = rustix::process::pidfd_send_signal(fd, rustix::process::Signal::TERM);
     }
+    let mut overran = Vec::new();
     for fd in &runners {
         let left = (start + RUNNER_GRACE).saturating_duration_since(Instant::now());
         if !poll_readable(fd.as_fd(), left).unwrap_or(false) {
             // Last resort: its PID 1 follows by pdeathsig, and what it leaves is collected below.
             let _ = rustix::process::pidfd_send_signal(fd, rustix::process::Signal::KILL);
-            let _ = poll_readable(fd.as_fd(), KILLED_WAIT);
+            overran.push(fd);
         }
+    }
+    let killed_by = Instant::now() + KILLED_WAIT;
+    for fd in overran {
+        let _ = poll_readable(fd.as_fd(), killed_by.saturating_duration_since(Instant::now()));
+    }
+    for fd in &runners {
         // Reaped here: this process ends next, and an unreaped runner would stay a zombie until
         // its new parent collects it. The thread that started it may still wait for it: it
         // then gets ECHILD, which every caller turns into an error (the process is ending).
