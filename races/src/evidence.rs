@@ -274,6 +274,8 @@ mod tests {
     struct Reaper {
         shell: std::process::Child,
         child: i32,
+        /// Opened while the shell, its parent, still waits for it: it names that child.
+        child_fd: Option<std::os::fd::OwnedFd>,
     }
 
     impl Reaper {
@@ -294,7 +296,10 @@ mod tests {
                 if let Some(child) = child
                     && quiet(pid)
                 {
-                    return Reaper { shell, child };
+                    let child_fd = rustix::process::Pid::from_raw(child).and_then(|p| {
+                        rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty()).ok()
+                    });
+                    return Reaper { shell, child, child_fd };
                 }
                 assert!(Instant::now() < until, "the shell never waited for its child");
                 let _ = shell.try_wait();
@@ -304,7 +309,12 @@ mod tests {
     }
 
     impl Drop for Reaper {
+        /// The shell's child first: orphaned, a `sleep 1000` would outlive the test (and, as a
+        /// background job of a shell, it ignores a SIGINT to the suite).
         fn drop(&mut self) {
+            if let Some(fd) = &self.child_fd {
+                let _ = rustix::process::pidfd_send_signal(fd, rustix::process::Signal::KILL);
+            }
             let _ = self.shell.kill();
             let _ = self.shell.wait();
         }

@@ -167,9 +167,22 @@ pub fn replay_as(
     schedule: Option<&str>,
     user: RunAs,
 ) -> ReplayOutput {
+    end_replays_on_interrupt();
     let (input, spec) = request(race, design, schedule, None);
     let cmd = as_user(racelab_sandbox::command(runner, scenario::SCENARIO, &input, &spec), user);
     answer(racelab_sandbox::run_command(cmd, &spec), race, schedule)
+}
+
+/// Makes SIGINT, SIGTERM and SIGHUP end this process's replays and then the process, cleanly
+/// and within [`racelab_sandbox::interrupt::INTERRUPT_BOUND`]
+/// ([`racelab_sandbox::interrupt::install`]). Every entry point that starts replays calls it:
+/// a test binary has no `main` of ours to call it from. A front end with a `main` calls it (or
+/// the sandbox's `install`) first thing. Idempotent; a failure is said once, on stderr.
+pub fn end_replays_on_interrupt() {
+    static SAID: std::sync::Once = std::sync::Once::new();
+    if let Err(e) = racelab_sandbox::interrupt::install() {
+        SAID.call_once(|| eprintln!("racelab: an interrupt will not end replays cleanly: {e}"));
+    }
 }
 
 /// Replays many times from one exec of the runner: a runner server (`racelab_sandbox::Server`)
@@ -187,6 +200,7 @@ pub struct Replayer {
 impl Replayer {
     /// A replayer over the runner executable `runner`, run as `user`. Starts nothing yet.
     pub fn new(runner: &Path, user: RunAs) -> Replayer {
+        end_replays_on_interrupt();
         Replayer { runner: runner.to_path_buf(), user, server: None }
     }
 
@@ -331,6 +345,7 @@ pub fn replay_program(
     schedule: Option<&str>,
     user: RunAs,
 ) -> ReplayOutput {
+    end_replays_on_interrupt();
     let (input, spec) = program_request(case, program, schedule, false, false);
     let cmd = as_user(racelab_sandbox::command(runner, blackbox::SCENARIO, &input, &spec), user);
     answer(racelab_sandbox::run_command(cmd, &spec), case.race(), schedule)

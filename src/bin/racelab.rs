@@ -147,6 +147,8 @@ enum InfoFormat {
 fn main() -> ExitCode {
     // The sandbox re-executes this binary as its runner; that path never returns.
     races::runner::dispatch_if_runner();
+    // SIGINT, SIGTERM, SIGHUP: end every replay in flight, clean up, then exit.
+    races::end_replays_on_interrupt();
 
     // clap prints usage errors itself and exits 2.
     let cli = Cli::parse();

@@ -168,6 +168,24 @@ impl Freezer {
 /// returns the first error.
 pub fn gc_stale_freezers() -> Result<usize> {
     let Some(root) = Mounts::probe()?.freezer_v1 else { return Ok(0) };
+    remove_groups_where(&root, |owner| owner.is_gone_or_dying())
+}
+
+/// Thaws and removes every group under `<v1 freezer>/racelab` created by a process of the pid
+/// namespace with inode `pidns` (see [`crate::pidns_of`]). For a caller that has just SIGKILLed
+/// that namespace's init (so nothing in it can freeze a task again): its frozen tasks would
+/// keep the init from exiting until thawed; thawed, they die of the SIGKILL the namespace's end
+/// queues for them. Nothing checks that the namespace is ending: that is the caller's word.
+/// `mounts`: as probed earlier (a caller whose /proc may since have become another namespace's
+/// cannot probe now). Returns how many were removed; on failures, tries all and returns the
+/// first error.
+pub fn remove_freezers_of_pidns(mounts: &Mounts, pidns: u64) -> Result<usize> {
+    let Some(root) = &mounts.freezer_v1 else { return Ok(0) };
+    remove_groups_where(root, |owner| owner.pidns == pidns)
+}
+
+/// Thaws and removes the groups under `<root>/racelab` whose owner `doomed` picks.
+fn remove_groups_where(root: &Path, doomed: impl Fn(&Owner) -> bool) -> Result<usize> {
     let base = root.join(BASE_NAME);
     if !base.exists() {
         return Ok(0);
@@ -179,10 +197,10 @@ pub fn gc_stale_freezers() -> Result<usize> {
         else {
             continue;
         };
-        if !owner.is_gone_or_dying() {
+        if !doomed(&owner) {
             continue;
         }
-        let group = Freezer { path, root: root.clone(), removed: AtomicBool::new(false) };
+        let group = Freezer { path, root: root.to_path_buf(), removed: AtomicBool::new(false) };
         match group.remove() {
             Ok(()) => removed += 1,
             Err(e) => {

@@ -272,16 +272,48 @@ fn rmdir_when_empty(dir: &Path, deadline: Instant) -> Result<()> {
 /// namespace, and directories racelab did not name are left alone. Returns how many were
 /// removed; on failures, tries all and returns the first error.
 pub fn gc_stale(base: &Path) -> Result<usize> {
+    remove_leaves_where(base, Instant::now() + DROP_GRACE, |owner| owner.is_gone())
+}
+
+/// Kills and removes every leaf under `base` whose owner was a process of a pid namespace that
+/// has ended or is ending (its init gone or dying): what a replay's processes left when their
+/// namespace was killed before they could clean up (its init SIGKILLed by its parent's death).
+/// [`gc_stale`] leaves them alone: it judges only owners of the caller's own namespace.
+///
+/// Call it only from a pid namespace that is an ancestor of every namespace whose processes
+/// make leaves under `base` (the lab's front end, which starts the replays): a /proc shows only
+/// its own namespace and those below, and from inside a replay a sibling replay's namespace
+/// would look ended. Returns how many were removed; on failures, tries all and returns the
+/// first error.
+pub fn gc_ended_namespaces(base: &Path) -> Result<usize> {
+    remove_leaves_where(base, Instant::now() + DROP_GRACE, |owner| {
+        crate::owner::pidns_ended_or_ending(owner.pidns)
+    })
+}
+
+/// Kills and removes every leaf under `base` created by a process of the pid namespace with
+/// inode `pidns` (see [`crate::pidns_of`]), waiting until `deadline`. For a caller that has
+/// just SIGKILLed that namespace's init; nothing checks that the namespace is ending.
+pub fn remove_leaves_of_pidns(base: &Path, pidns: u64, deadline: Instant) -> Result<usize> {
+    remove_leaves_where(base, deadline, |owner| owner.pidns == pidns)
+}
+
+/// Kills and removes the leaves under `base` whose owner `doomed` picks.
+fn remove_leaves_where(
+    base: &Path,
+    deadline: Instant,
+    doomed: impl Fn(&Owner) -> bool,
+) -> Result<usize> {
     let mut removed = 0;
     let mut first_err = None;
     for dir in fsutil::child_dirs(base)? {
         let Some(name) = dir.file_name().and_then(|n| n.to_str()) else { continue };
         let Some(owner) = Owner::from_dir_name(name) else { continue };
-        if !owner.is_gone() {
+        if !doomed(&owner) {
             continue;
         }
         let leaf = Leaf::adopt(dir.clone(), base.to_path_buf());
-        match leaf.kill_and_remove(Instant::now() + DROP_GRACE) {
+        match leaf.kill_and_remove(deadline) {
             Ok(()) => removed += 1,
             Err(e) => {
                 first_err.get_or_insert(e);

@@ -32,9 +32,10 @@ mod owner;
 mod walk;
 
 pub use error::{Error, ErrorKind, Result};
-pub use freezer::{Freezer, FreezerState, gc_stale_freezers};
-pub use leaf::{Events, Leaf, gc_stale};
+pub use freezer::{Freezer, FreezerState, gc_stale_freezers, remove_freezers_of_pidns};
+pub use leaf::{Events, Leaf, gc_ended_namespaces, gc_stale, remove_leaves_of_pidns};
 pub use mounts::{BASE_NAME, Mounts};
+pub use owner::pidns_of;
 
 use std::time::{Duration, Instant};
 
@@ -61,6 +62,23 @@ pub fn cgroup_kill_supported() -> bool {
 /// Whether a v1 freezer group can be created, read and removed here.
 pub fn freezer_v1_usable() -> bool {
     Freezer::create("probe").is_ok_and(|f| f.state().is_ok() && f.remove().is_ok())
+}
+
+/// Removes every cgroup the processes of the pid namespace `pidns` made: thaws and removes
+/// its v1 freezer groups, then kills and removes its v2 leaves under `<v2>/racelab`, waiting
+/// until `deadline`. For a caller that has just SIGKILLed that namespace's init. `mounts`: as
+/// probed earlier (a runner whose PID 1 has mounted its own /proc over the runner's mount
+/// namespace can no longer read /proc/self).
+///
+/// The freezer groups go first: a frozen task cannot leave its v2 leaf (nor die) until thawed.
+/// Returns how many were removed; on failures, tries all and returns the first error.
+pub fn remove_cgroups_of_pidns(mounts: &Mounts, pidns: u64, deadline: Instant) -> Result<usize> {
+    let freezers = remove_freezers_of_pidns(mounts, pidns);
+    let leaves = match mounts.v2_base() {
+        Some(base) if base.exists() => remove_leaves_of_pidns(&base, pidns, deadline),
+        _ => Ok(0),
+    };
+    Ok(freezers? + leaves?)
 }
 
 fn probe_leaf() -> Option<Leaf> {

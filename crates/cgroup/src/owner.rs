@@ -81,35 +81,78 @@ impl Owner {
         if self.pid != 1 {
             return false;
         }
-        let want = format!("pid:[{}]", self.pidns);
-        let Ok(entries) = std::fs::read_dir("/proc") else { return false };
-        let mut unsure = false;
-        for entry in entries.flatten() {
-            let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
-                continue;
-            };
-            match std::fs::read_link(format!("/proc/{pid}/ns/pid")) {
-                Ok(link) if link.as_os_str() == want.as_str() => {}
-                Ok(_) => continue,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                Err(_) => {
-                    unsure = true;
-                    continue;
-                }
-            }
-            if ns_pid(pid) != Some(1) {
-                continue;
-            }
-            let stat_path = format!("/proc/{pid}/stat");
-            let Ok(text) = std::fs::read_to_string(&stat_path) else { continue };
-            return match parse_start_time(Path::new(&stat_path), &text) {
-                Ok(start) if start == self.start => dying(pid) == Some(true),
-                Ok(_) => true,
-                Err(_) => false,
-            };
+        match find_init(self.pidns) {
+            Init::Found { pid, start } if start == self.start => dying(pid) == Some(true),
+            // Another process is that namespace's init: the inode was reused.
+            Init::Found { .. } => true,
+            Init::Absent { unsure } => !unsure,
         }
-        !unsure
     }
+}
+
+/// What this /proc shows of a pid namespace's init.
+enum Init {
+    /// Its pid here, and its start time.
+    Found { pid: i32, start: u64 },
+    /// Not found; `unsure`: some process's namespace could not be read (it may be that one).
+    Absent { unsure: bool },
+}
+
+/// Looks up the init (pid 1) of the pid namespace with inode `pidns` in this /proc.
+fn find_init(pidns: u64) -> Init {
+    let want = format!("pid:[{pidns}]");
+    let Ok(entries) = std::fs::read_dir("/proc") else { return Init::Absent { unsure: true } };
+    let mut unsure = false;
+    for entry in entries.flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
+            continue;
+        };
+        match std::fs::read_link(format!("/proc/{pid}/ns/pid")) {
+            Ok(link) if link.as_os_str() == want.as_str() => {}
+            Ok(_) => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(_) => {
+                unsure = true;
+                continue;
+            }
+        }
+        if ns_pid(pid) != Some(1) {
+            continue;
+        }
+        let stat_path = format!("/proc/{pid}/stat");
+        // Unreadable: it was reaped since its namespace was read; look on.
+        let Ok(text) = std::fs::read_to_string(&stat_path) else { continue };
+        return match parse_start_time(Path::new(&stat_path), &text) {
+            Ok(start) => Init::Found { pid, start },
+            Err(_) => Init::Absent { unsure: true },
+        };
+    }
+    Init::Absent { unsure }
+}
+
+/// Whether the pid namespace with inode `pidns` has ended or is ending, judged from this
+/// /proc: its init is dying ([`dying`]), or no process here is its init (and every process's
+/// namespace could be read). When a namespace's init exits, the kernel kills everything left
+/// in it, so every process of an ended or ending namespace is gone or dying.
+///
+/// Only meaningful from an ancestor of `pidns` (a /proc shows the processes of its own
+/// namespace and of those below it): from inside a replay, a sibling replay's namespace would
+/// look ended. Never call it there.
+pub(crate) fn pidns_ended_or_ending(pidns: u64) -> bool {
+    if own_pidns().is_ok_and(|ns| ns == pidns) {
+        return false;
+    }
+    match find_init(pidns) {
+        Init::Found { pid, .. } => dying(pid) == Some(true),
+        Init::Absent { unsure } => !unsure,
+    }
+}
+
+/// The pid namespace of process `pid` (the inode of /proc/PID/ns/pid), as owners' names
+/// record it. Read it while the process lives: an exiting process has left its namespaces.
+pub fn pidns_of(pid: i32) -> Result<u64> {
+    let path = format!("/proc/{pid}/ns/pid");
+    parse_pidns_link(Path::new(&path))
 }
 
 /// The pid of `pid` inside its own pid namespace (the last field of NSpid in its status).
@@ -156,7 +199,11 @@ fn parse_start_time(path: &Path, text: &str) -> Result<u64> {
 
 /// The inode of /proc/self/ns/pid ("pid:[4026531836]").
 fn own_pidns() -> Result<u64> {
-    let path = Path::new("/proc/self/ns/pid");
+    parse_pidns_link(Path::new("/proc/self/ns/pid"))
+}
+
+/// The inode a pid namespace link names ("pid:[4026531836]").
+fn parse_pidns_link(path: &Path) -> Result<u64> {
     let link = std::fs::read_link(path).map_err(|e| Error::io("readlink", path, e))?;
     let text = link.to_string_lossy();
     text.strip_prefix("pid:[")

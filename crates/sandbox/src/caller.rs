@@ -1,7 +1,7 @@
 //! The caller's side: start the runner executable (a fresh exec, so a multi-threaded caller
 //! never forks), collect its one JSON document, and enforce the caller's own deadline.
 
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -49,23 +49,34 @@ pub fn run(
 /// Like [`run`], for a command built by [`command`] and then adjusted by the caller (wrapped
 /// in `setpriv` to drop privileges, given an environment, ...). `cmd` must end in the runner's
 /// `__run <json>` arguments and keep stdout and stderr piped.
-pub fn run_command(mut cmd: Command, spec: &Spec) -> Result<RunOutcome, SandboxError> {
+pub fn run_command(cmd: Command, spec: &Spec) -> Result<RunOutcome, SandboxError> {
+    crate::interrupt::refuse_if_interrupted()?;
+    let outcome = run_command_once(cmd, spec);
+    // A run the interrupt ended is no outcome: the process is on its way out (see
+    // crate::interrupt), and its caller must not report a crashed runner meanwhile.
+    crate::interrupt::refuse_if_interrupted()?;
+    outcome
+}
+
+fn run_command_once(mut cmd: Command, spec: &Spec) -> Result<RunOutcome, SandboxError> {
     let start = Instant::now();
     let mut child = cmd.spawn().map_err(|source| SandboxError::Spawn {
         runner: Path::new(cmd.get_program()).to_path_buf(),
         source,
     })?;
+    // Known to the interrupt thread until reaped below (see crate::interrupt).
+    let tracked = crate::interrupt::track(child.id());
     let deadline = start + spec.deadline + spec.teardown;
     let collected = collect(&mut child, deadline);
     let (stdout, stderr, status) = match collected {
         Ok(c) => c,
         Err(e) => {
-            kill_and_reap(&mut child);
+            kill_and_reap(&mut child, &tracked);
             return Err(e);
         }
     };
     if status.is_none() {
-        kill_and_reap(&mut child);
+        kill_and_reap(&mut child, &tracked);
     }
     interpret(stdout, stderr, status, start)
 }
@@ -118,7 +129,7 @@ type Collected = (String, String, Option<std::process::ExitStatus>);
 fn collect(child: &mut Child, deadline: Instant) -> Result<Collected, SandboxError> {
     let out = child.stdout.take().map(OwnedFd::from);
     let err = child.stderr.take().map(OwnedFd::from);
-    let (stdout, stderr, complete) = read_to_eof(out, err, deadline)?;
+    let (stdout, stderr, complete) = read_to_eof(out, err, deadline, None)?;
     if !complete {
         return Ok((stdout, stderr, None));
     }
@@ -127,11 +138,12 @@ fn collect(child: &mut Child, deadline: Instant) -> Result<Collected, SandboxErr
 }
 
 /// Reads two pipes (a runner's stdout and stderr) to EOF before `deadline`. `complete` is false
-/// when the deadline passed first.
+/// when the deadline passed first, or `stop` (a runner server's stop signals) became readable.
 pub(crate) fn read_to_eof(
     mut out: Option<OwnedFd>,
     mut err: Option<OwnedFd>,
     deadline: Instant,
+    stop: Option<BorrowedFd<'_>>,
 ) -> Result<(String, String, bool), SandboxError> {
     let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
     let mut buf = [0u8; 8192];
@@ -142,7 +154,10 @@ pub(crate) fn read_to_eof(
         }
         let ts = Timespec::try_from(left).unwrap_or(Timespec { tv_sec: 1, tv_nsec: 0 });
         let (o_ready, e_ready) = {
-            let mut fds = Vec::with_capacity(2);
+            let mut fds = Vec::with_capacity(3);
+            if let Some(s) = &stop {
+                fds.push(PollFd::new(s, PollFlags::IN));
+            }
             if let Some(o) = &out {
                 fds.push(PollFd::new(o, PollFlags::IN));
             }
@@ -153,7 +168,10 @@ pub(crate) fn read_to_eof(
                 Ok(_) | Err(rustix::io::Errno::INTR) => {}
                 Err(e) => return Err(SandboxError::io("poll on the runner's output", e)),
             }
-            let ready: Vec<bool> = fds.iter().map(|f| !f.revents().is_empty()).collect();
+            let mut ready: Vec<bool> = fds.iter().map(|f| !f.revents().is_empty()).collect();
+            if stop.is_some() && ready.remove(0) {
+                return Ok((lossy(&stdout), lossy(&stderr), false));
+            }
             match (out.is_some(), err.is_some()) {
                 (true, true) => (ready[0], ready[1]),
                 (true, false) => (ready[0], false),
@@ -194,8 +212,8 @@ pub(crate) fn wait_until(
 }
 
 /// SIGKILLs and reaps a runner: its PID 1 dies by `PR_SET_PDEATHSIG`, and the namespace with it.
-fn kill_and_reap(child: &mut Child) {
-    let _ = child.kill();
+fn kill_and_reap(child: &mut Child, tracked: &crate::interrupt::Tracked) {
+    tracked.kill(child);
     let _ = child.wait();
 }
 

@@ -22,6 +22,8 @@ pub enum ErrorKind {
     Invalid,
     /// A bounded wait ran out.
     Deadline,
+    /// The process was interrupted (SIGINT, SIGTERM, SIGHUP): no run starts any more.
+    Interrupted,
 }
 
 /// Why a sandbox operation failed.
@@ -88,6 +90,12 @@ pub enum SandboxError {
         /// The bound.
         after: Duration,
     },
+    /// This process was interrupted ([`crate::interrupt`]): it ends its runs and starts none.
+    #[error("interrupted by signal {signal}: no new sandbox run starts")]
+    Interrupted {
+        /// The signal's number.
+        signal: i32,
+    },
 }
 
 impl SandboxError {
@@ -102,6 +110,7 @@ impl SandboxError {
             SandboxError::PidMismatch { .. } => ErrorKind::PidMismatch,
             SandboxError::Invalid(_) => ErrorKind::Invalid,
             SandboxError::Deadline { .. } => ErrorKind::Deadline,
+            SandboxError::Interrupted { .. } => ErrorKind::Interrupted,
         }
     }
 

@@ -13,9 +13,13 @@ pub(crate) fn create_leaf() -> Result<racelab_cgroup::Leaf, String> {
 }
 
 /// Removes what runners that died left in the cgroup hierarchies (best effort): their v2
-/// leaves, and the v1 freezer groups of replays whose init was SIGKILLed with a task frozen
-/// (that task would stay in D state, and the init stuck in its exit, until thawed). Returns
-/// how many were removed.
+/// leaves, the v1 freezer groups of replays whose init was SIGKILLed with a task frozen (that
+/// task would stay in D state, and the init stuck in its exit, until thawed), and the v2 leaves
+/// made by processes of a replay whose namespace has ended since (thawed first). Returns how
+/// many were removed.
+///
+/// For a front end (the caller of [`crate::run`], [`crate::Server`]), whose /proc shows every
+/// replay's namespace: never from inside a replay (see [`racelab_cgroup::gc_ended_namespaces`]).
 pub fn gc_stale_leaves() -> usize {
     let freezers = racelab_cgroup::gc_stale_freezers().unwrap_or(0);
     let Some(base) = racelab_cgroup::Mounts::probe().ok().and_then(|m| m.v2_base()) else {
@@ -24,5 +28,7 @@ pub fn gc_stale_leaves() -> usize {
     if !base.exists() {
         return freezers;
     }
-    freezers + racelab_cgroup::gc_stale(&base).unwrap_or(0)
+    freezers
+        + racelab_cgroup::gc_stale(&base).unwrap_or(0)
+        + racelab_cgroup::gc_ended_namespaces(&base).unwrap_or(0)
 }

@@ -64,6 +64,7 @@ mod caps;
 mod entry;
 mod error;
 mod init;
+pub mod interrupt;
 mod leaf;
 mod modes;
 mod probe;
@@ -74,6 +75,7 @@ mod runner;
 mod server;
 mod skip;
 mod spec;
+mod stop;
 pub mod workload;
 mod workload_main;
 

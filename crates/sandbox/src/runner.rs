@@ -8,15 +8,17 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::{Duration, Instant};
 
 use nix::sched::CloneFlags;
-use nix::sys::signal::{SigSet, SigmaskHow, Signal};
+use nix::sys::signal::Signal;
 use rustix::event::{PollFd, PollFlags, Timespec};
 use rustix::process::PidfdFlags;
 use serde_json::Value;
 
 use crate::init::Init;
+use crate::interrupt::RUNNER_ABORT_GRACE;
 use crate::modes::{EXIT_PARENT_GONE, EXIT_SETUP, PROBE_SCENARIO};
 use crate::proc::{Fate, poll_readable, try_reap};
 use crate::spec::{Fault, Pid1Message, Report, RunArgs, UserNs};
+use crate::stop::Stop;
 
 /// How long the runner waits for a SIGKILLed PID 1 (and its namespace) to be gone.
 const KILL_GRACE: Duration = Duration::from_secs(2);
@@ -32,7 +34,8 @@ pub(crate) fn run_mode(json: &str, scenarios: Scenarios<'_>) -> ! {
             // a scenario prints can corrupt the one JSON document.
             let out = rustix::io::fcntl_dupfd_cloexec(std::io::stdout(), 3);
             let _ = nix::unistd::dup2_stdout(std::io::stderr());
-            let report = setup_and_run(&args, scenarios, None).unwrap_or_else(|error| {
+            let run = Stop::new().and_then(|stop| setup_and_run(&args, scenarios, None, &stop));
+            let report = run.unwrap_or_else(|error| {
                 eprintln!("racelab-sandbox: setup failed: {error}");
                 Report::SetupFailed { error }
             });
@@ -59,7 +62,9 @@ pub(crate) struct Capture<'a> {
     pub text: &'a mut Vec<u8>,
 }
 
-/// Builds the sandbox and runs the scenario in it. Two ways to get PID 1 into fresh namespaces:
+/// Builds the sandbox and runs the scenario in it; a stop signal read from `stop` ends the run
+/// early, cleans up and exits the process (see [`crate::interrupt`]). Two ways to get PID 1
+/// into fresh namespaces:
 /// - `capture: None` (a single-use runner, exec'd or forked): `unshare` this process's
 ///   namespaces (a user namespace too when needed), then fork PID 1, which inherits stdio;
 /// - `capture: Some(_)` (a server, which lives on): `clone3` PID 1 straight into a new PID and
@@ -69,11 +74,11 @@ pub(crate) fn setup_and_run(
     args: &RunArgs,
     scenarios: Scenarios<'_>,
     capture: Option<Capture<'_>>,
+    stop: &Stop,
 ) -> Result<Report, String> {
-    // A caller's blocked signals and an ignored SIGCHLD must not leak into PID 1: an ignored
-    // SIGCHLD makes the kernel auto-reap, so no wait would ever see a child's status.
-    nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)
-        .map_err(|e| format!("sigprocmask: {e}"))?;
+    // An ignored SIGCHLD must not leak into PID 1: it makes the kernel auto-reap, so no wait
+    // would ever see a child's status. (The mask is `stop`'s: only the stop signals are
+    // blocked, and PID 1 unblocks them first thing.)
     racelab_sys::spawn::reset_to_default(Signal::SIGCHLD)
         .map_err(|e| format!("reset SIGCHLD: {e}"))?;
     let leaf = if args.spec.cgroup { Some(crate::leaf::create_leaf()?) } else { None };
@@ -81,6 +86,18 @@ pub(crate) fn setup_and_run(
     let me = rustix::process::getpid();
     let runner_pidfd = rustix::process::pidfd_open(me, PidfdFlags::empty())
         .map_err(|e| format!("pidfd_open(self): {e}"))?;
+    // The namespace PID 1 is born in: the cgroups its processes make carry this inode in their
+    // names, and an interrupt's cleanup finds them by it (and by the mounts). After an unshare
+    // PID 1 mounts a /proc of its own namespace over this mount namespace's, where /proc/self
+    // then names nothing: the mounts are probed now, and /proc/self/ns opened now to read
+    // pid_for_children from once PID 1 exists (before, the link does not resolve).
+    let mounts = racelab_cgroup::Mounts::probe().ok();
+    let ns_dir = rustix::fs::open(
+        "/proc/self/ns",
+        rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )
+    .ok();
     if capture.is_none() {
         enter_namespaces(user_ns)?;
     } else if user_ns {
@@ -114,6 +131,14 @@ pub(crate) fn setup_and_run(
         }
     };
     drop(wr);
+    let pidns = if capture.is_none() {
+        ns_dir.as_ref().and_then(|dir| pidns_link(dir, "pid_for_children"))
+    } else {
+        // A clone3'd PID 1 has a mount namespace of its own, so /proc here is still this
+        // namespace's; read now, while PID 1 surely lives (an exiting process has left its
+        // namespaces).
+        racelab_cgroup::pidns_of(forked.pid).ok()
+    };
     if args.spec.announce {
         let cg = leaf.as_ref().map_or("-".into(), |l| l.path().display().to_string());
         // One write(2) for the whole line: PID 1 writes to the same stderr concurrently, and
@@ -132,8 +157,14 @@ pub(crate) fn setup_and_run(
     }
     let deadline = start + args.spec.deadline;
     let drain = capture.as_mut().map(|(fd, text)| (&*fd, &mut **text));
-    let (msg, fate, overran) = match supervise(&forked.pidfd, &rd, deadline, drain) {
-        Ok(r) => r,
+    let (msg, fate, overran) = match supervise(&forked.pidfd, &rd, deadline, drain, stop) {
+        Ok(Supervised::Done(msg, fate, overran)) => (msg, fate, overran),
+        Ok(Supervised::Stopped(signo)) => {
+            abort_run(&forked.pidfd, mounts.as_ref().zip(pidns), leaf);
+            // An interrupted runner ends here, whether exec'd, forked or a server: its caller
+            // is being interrupted too (or it was signalled alone, and then it must go).
+            racelab_sys::ns::exit_now(crate::stop::exit_code(signo))
+        }
         Err(e) => {
             // A runner server lives on after this run: PID 1 (and its namespace with it) must
             // not outlive a failed supervision. A single-use runner would take it down by
@@ -174,6 +205,50 @@ pub(crate) fn setup_and_run(
     })
 }
 
+/// The inode a pid namespace link in the directory `dir` names (`pid:[4026532175]`).
+fn pidns_link(dir: &OwnedFd, name: &str) -> Option<u64> {
+    let link = rustix::fs::readlinkat(dir, name, Vec::new()).ok()?;
+    let text = link.to_str().ok()?;
+    text.strip_prefix("pid:[")?.strip_suffix(']')?.parse().ok()
+}
+
+/// Ends an interrupted run: PID 1 and its namespace, and every cgroup they made, gone within
+/// [`RUNNER_ABORT_GRACE`]. `pidns`: the cgroup mounts and PID 1's namespace (`None` if either
+/// could not be read: then the front end collects what the namespace made, as a dead lab's;
+/// not here, where /proc may be PID 1's and would hide every other namespace).
+fn abort_run(
+    pid1: &OwnedFd,
+    pidns: Option<(&racelab_cgroup::Mounts, u64)>,
+    leaf: Option<racelab_cgroup::Leaf>,
+) {
+    let deadline = Instant::now() + RUNNER_ABORT_GRACE;
+    // SIGKILL first: from here on PID 1 runs no code of the lab, so it freezes no task and
+    // makes no group after the thaw below (the kernel kills the rest of the namespace when
+    // PID 1 exits).
+    let _ = rustix::process::pidfd_send_signal(pid1, rustix::process::Signal::KILL);
+    let collect = || {
+        if let Some((mounts, ns)) = pidns {
+            let _ = racelab_cgroup::remove_cgroups_of_pidns(mounts, ns, deadline);
+        }
+    };
+    // Before waiting for PID 1: a frozen task keeps its namespace's init from exiting until it
+    // is thawed.
+    collect();
+    let half = deadline.saturating_duration_since(Instant::now()) / 2;
+    if !poll_readable(pid1.as_fd(), half).unwrap_or(false) {
+        // PID 1 may have been inside a syscall that made or froze a group when the SIGKILL
+        // came (it acts on it only on the way out): collect again, then wait the rest.
+        collect();
+        let _ = poll_readable(pid1.as_fd(), deadline.saturating_duration_since(Instant::now()));
+    }
+    let _ = try_reap(pid1.as_fd());
+    if let Some(leaf) = leaf
+        && let Err(e) = leaf.kill_and_remove(deadline)
+    {
+        eprintln!("racelab-sandbox: removing the cgroup leaf of an interrupted run: {e}");
+    }
+}
+
 /// Whether a run with this policy needs its own user namespace (to be root inside).
 pub(crate) fn needs_user_ns(policy: UserNs) -> bool {
     match policy {
@@ -204,16 +279,24 @@ fn enter_namespaces(user_ns: bool) -> Result<(), String> {
     Ok(())
 }
 
+/// How a supervision ended.
+enum Supervised {
+    /// (message bytes, PID 1's fate if collected, overran).
+    Done(Vec<u8>, Option<Fate>, bool),
+    /// A stop signal came first (its number); PID 1 still runs.
+    Stopped(i32),
+}
+
 /// Reads PID 1's message and waits for it to exit, until `deadline`; then SIGKILLs it.
 /// `drain`: another pipe to read to EOF meanwhile (PID 1's captured output), so that a
-/// chatty scenario never blocks on a full pipe. Returns (message bytes, its fate if
-/// collected, overran).
+/// chatty scenario never blocks on a full pipe. A stop signal ends it at once.
 fn supervise(
     pidfd: &OwnedFd,
     rd: &OwnedFd,
     deadline: Instant,
     mut drain: Option<(&OwnedFd, &mut Vec<u8>)>,
-) -> Result<(Vec<u8>, Option<Fate>, bool), String> {
+    stop: &Stop,
+) -> Result<Supervised, String> {
     let mut msg = Vec::new();
     let mut pipe_open = true;
     let mut buf = [0u8; 8192];
@@ -223,8 +306,13 @@ fn supervise(
             break;
         }
         let ts = Timespec::try_from(left).unwrap_or(Timespec { tv_sec: 1, tv_nsec: 0 });
-        // PID 1, then its message pipe while open, then its captured output while open.
-        let mut fds = vec![PollFd::new(pidfd, PollFlags::IN)];
+        if let Some(signo) = stop.pending() {
+            return Ok(Supervised::Stopped(signo));
+        }
+        // PID 1, the stop signals, then its message pipe while open, then its captured output
+        // while open.
+        let stop_fd = stop.fd();
+        let mut fds = vec![PollFd::new(pidfd, PollFlags::IN), PollFd::new(&stop_fd, PollFlags::IN)];
         if pipe_open {
             fds.push(PollFd::new(rd, PollFlags::IN));
         }
@@ -237,7 +325,7 @@ fn supervise(
         }
         let ready: Vec<bool> = fds.iter().map(|f| !f.revents().is_empty()).collect();
         drop(fds);
-        if pipe_open && ready[1] {
+        if pipe_open && ready[2] {
             pipe_open = read_some(rd, &mut buf, &mut msg)?;
         }
         if drain.is_some() && ready[ready.len() - 1] {
@@ -251,7 +339,7 @@ fn supervise(
                 pipe_open = read_some(rd, &mut buf, &mut msg)?;
             }
             drain_to_eof(&mut drain, &mut buf)?;
-            return Ok((msg, fate, false));
+            return Ok(Supervised::Done(msg, fate, false));
         }
     }
     // Overran: SIGKILL to PID 1 makes the kernel kill the whole namespace.
@@ -264,7 +352,7 @@ fn supervise(
     if fate.is_some() {
         drain_to_eof(&mut drain, &mut buf)?;
     }
-    Ok((msg, fate, true))
+    Ok(Supervised::Done(msg, fate, true))
 }
 
 /// One read of the captured output; stops draining at EOF.
@@ -313,6 +401,10 @@ fn pid1_main(
     user_ns: bool,
     scenarios: Scenarios<'_>,
 ) -> i32 {
+    // The runner's mask blocks its stop signals: nothing of it may reach the replay.
+    if crate::stop::unblock_all().is_err() {
+        return EXIT_SETUP;
+    }
     if args.spec.fault == Fault::RunnerDiesBeforePdeathsig {
         let _ = poll_readable(runner, Duration::from_secs(10));
     }

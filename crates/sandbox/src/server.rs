@@ -30,21 +30,27 @@ use std::path::Path;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use rustix::process::{Pid, PidfdFlags, WaitId, WaitIdOptions};
+use rustix::event::{PollFd, PollFlags};
+use rustix::process::{WaitId, WaitIdOptions};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::caller::{interpret, read_to_eof};
 use crate::error::SandboxError;
+use crate::interrupt::RUNNER_ABORT_GRACE;
 use crate::proc::poll_readable;
 use crate::runner::{Capture, Scenarios, needs_user_ns, run_mode, setup_and_run};
 use crate::spec::{Fault, Report, RunArgs, RunOutcome, Spec};
+use crate::stop::Stop;
 
 use crate::modes::SERVE_MODE;
 
 /// How much longer than a run's own bound (`deadline + teardown`) the caller waits for the
 /// server's answer: the server's fork and its kill-and-reap of an overrunning runner.
 const ANSWER_MARGIN: Duration = Duration::from_secs(3);
+
+/// How much longer than its own cleanup bound a server waits for an interrupted forked runner.
+const STOP_MARGIN: Duration = Duration::from_millis(300);
 
 /// How long the caller waits for a server to exit after closing its stdin.
 const EXIT_GRACE: Duration = Duration::from_secs(2);
@@ -62,6 +68,8 @@ struct Served {
 #[derive(Debug)]
 pub struct Server {
     child: Child,
+    /// Known to the interrupt thread while it lives (see [`crate::interrupt`]).
+    tracked: crate::interrupt::Tracked,
     stdin: Option<ChildStdin>,
     out: OwnedFd,
     pending: Vec<u8>,
@@ -82,15 +90,17 @@ impl Server {
         // What an earlier lab SIGKILLed mid-run left (a frozen task keeps its namespace's init
         // from exiting): cleaned before this one starts.
         crate::leaf::gc_stale_leaves();
+        crate::interrupt::refuse_if_interrupted()?;
         let mut child = cmd.spawn().map_err(|source| SandboxError::Spawn {
             runner: Path::new(cmd.get_program()).to_path_buf(),
             source,
         })?;
+        let tracked = crate::interrupt::track(child.id());
         let stdin = child.stdin.take();
         let out = child.stdout.take().map(OwnedFd::from);
         match (stdin, out) {
             (Some(stdin), Some(out)) => {
-                Ok(Server { child, stdin: Some(stdin), out, pending: Vec::new() })
+                Ok(Server { child, tracked, stdin: Some(stdin), out, pending: Vec::new() })
             }
             _ => {
                 let _ = child.kill();
@@ -105,6 +115,19 @@ impl Server {
     /// spec.teardown` plus a small margin; a server that does not answer by then is killed and
     /// the error says so (the `Server` is then unusable: start another).
     pub fn run(
+        &mut self,
+        scenario: &str,
+        input: &Value,
+        spec: &Spec,
+    ) -> Result<RunOutcome, SandboxError> {
+        let outcome = self.run_once(scenario, input, spec);
+        // A run the interrupt ended is no outcome: the process is on its way out (see
+        // crate::interrupt), and its caller must not report a dead server meanwhile.
+        crate::interrupt::refuse_if_interrupted()?;
+        outcome
+    }
+
+    fn run_once(
         &mut self,
         scenario: &str,
         input: &Value,
@@ -178,7 +201,7 @@ impl Server {
 
     fn kill(&mut self) {
         self.stdin = None;
-        let _ = self.child.kill();
+        self.tracked.kill(&mut self.child);
         let _ = self.child.wait();
     }
 }
@@ -190,11 +213,12 @@ impl Drop for Server {
         if self.stdin.take().is_none() {
             return; // already killed and reaped
         }
-        let exited = Pid::from_raw(self.child.id() as i32)
-            .and_then(|p| rustix::process::pidfd_open(p, PidfdFlags::empty()).ok())
+        let exited = self
+            .tracked
+            .pidfd()
             .is_some_and(|fd| poll_readable(fd.as_fd(), EXIT_GRACE).unwrap_or(false));
         if !exited {
-            let _ = self.child.kill();
+            self.tracked.kill(&mut self.child);
         }
         let _ = self.child.wait();
     }
@@ -207,16 +231,20 @@ fn dead(why: &str) -> SandboxError {
     }
 }
 
-/// The server's loop: one request line in, one answer line out, until EOF on stdin.
+/// The server's loop: one request line in, one answer line out, until EOF on stdin or a stop
+/// signal (which also ends a run in flight: see [`crate::interrupt`]).
 pub(crate) fn serve(scenarios: Scenarios<'_>) -> ! {
-    let mut line = String::new();
-    loop {
-        line.clear();
-        match std::io::stdin().read_line(&mut line) {
-            Ok(0) | Err(_) => racelab_sys::ns::exit_now(0),
-            Ok(_) => {}
+    let stop = match Stop::new() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("racelab-sandbox: server setup: {e}");
+            racelab_sys::ns::exit_now(crate::modes::EXIT_SETUP)
         }
-        let served = serve_one(line.trim_end(), scenarios);
+    };
+    let mut pending = Vec::new();
+    loop {
+        let line = next_request(&mut pending, &stop);
+        let served = serve_one(line.trim_end(), scenarios, &stop);
         let mut text = serde_json::to_string(&served).unwrap_or_default();
         text.push('\n');
         // A caller that went away: nothing left to serve.
@@ -226,11 +254,43 @@ pub(crate) fn serve(scenarios: Scenarios<'_>) -> ! {
     }
 }
 
+/// The next request line from stdin (waiting as long as it takes: the caller closes stdin to
+/// end the server); exits the server at EOF or on a stop signal.
+fn next_request(pending: &mut Vec<u8>, stop: &Stop) -> String {
+    let stdin = std::io::stdin();
+    let mut buf = [0u8; 16384];
+    loop {
+        if let Some(nl) = pending.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = pending.drain(..=nl).collect();
+            return String::from_utf8_lossy(&line).into_owned();
+        }
+        if let Some(signo) = stop.pending() {
+            racelab_sys::ns::exit_now(crate::stop::exit_code(signo));
+        }
+        let stop_fd = stop.fd();
+        let mut fds = [PollFd::new(&stdin, PollFlags::IN), PollFd::new(&stop_fd, PollFlags::IN)];
+        match rustix::event::poll(&mut fds, None) {
+            Ok(_) | Err(rustix::io::Errno::INTR) => {}
+            Err(_) => racelab_sys::ns::exit_now(0),
+        }
+        if fds[0].revents().is_empty() {
+            continue;
+        }
+        match rustix::io::read(&stdin, &mut buf) {
+            Ok(0) => racelab_sys::ns::exit_now(0),
+            Ok(n) => pending.extend_from_slice(&buf[..n]),
+            Err(rustix::io::Errno::INTR | rustix::io::Errno::AGAIN) => {}
+            Err(_) => racelab_sys::ns::exit_now(0),
+        }
+    }
+}
+
 /// One run. Without a user namespace (root) and without an injected fault, the server itself
 /// is the runner: it clones PID 1 straight into fresh namespaces (one process fewer per run).
 /// Otherwise it forks a runner that runs `request` as `__run <request>` would (the fork, not
-/// the server, unshares a user namespace), and collects it.
-fn serve_one(request: &str, scenarios: Scenarios<'_>) -> Served {
+/// the server, unshares a user namespace), and collects it. A stop signal ends the run and
+/// the server.
+fn serve_one(request: &str, scenarios: Scenarios<'_>, stop: &Stop) -> Served {
     // A PID 1 that could not be reaped in time by an earlier run (a task frozen in D state
     // delays its namespace's end) is a zombie child of the server by now: collect it. The
     // server has no other children between runs, so nothing else can be taken here.
@@ -247,7 +307,7 @@ fn serve_one(request: &str, scenarios: Scenarios<'_>) -> Served {
         Err(e) => return refused(format!("bad runner arguments: {e}")),
     };
     if args.spec.fault == Fault::None && !needs_user_ns(args.spec.user_ns) {
-        return serve_direct(&args, scenarios);
+        return serve_direct(&args, scenarios, stop);
     }
     let spec = args.spec;
     let deadline = Instant::now() + spec.deadline + spec.teardown;
@@ -279,8 +339,25 @@ fn serve_one(request: &str, scenarios: Scenarios<'_>) -> Served {
         Ok(c) => c,
         Err(e) => return refused(format!("fork of a runner: {e}")),
     };
-    let (stdout, stderr, complete) = read_to_eof(Some(out_r), Some(err_r), deadline)
-        .unwrap_or_else(|e| (String::new(), e.to_string(), false));
+    let (stdout, stderr, complete) =
+        read_to_eof(Some(out_r), Some(err_r), deadline, Some(stop.fd()))
+            .unwrap_or_else(|e| (String::new(), e.to_string(), false));
+    if let Some(signo) = stop.pending() {
+        // Passed on, unless the runner got it too (a signal to the whole group): it ends its
+        // replay and cleans up; the server waits for it, bounded, and then ends as well.
+        let _ = rustix::process::pidfd_send_signal(&child.pidfd, rustix::process::Signal::TERM);
+        // Within the front end's grace for the server (crate::interrupt): the runner's own
+        // cleanup, a margin, and the wait for a runner that had to be SIGKILLed.
+        if !poll_readable(child.pidfd.as_fd(), RUNNER_ABORT_GRACE + STOP_MARGIN).unwrap_or(false) {
+            let _ = rustix::process::pidfd_send_signal(&child.pidfd, rustix::process::Signal::KILL);
+            let _ = poll_readable(child.pidfd.as_fd(), STOP_MARGIN);
+        }
+        let _ = rustix::process::waitid(
+            WaitId::PidFd(child.pidfd.as_fd()),
+            WaitIdOptions::EXITED | WaitIdOptions::NOHANG,
+        );
+        racelab_sys::ns::exit_now(crate::stop::exit_code(signo));
+    }
     let left = deadline.saturating_duration_since(Instant::now());
     let done = complete && poll_readable(child.pidfd.as_fd(), left).unwrap_or(false);
     if !done {
@@ -299,12 +376,12 @@ fn serve_one(request: &str, scenarios: Scenarios<'_>) -> Served {
 }
 
 /// One run with the server as the runner (see [`serve_one`]).
-fn serve_direct(args: &RunArgs, scenarios: Scenarios<'_>) -> Served {
+fn serve_direct(args: &RunArgs, scenarios: Scenarios<'_>, stop: &Stop) -> Served {
     let mut text = Vec::new();
     let report = match rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC) {
         Ok((read, write)) => {
             let capture = Capture { write, read, text: &mut text };
-            setup_and_run(args, scenarios, Some(capture))
+            setup_and_run(args, scenarios, Some(capture), stop)
                 .unwrap_or_else(|error| Report::SetupFailed { error })
         }
         Err(e) => Report::SetupFailed { error: format!("pipe: {e}") },

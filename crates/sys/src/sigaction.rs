@@ -9,9 +9,11 @@
 //! no locks). The legacy replicas need exactly this: their originals install plain C handlers
 //! with flags such as `SA_RESETHAND`.
 
+use std::os::fd::{IntoRawFd, OwnedFd};
 use std::os::raw::c_int;
 use std::os::unix::process::CommandExt;
 use std::process::Command;
+use std::sync::atomic::{AtomicI32, Ordering};
 
 use nix::errno::Errno;
 use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, SigmaskHow, Signal};
@@ -100,6 +102,58 @@ pub fn parent_death_signal_in_child(cmd: &mut Command, signal: Signal, before: f
     };
 }
 
+/// The write end of the pipe [`forward_to_pipe`] made: -1 before, -2 while it is being made.
+static FORWARD_FD: AtomicI32 = AtomicI32::new(-1);
+
+/// The handler of [`forward_to_pipe`]: one byte, the signal's number, to the pipe. A full pipe
+/// drops the byte (the reader has enough to act on already). `errno` is saved and restored: the
+/// interrupted thread may be between a failing call and its read of `errno`.
+extern "C" fn forward_to_pipe_handler(signo: c_int) {
+    let fd = FORWARD_FD.load(Ordering::Acquire);
+    if fd < 0 {
+        return;
+    }
+    let saved = Errno::last_raw();
+    let byte = signo as u8;
+    // SAFETY: write(2) is async-signal-safe; `fd` is the pipe's write end, which is never
+    // closed once published (see forward_to_pipe); the buffer is one byte on this stack.
+    let _ = unsafe { libc::write(fd, (&raw const byte).cast(), 1) };
+    Errno::set_raw(saved);
+}
+
+/// Forwards `signals` to a pipe, for a multi-threaded process that must act on them in an
+/// ordinary thread (a signalfd needs the signals blocked in every thread, which a process that
+/// did not create all its threads, such as a libtest binary, cannot arrange). Installs a
+/// handler (`SA_RESTART`) that writes each delivered signal's number, one byte, to a
+/// close-on-exec pipe, and returns the pipe's read end: read it from a thread of your own.
+///
+/// The handler replaces any disposition, `SIG_IGN` included. The write end stays open for the
+/// life of the process (a handler may run at any moment). Once per process: a second call
+/// fails with `EBUSY` and changes nothing.
+pub fn forward_to_pipe(signals: &[Signal]) -> Result<OwnedFd, Errno> {
+    if FORWARD_FD.compare_exchange(-1, -2, Ordering::AcqRel, Ordering::Acquire).is_err() {
+        return Err(Errno::EBUSY);
+    }
+    let made = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).and_then(|(rd, wr)| {
+        // A handler must never block: a full pipe drops the byte instead.
+        rustix::fs::fcntl_setfl(&wr, rustix::fs::OFlags::NONBLOCK)?;
+        Ok((rd, wr))
+    });
+    let (rd, wr) = match made {
+        Ok(p) => p,
+        Err(e) => {
+            FORWARD_FD.store(-1, Ordering::Release);
+            return Err(Errno::from_raw(e.raw_os_error()));
+        }
+    };
+    // Published before any handler is installed, so the first delivery already has its pipe.
+    FORWARD_FD.store(wr.into_raw_fd(), Ordering::Release);
+    for &signal in signals {
+        install_handler(signal, forward_to_pipe_handler, SaFlags::SA_RESTART)?;
+    }
+    Ok(rd)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -132,6 +186,19 @@ mod tests {
         // the spawn succeeded, and a failing prctl would have failed it.
         let out = cmd.output().expect("run cat");
         assert!(out.status.success());
+    }
+
+    #[test]
+    fn forward_to_pipe_writes_each_delivered_signal_once_and_only_once_per_process() {
+        let rd = forward_to_pipe(&[Signal::SIGURG]).expect("install");
+        assert_eq!(forward_to_pipe(&[Signal::SIGURG]).unwrap_err(), Errno::EBUSY);
+        nix::sys::signal::raise(Signal::SIGURG).expect("raise");
+        let mut byte = [0u8; 1];
+        // Bounded: raise(3) returns after the handler ran in this thread, so the byte is there.
+        rustix::fs::fcntl_setfl(&rd, rustix::fs::OFlags::NONBLOCK).expect("nonblocking");
+        assert_eq!(rustix::io::read(&rd, &mut byte), Ok(1));
+        assert_eq!(i32::from(byte[0]), Signal::SIGURG as i32);
+        let _ = restore_default(Signal::SIGURG);
     }
 
     #[test]
