@@ -7,10 +7,19 @@
 //! failed (or the child could not be killed), 126 cannot execute, 127 not found, 137 after
 //! SIGKILL, 128+N killed by signal N, else the child's code. Usage errors exit 2. As PID 1 (in a
 //! container) it reaps every orphan and forwards signals, like tini.
-#![forbid(unsafe_code)]
+//!
+//! No Rust runtime start-up (`#![no_main]`): what it does before `main` is most of a start-up
+//! this binary is measured by (docs/benchmarks.md, whole_process), and most of it is of no use
+//! here: it reads /proc/self/maps to find the main thread's stack and maps an alternate signal
+//! stack for a stack-overflow message. The two parts a program relies on are done by hand,
+//! first thing: fds 0-2 open (else a file opened later lands on them and receives output), and
+//! SIGPIPE ignored (a closed stderr is an error, not a death). The arguments still come from
+//! `std::env::args_os`: glibc hands them to std's `.init_array` hook, which runs either way.
+#![cfg_attr(not(test), no_main)]
+// `deny`, not `forbid`: the C entry point `main` below is the one exception.
+#![deny(unsafe_code)]
 
 use std::ffi::OsString;
-use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -92,19 +101,52 @@ fn parse_signal(text: &str) -> anyhow::Result<Signal> {
     name.parse::<Signal>().with_context(|| format!("unknown signal {text:?}"))
 }
 
-fn main() -> ExitCode {
+/// The process's entry point, called by the C runtime (`__libc_start_main`) in place of Rust's
+/// `lang_start`. Exits through `std::process::exit`, which flushes stdout (clap's `--help`) as a
+/// return from Rust's `main` would; a panic gives exit code 101, as it would from Rust's
+/// `main`, after unwinding (so a live session's Drop still kills the child's tree).
+#[cfg(not(test))]
+// SAFETY: `no_mangle` makes this the program's one `main` symbol, which nothing else defines:
+// the crate is `no_main`, so rustc emits no `main` of its own, and no library of this binary
+// defines one. Its signature is the one the C runtime calls (`int main(int, char **)`, the
+// third argument of glibc's call ignored, as C allows). It unwinds nothing into the C caller:
+// every panic is caught inside.
+#[allow(unsafe_code)]
+#[unsafe(no_mangle)]
+extern "C" fn main(
+    _argc: std::ffi::c_int,
+    _argv: *const *const std::ffi::c_char,
+) -> std::ffi::c_int {
+    let code = std::panic::catch_unwind(rust_main).unwrap_or(101);
+    std::process::exit(code)
+}
+
+/// Everything `main` does, with std's usual footing under it.
+// Unit tests link libtest's `main`, not the C entry point above: nothing calls this there.
+#[cfg_attr(test, allow(dead_code))]
+fn rust_main() -> i32 {
     // First thing: a SIGTERM that arrives while we parse arguments must wait for the signalfd,
     // not kill us (a signal right after start is the case where supervisors break).
     if let Err(e) = racelab_supervisor::block_signals(&racelab_supervisor::DEFAULT_FORWARD) {
         eprintln!("supervise: {e}");
-        return ExitCode::from(125);
+        return 125;
+    }
+    // What Rust's runtime start-up would have done (see the crate docs). An fd 0-2 that cannot
+    // be opened on /dev/null made std abort: it is a failure of ours here.
+    if let Err(e) = racelab_sys::stdio::open_closed_std_fds() {
+        eprintln!("supervise: cannot open /dev/null on a closed standard fd: {e}");
+        return 125;
+    }
+    if let Err(e) = racelab_sys::stdio::ignore_sigpipe() {
+        eprintln!("supervise: ignore SIGPIPE: {e}");
+        return 125;
     }
     let cli = Cli::parse();
     match supervise(&cli) {
-        Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(125)),
+        Ok(code) => u8::try_from(code).map_or(125, i32::from),
         Err(e) => {
             eprintln!("supervise: {e:#}");
-            ExitCode::from(125)
+            125
         }
     }
 }
