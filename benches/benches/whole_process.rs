@@ -11,9 +11,10 @@
 //! * dynamic: `cargo build --release -p racelab-supervise` (or any workspace release build),
 //!   looked up in `$RACELAB_SUPERVISE`, else `<target>/release/supervise`;
 //! * static (the recommended deployment): `RUSTFLAGS="-C target-feature=+crt-static"
-//!   cargo build --release --target <host triple> -p racelab-supervise` (the `--target` keeps
-//!   the flag away from proc-macros), looked up in
-//!   `$RACELAB_SUPERVISE_STATIC`, else `<target>/<host triple>/release/supervise`.
+//!   cargo build --profile dist --target <host triple> -p racelab-supervise` (the `--target`
+//!   keeps the flag away from proc-macros; `dist` is release with fat LTO, one codegen unit and
+//!   `opt-level = "s"`), looked up in `$RACELAB_SUPERVISE_STATIC`, else
+//!   `<target>/<host triple>/dist/supervise`.
 //!
 //! A missing binary or tini is a named skip (a failure under `RACELAB_STRICT=1`).
 
@@ -70,7 +71,7 @@ fn main() {
     let dynamic = binary("RACELAB_SUPERVISE", profile_dir().map(|d| d.join("supervise")));
     let static_ = binary(
         "RACELAB_SUPERVISE_STATIC",
-        target_dir().map(|t| t.join(TRIPLE).join("release").join("supervise")),
+        target_dir().map(|t| t.join(TRIPLE).join("dist").join("supervise")),
     );
     let peers = [
         Peer {
@@ -99,8 +100,8 @@ fn main() {
             args: &["--"],
             missing: format!(
                 "no static supervise binary: run `RUSTFLAGS=\"-C target-feature=+crt-static\" \
-                 cargo build --release --target {TRIPLE} -p racelab-supervise` first (or set \
-                 RACELAB_SUPERVISE_STATIC)"
+                 cargo build --profile dist --target {TRIPLE} -p racelab-supervise` first (or \
+                 set RACELAB_SUPERVISE_STATIC)"
             ),
         },
     ];
