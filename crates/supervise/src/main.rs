@@ -8,13 +8,18 @@
 //! SIGKILL, 128+N killed by signal N, else the child's code. Usage errors exit 2. As PID 1 (in a
 //! container) it reaps every orphan and forwards signals, like tini.
 //!
-//! No Rust runtime start-up (`#![no_main]`): what it does before `main` is most of a start-up
-//! this binary is measured by (docs/benchmarks.md, whole_process), and most of it is of no use
-//! here: it reads /proc/self/maps to find the main thread's stack and maps an alternate signal
-//! stack for a stack-overflow message. The two parts a program relies on are done by hand,
-//! first thing: fds 0-2 open (else a file opened later lands on them and receives output), and
-//! SIGPIPE ignored (a closed stderr is an error, not a death). The arguments still come from
-//! `std::env::args_os`: glibc hands them to std's `.init_array` hook, which runs either way.
+//! No Rust runtime start-up (`#![no_main]`): this binary is measured by its start-up
+//! (docs/benchmarks.md, whole_process: issue #24), and most of what that runtime does before
+//! `main` is of no use here: it reads /proc/self/maps to find the main thread's stack and maps
+//! an alternate signal stack for a stack-overflow message (about 15 syscalls and the page
+//! faults of the code that makes them). The two parts a program relies on are done by hand,
+//! right after the signals are blocked: fds 0-2 open (else a file opened later lands on them
+//! and receives output, in this process or in the child that inherits them), and SIGPIPE
+//! ignored (a closed stderr is an error, not a death; the child starts with SIG_DFL either
+//! way). What is given up: std's message for a stack overflow (it is a plain SIGSEGV now) and
+//! the thread's name in a panic message (`'<unnamed>'`, not `'main'`).
+//! The arguments still come from `std::env::args_os`: glibc hands them to std's `.init_array`
+//! hook, which runs either way.
 #![cfg_attr(not(test), no_main)]
 // `deny`, not `forbid`: the C entry point `main` below is the one exception.
 #![deny(unsafe_code)]
