@@ -45,10 +45,12 @@
 //!   an alternate signal stack: sigaltstack x2, mmap, mprotect, SIGSEGV and SIGBUS handlers),
 //!   and its child reset the 10 forwarded signals twice and tried SIGKILL and SIGSTOP.
 //!
-//! The count of calls is not what costs: a start-up pays for page faults (`perf stat -r 100
-//! --no-inherit -e page-faults PROGRAM -- /bin/true`, the parent alone: tini-static 34,
-//! supervise 55, 64 before #24), most of them code pages of the binary and, for supervise, the
-//! static-pie self-relocation of its data (tini-static is not position-independent).
+//! The count of calls is not what costs: a start-up pays for page faults (`perf stat -r 200
+//! --no-inherit -e page-faults PROGRAM -- /bin/true`, the parent alone, which varies by a few
+//! with how the binary's file sits in the page cache: tini-static 33-34, supervise 48-54, 55-65
+//! before #24), most of them code pages of the binary, the heap, and for supervise the
+//! static-pie self-relocation of its data (one fault per page of .data.rel.ro; tini-static is
+//! not position-independent).
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
