@@ -31,7 +31,7 @@ use anyhow::{Context, bail};
 use clap::{Parser, ValueEnum};
 use racelab_supervisor::{Config, Containment, Signal, StopReason, run};
 
-#[derive(Parser)]
+#[derive(Parser, Debug, PartialEq)]
 #[command(
     name = "supervise",
     version,
@@ -67,7 +67,7 @@ struct Cli {
     command: Vec<OsString>,
 }
 
-#[derive(Clone, Copy, ValueEnum)]
+#[derive(Clone, Copy, ValueEnum, Debug, PartialEq)]
 enum ContainmentArg {
     Group,
     Cgroup,
@@ -75,9 +75,38 @@ enum ContainmentArg {
     None,
 }
 
-#[derive(Clone, Copy, ValueEnum)]
+#[derive(Clone, Copy, ValueEnum, Debug, PartialEq)]
 enum ReportFormat {
     Json,
+}
+
+impl Cli {
+    /// The command line `supervise -- CMD ARGS...`, every option at its default: what clap
+    /// gives for it (a unit test compares the two), without building clap's parser. That form
+    /// is how supervise runs as a container's PID 1, where its start-up is the cost that
+    /// counts, and building the parser faults in clap's code and heap pages on every start.
+    /// `None` for any other command line, which clap parses (help, errors, options).
+    fn only_a_command(mut args: impl Iterator<Item = OsString>) -> Option<Cli> {
+        let _program = args.next()?;
+        if args.next()? != "--" {
+            return None;
+        }
+        let command: Vec<OsString> = args.collect();
+        if command.is_empty() {
+            return None;
+        }
+        Some(Cli {
+            timeout: None,
+            kill_after: Duration::from_secs(10),
+            signal: Signal::SIGTERM,
+            containment: ContainmentArg::Group,
+            subreaper: false,
+            preserve_status: false,
+            kill_wait: Duration::from_secs(1),
+            report: None,
+            command,
+        })
+    }
 }
 
 /// GNU timeout durations: a decimal number with an optional unit (s, m, h, d; plus ms).
@@ -146,7 +175,7 @@ fn rust_main() -> i32 {
         eprintln!("supervise: ignore SIGPIPE: {e}");
         return 125;
     }
-    let cli = Cli::parse();
+    let cli = Cli::only_a_command(std::env::args_os()).unwrap_or_else(Cli::parse);
     match supervise(&cli) {
         Ok(code) => u8::try_from(code).map_or(125, i32::from),
         Err(e) => {
@@ -214,6 +243,30 @@ mod tests {
         assert_eq!(parse_duration("2m").ok(), Some(Duration::from_secs(120)));
         assert!(parse_duration("5x").is_err());
         assert!(parse_duration("").is_err());
+    }
+
+    #[test]
+    fn a_bare_command_line_is_what_clap_makes_of_it() {
+        for line in [
+            &["supervise", "--", "/bin/true"][..],
+            &["supervise", "--", "sh", "-c", "exit 3", "--timeout", "1"],
+            &["supervise", "--", "--", "-k", "--help"],
+        ] {
+            let args = || line.iter().map(OsString::from);
+            let fast = Cli::only_a_command(args()).expect("the fast path takes it");
+            let clap = Cli::try_parse_from(args()).expect("clap parses it");
+            assert_eq!(fast, clap, "{line:?}");
+        }
+        // Anything else is clap's: options, no command, no `--` first.
+        for line in [
+            &["supervise", "--timeout", "1", "--", "true"][..],
+            &["supervise", "--"],
+            &["supervise", "true"],
+            &["supervise"],
+            &["supervise", "--help"],
+        ] {
+            assert_eq!(Cli::only_a_command(line.iter().map(OsString::from)), None, "{line:?}");
+        }
     }
 
     #[test]
