@@ -49,9 +49,10 @@ pub(crate) const GROUPS: &[(&str, &str)] = &[
          `supervise_true` is the dynamic build, `supervise_static_true` the static one (the \
          recommended deployment); both are also compared with `tini -s` (x matching floor). \
          Since #24 the static build uses the `dist` profile (fat LTO, one codegen unit, \
-         opt-level s) and `supervise` skips Rust's runtime start-up (`#![no_main]`); it was \
-         1.22x of `tini_static_s_true` in the run that reported it. The syscalls each program \
-         makes at start-up: the whole_process bench's doc.",
+         opt-level s) and `supervise` skips Rust's runtime start-up (`#![no_main]`) and, for \
+         `supervise -- CMD`, clap's parser; it was 1.22x of `tini_static_s_true` in the run \
+         that reported it. The syscalls each program makes at start-up: the whole_process \
+         bench's doc.",
     ),
 ];
 
