@@ -19,8 +19,9 @@
 //! way). What is given up: std's message for a stack overflow (it is a plain SIGSEGV now) and
 //! the thread's name in a panic message (`'<unnamed>'`, not `'main'`).
 //! The arguments still come from `std::env::args_os`: glibc hands them to std's `.init_array`
-//! hook, which runs either way.
-#![cfg_attr(not(test), no_main)]
+//! hook, which runs either way. Only with glibc: other C libraries (musl) do not pass them to
+//! that hook, so there the binary keeps Rust's `main` and its start-up.
+#![cfg_attr(all(not(test), target_env = "gnu"), no_main)]
 // `deny`, not `forbid`: the C entry point `main` below is the one exception.
 #![deny(unsafe_code)]
 
@@ -139,7 +140,7 @@ fn parse_signal(text: &str) -> anyhow::Result<Signal> {
 /// `lang_start`. Exits through `std::process::exit`, which flushes stdout (clap's `--help`) as a
 /// return from Rust's `main` would; a panic gives exit code 101, as it would from Rust's
 /// `main`, after unwinding (so a live session's Drop still kills the child's tree).
-#[cfg(not(test))]
+#[cfg(all(not(test), target_env = "gnu"))]
 // SAFETY: `no_mangle` makes this the program's one `main` symbol, which nothing else defines:
 // the crate is `no_main`, so rustc emits no `main` of its own, and no library of this binary
 // defines one. Its signature is the one the C runtime calls (`int main(int, char **)`, the
@@ -153,6 +154,12 @@ extern "C" fn main(
 ) -> std::ffi::c_int {
     let code = std::panic::catch_unwind(rust_main).unwrap_or(101);
     std::process::exit(code)
+}
+
+/// Without glibc, Rust's `main`: std's start-up is where the arguments come from (crate docs).
+#[cfg(all(not(test), not(target_env = "gnu")))]
+fn main() {
+    std::process::exit(rust_main())
 }
 
 /// Everything `main` does, with std's usual footing under it.
