@@ -1,6 +1,6 @@
 //! Passes the target triple to the benches: the whole-process bench looks for the static
-//! `supervise` under `<target dir>/<triple>/release/`, where
-//! `cargo build --release --target <triple>` puts it.
+//! `supervise` under `<target dir>/<triple>/dist/`, where
+//! `cargo build --profile dist --target <triple>` puts it.
 
 fn main() {
     if let Ok(triple) = std::env::var("TARGET") {

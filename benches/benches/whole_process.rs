@@ -11,11 +11,46 @@
 //! * dynamic: `cargo build --release -p racelab-supervise` (or any workspace release build),
 //!   looked up in `$RACELAB_SUPERVISE`, else `<target>/release/supervise`;
 //! * static (the recommended deployment): `RUSTFLAGS="-C target-feature=+crt-static"
-//!   cargo build --release --target <host triple> -p racelab-supervise` (the `--target` keeps
-//!   the flag away from proc-macros), looked up in
-//!   `$RACELAB_SUPERVISE_STATIC`, else `<target>/<host triple>/release/supervise`.
+//!   cargo build --profile dist --target <host triple> -p racelab-supervise` (the `--target`
+//!   keeps the flag away from proc-macros; `dist` is release with fat LTO, one codegen unit and
+//!   `opt-level = "s"`), looked up in `$RACELAB_SUPERVISE_STATIC`, else
+//!   `<target>/<host triple>/dist/supervise`.
 //!
 //! A missing binary or tini is a named skip (a failure under `RACELAB_STRICT=1`).
+//!
+//! What each program asks of the kernel, counted with `strace -f -c PROGRAM -- /bin/true` and
+//! split by process with `strace -f` (static builds, one run; /bin/true's own 29 calls after
+//! its execve are in every total):
+//!
+//! * `tini-static -s`: 60. Parent 25: glibc's static start-up (execve, brk x5, arch_prctl,
+//!   set_tid_address, set_robust_list, rseq, prlimit64, readlink /proc/self/exe, getrandom,
+//!   mprotect), rt_sigprocmask, rt_sigaction x2 (SIGTTIN, SIGTTOU ignored), prctl x2
+//!   (subreaper), getpid, clone (a fork), rt_sigtimedwait, wait4 x2, exit_group. Child before
+//!   exec 8: set_robust_list, setpgid, getpgrp, ioctl(TIOCSPGRP), rt_sigprocmask,
+//!   rt_sigaction x2, execve.
+//! * `supervise` (dist profile, since #24): 130. Parent 36: the same glibc start-up (14 calls),
+//!   rt_sigprocmask (block the forwarded signals: first thing), poll of fds 0-2 and
+//!   rt_sigaction(SIGPIPE, SIG_IGN) (what Rust's runtime start-up did, done by hand: the binary
+//!   is `#![no_main]`), rt_sigaction(SIGCHLD, SIG_DFL), rt_sigprocmask, signalfd4, getpid x2,
+//!   mmap + mprotect (the vfork child's stack), rt_sigprocmask (all blocked across the clone),
+//!   clone(CLONE_VM | CLONE_VFORK | CLONE_PIDFD), rt_sigprocmask, munmap, ppoll (pidfd and
+//!   signalfd), waitid(WNOWAIT), kill(-pgid, SIGKILL) (the sweep of the child's group, which
+//!   its descendants may still be in), waitid, close x2, rt_sigprocmask, exit_group. Child
+//!   before exec 67: setpgid, prctl(PR_SET_PDEATHSIG), getppid (the check after it),
+//!   rt_sigaction x62 (every signal but SIGKILL and SIGSTOP to SIG_DFL: no handler of the
+//!   parent may run in the vfork child, no inherited SIG_IGN reaches the program),
+//!   rt_sigprocmask (empty mask), execve.
+//! * before #24 `supervise` (release profile) made 159: its parent also ran Rust's runtime
+//!   start-up (poll, SIGPIPE, /proc/self/maps read through pthread_getattr_np, sched_getaffinity,
+//!   an alternate signal stack: sigaltstack x2, mmap, mprotect, SIGSEGV and SIGBUS handlers),
+//!   and its child reset the 10 forwarded signals twice and tried SIGKILL and SIGSTOP.
+//!
+//! The count of calls is not what costs: a start-up pays for page faults (`perf stat -r 200
+//! --no-inherit -e page-faults PROGRAM -- /bin/true`, the parent alone, which varies by a few
+//! with how the binary's file sits in the page cache: tini-static 33-34, supervise 48-54, 55-65
+//! before #24), most of them code pages of the binary, the heap, and for supervise the
+//! static-pie self-relocation of its data (one fault per page of .data.rel.ro; tini-static is
+//! not position-independent).
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -70,7 +105,7 @@ fn main() {
     let dynamic = binary("RACELAB_SUPERVISE", profile_dir().map(|d| d.join("supervise")));
     let static_ = binary(
         "RACELAB_SUPERVISE_STATIC",
-        target_dir().map(|t| t.join(TRIPLE).join("release").join("supervise")),
+        target_dir().map(|t| t.join(TRIPLE).join("dist").join("supervise")),
     );
     let peers = [
         Peer {
@@ -99,8 +134,8 @@ fn main() {
             args: &["--"],
             missing: format!(
                 "no static supervise binary: run `RUSTFLAGS=\"-C target-feature=+crt-static\" \
-                 cargo build --release --target {TRIPLE} -p racelab-supervise` first (or set \
-                 RACELAB_SUPERVISE_STATIC)"
+                 cargo build --profile dist --target {TRIPLE} -p racelab-supervise` first (or \
+                 set RACELAB_SUPERVISE_STATIC)"
             ),
         },
     ];

@@ -47,7 +47,12 @@ pub(crate) const GROUPS: &[(&str, &str)] = &[
         "whole_process",
         "Whole-process time of spawn + run + wait, as a caller sees it. Floor: `/bin/true` alone. \
          `supervise_true` is the dynamic build, `supervise_static_true` the static one (the \
-         recommended deployment); both are also compared with `tini -s` (x matching floor).",
+         recommended deployment); both are also compared with `tini -s` (x matching floor). \
+         Since #24 the static build uses the `dist` profile (fat LTO, one codegen unit, \
+         opt-level s) and `supervise` skips Rust's runtime start-up (`#![no_main]`) and, for \
+         `supervise -- CMD`, clap's parser; it was 1.22x of `tini_static_s_true` in the run \
+         that reported it. The syscalls each program makes at start-up: the whole_process \
+         bench's doc.",
     ),
 ];
 

@@ -108,8 +108,8 @@ const TARGETS: &[Target] = &[
         group: "whole_process",
         bench: "supervise_static_true",
         against: "tini_static_s_true",
-        rule: Rule::AtMost(1.1),
-        text: "`supervise -- /bin/true` within 1.1x of `tini -s -- /bin/true`, both static \
+        rule: Rule::AtMost(1.05),
+        text: "`supervise -- /bin/true` within 1.05x of `tini -s -- /bin/true`, both static \
                (`tini-static`, the recommended static `supervise`)",
         info: false,
     },

@@ -140,6 +140,105 @@ fn child_starts_with_an_empty_signal_mask_and_no_ignored_signals() {
     assert_eq!(out.lines().count(), 2, "{out}");
 }
 
+/// A `/proc/<pid>/status` field as a number (hex masks for `Sig*`, decimal otherwise).
+fn status_field(status: &str, key: &str) -> u64 {
+    let v = status
+        .lines()
+        .find_map(|l| l.strip_prefix(key))
+        .unwrap_or_else(|| panic!("no {key} in {status}"))
+        .trim();
+    let radix = if key.starts_with("Sig") { 16 } else { 10 };
+    u64::from_str_radix(v, radix).unwrap_or_else(|_| panic!("{key} {v:?}"))
+}
+
+/// What the child starts with, read from its own /proc status after exec (`cat` installs no
+/// handler): no blocked, ignored or caught signal, its own process group, supervise as its
+/// parent. supervise is started with signals ignored (as `nohup` or a shell's `cmd &` would
+/// leave them) and with its own forwarded signals blocked: none of that may reach the child.
+#[test]
+fn the_child_starts_with_default_dispositions_an_empty_mask_and_its_own_group() {
+    use racelab_supervisor::Signal;
+    use racelab_sys::sigaction::ignore_in_child;
+    let mut cmd = Command::new(SUPERVISE);
+    cmd.args(["--", "cat", "/proc/self/status"]).stdin(Stdio::null());
+    let ignored = vec![
+        Signal::SIGHUP,
+        Signal::SIGINT,
+        Signal::SIGQUIT,
+        Signal::SIGPIPE,
+        Signal::SIGUSR2,
+        Signal::SIGALRM,
+        Signal::SIGCHLD,
+        Signal::SIGTTOU,
+    ];
+    ignore_in_child(&mut cmd, ignored);
+    let child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn");
+    let sup = Supervised(child);
+    let sup_pid = sup.pid();
+    let (st, out, err) = sup.wait(Duration::from_secs(10));
+    assert!(st.success(), "{st:?} {err}");
+    for key in ["SigBlk:", "SigIgn:", "SigCgt:"] {
+        assert_eq!(status_field(&out, key), 0, "{key} in the child: {out}");
+    }
+    let pid = status_field(&out, "Pid:");
+    assert_eq!(status_field(&out, "NSpgid:"), pid, "the child leads its own group: {out}");
+    assert_eq!(status_field(&out, "PPid:"), sup_pid as u64, "{out}");
+}
+
+/// Reads the first line of supervise's stdout, waiting at most `within` for it.
+fn first_line(sup: &mut Supervised, within: Duration) -> String {
+    let stdout = sup.0.stdout.as_mut().expect("stdout");
+    let mut fds = [rustix::event::PollFd::new(&*stdout, rustix::event::PollFlags::IN)];
+    let ts = rustix::time::Timespec { tv_sec: within.as_secs() as i64, tv_nsec: 0 };
+    let n = rustix::event::poll(&mut fds, Some(&ts)).expect("poll stdout");
+    assert_eq!(n, 1, "no line from the child within {within:?}");
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line).expect("read line");
+    line
+}
+
+/// The parent-death signal (`PR_SET_PDEATHSIG(SIGKILL)`, armed before exec and re-checked):
+/// supervise SIGKILLed, its child dies too, instead of running on as an orphan.
+fn the_child_dies_with_a_killed_supervise(containment: &str) {
+    let mut sup = Supervised::start(&[
+        "--containment",
+        containment,
+        "--",
+        "/bin/sh",
+        "-c",
+        "echo $$; exec sleep 100",
+    ]);
+    let line = first_line(&mut sup, Duration::from_secs(10));
+    let printed: i32 = line.trim().parse().unwrap_or_else(|_| panic!("child pid from {line:?}"));
+    let child =
+        host_pid(sup.pid(), printed).unwrap_or_else(|| panic!("no descendant with pid {printed}"));
+    let pidfd = rustix::process::pidfd_open(
+        rustix_pid(child).expect("pid"),
+        rustix::process::PidfdFlags::empty(),
+    )
+    .expect("pidfd of the child");
+    sup.signal(9);
+    let (st, _, _) = sup.wait(Duration::from_secs(5));
+    assert_eq!(st.signal(), Some(9));
+    let mut fds = [rustix::event::PollFd::new(&pidfd, rustix::event::PollFlags::IN)];
+    let ts = rustix::time::Timespec { tv_sec: 5, tv_nsec: 0 };
+    let n = rustix::event::poll(&mut fds, Some(&ts)).expect("poll");
+    assert_eq!(n, 1, "child {child} outlived its SIGKILLed supervise ({containment})");
+}
+
+#[test]
+fn the_child_dies_with_a_killed_supervise_in_its_group() {
+    the_child_dies_with_a_killed_supervise("group");
+}
+
+#[test]
+fn the_child_dies_with_a_killed_supervise_in_its_pid_namespace() {
+    if skip_unless(is_root(), "root", "CLONE_NEWPID needs CAP_SYS_ADMIN") {
+        return;
+    }
+    the_child_dies_with_a_killed_supervise("pidns");
+}
+
 #[test]
 fn a_sigterm_right_after_start_reaches_the_child_1000_of_1000() {
     let runs: usize =

@@ -20,3 +20,4 @@ pub mod ptrace;
 pub mod seccomp;
 pub mod sigaction;
 pub mod spawn;
+pub mod stdio;

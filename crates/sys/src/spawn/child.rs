@@ -112,15 +112,19 @@ pub(super) fn child_pre_exec(
                 }
             }
         }
-        // Dispositions first, mask second: once unblocked, a signal must meet SIG_DFL.
-        for sig in req.reset_signals {
-            libc::signal(*sig as libc::c_int, libc::SIG_DFL);
+        // Dispositions first, mask second: once unblocked, a signal must meet SIG_DFL. With
+        // `reset_all_signals` the loop below resets these too: no second call for them.
+        if !req.reset_all_signals {
+            for sig in req.reset_signals {
+                libc::signal(*sig as libc::c_int, libc::SIG_DFL);
+            }
         }
         // Raw rt_sigaction: glibc's wrapper refuses its internal signals 32 and 33, which a
         // parent may have inherited as ignored. Kernel struct: handler, flags, restorer, mask
-        // (all zero = SIG_DFL). SIGKILL/SIGSTOP fail with EINVAL, harmlessly.
+        // (all zero = SIG_DFL). SIGKILL and SIGSTOP are skipped: their disposition is always
+        // SIG_DFL, and sigaction(2) refuses them (EINVAL).
         let dfl = [0u64; 4];
-        for sig in 1..=64 {
+        for sig in (1..=64).filter(|&s| s != libc::SIGKILL && s != libc::SIGSTOP) {
             let mut old = [0u64; 4];
             let reset = if req.reset_all_signals {
                 true
