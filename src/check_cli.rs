@@ -256,6 +256,7 @@ pub fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
     }
     let report = CheckReport {
         schema: check::SCHEMA.to_string(),
+        version: check::VERSION,
         program: program.name.clone(),
         label: program.label(),
         binary: Some(binary.display().to_string()),
@@ -502,4 +503,38 @@ fn junit(r: &CheckReport, naming: &str) -> String {
     }
     s.push_str("</testsuite>\n");
     s
+}
+
+/// `racelab docs --check`: every bundled program checked from scratch, written to `out`.
+pub fn heldout(out: &Path, confirm: u32) -> anyhow::Result<ExitCode> {
+    let runner = std::env::current_exe().context("cannot find this executable to run replays")?;
+    let cfg = CheckConfig { confirm, ..CheckConfig::default() };
+    let mut replayer = races::Replayer::new(&runner, races::RunAs::Caller);
+    let mut reports = Vec::new();
+    for program in races::programs::all() {
+        let binary = program.binary(&runner).ok();
+        let mut cases = Vec::new();
+        for case in check::cases() {
+            eprintln!("{} {}", program.name, case.race);
+            cases.push(check::check_case(&mut replayer, case, program, &cfg, &mut |_, _| {}));
+        }
+        reports.push(CheckReport {
+            schema: check::SCHEMA.to_string(),
+            version: check::VERSION,
+            program: program.name.clone(),
+            label: program.label(),
+            binary: binary.map(|b| b.display().to_string()),
+            cases,
+            budget: cfg.budget,
+            confirm: cfg.confirm,
+        });
+    }
+    let command = if confirm == 20 {
+        "racelab docs --check".to_string()
+    } else {
+        format!("racelab docs --check --confirm {confirm}")
+    };
+    crate::write_atomically(out, &check::heldout_page(&reports, &command))?;
+    println!("wrote {}", out.display());
+    Ok(ExitCode::SUCCESS)
 }

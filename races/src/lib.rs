@@ -447,7 +447,7 @@ pub fn run_plan_with(
     let mut replayer = Replayer::new(runner, RunAs::Caller);
     let mut report = PlanReport::default();
     for (case, cell) in program_cells(plan) {
-        let program = cell.program();
+        let program = programs::find(cell.program).expect("every cell names a bundled program");
         let (expect, na) = match cell.expect {
             conformance::CellExpect::Run(e) => (e, None),
             conformance::CellExpect::NotApplicable(why) => (verdict::Expect::Prevent, Some(why)),

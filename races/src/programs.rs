@@ -522,14 +522,19 @@ pub fn known_names() -> String {
     all().iter().map(|p| p.name.as_str()).collect::<Vec<_>>().join(", ")
 }
 
-/// Where `cargo install` puts crate programs: `<target dir>/programs/<name>/bin/<binary>`. The
-/// target directory is found from the runner's own path (`<target>/<profile>/<exe>`, or
-/// `<target>/<profile>/deps/<exe>` for test binaries), or `$RACELAB_PROGRAMS`.
+/// Where crate programs are installed: `<dir>/<name>/bin/<binary>`. Inside a Cargo target
+/// directory (the runner is `<target>/<profile>/<exe>`, `<target>/<triple>/<profile>/<exe>`, or
+/// a test binary in `deps/` below them) it is `<target>/programs`, where scripts/install-programs
+/// puts them; for an installed racelab (`~/.cargo/bin/racelab`) it is `../lib/racelab/programs`
+/// beside its bin directory; `$RACELAB_PROGRAMS` overrides both.
 pub fn programs_dir(runner: &Path) -> PathBuf {
     if let Some(dir) = std::env::var_os("RACELAB_PROGRAMS") {
         return PathBuf::from(dir);
     }
-    target_dir(runner).map_or_else(|| PathBuf::from("target/programs"), |t| t.join("programs"))
+    match target_dir(runner) {
+        Some(t) => t.join("programs"),
+        None => runner_dir(runner).join("../lib/racelab/programs"),
+    }
 }
 
 fn target_dir(runner: &Path) -> Option<PathBuf> {
@@ -537,13 +542,13 @@ fn target_dir(runner: &Path) -> Option<PathBuf> {
     if dir.file_name().is_some_and(|n| n == "deps") {
         dir = dir.parent()?;
     }
-    // <target>/<profile> or <target>/<triple>/<profile>
+    // <target>/<profile> or <target>/<triple>/<profile>: the first with Cargo's tag.
     let up = dir.parent()?;
-    Some(if up.join("CACHEDIR.TAG").exists() || up.file_name().is_some_and(|n| n == "target") {
-        up.to_path_buf()
-    } else {
-        up.parent().unwrap_or(up).to_path_buf()
-    })
+    [Some(up), up.parent()]
+        .into_iter()
+        .flatten()
+        .find(|d| d.join("CACHEDIR.TAG").exists() || d.file_name().is_some_and(|n| n == "target"))
+        .map(Path::to_path_buf)
 }
 
 /// The directory of the runner's own binary (`deps/` of a test binary counts as its parent):
@@ -767,6 +772,29 @@ mod tests {
     }
 
     #[test]
+    fn every_cell_names_a_case_and_a_program_and_parses() {
+        for c in crate::conformance::CELLS {
+            assert!(crate::conformance::find_case(c.case).is_some(), "{}", c.case);
+            let program = find(c.program).unwrap_or_else(|| panic!("{}", c.program));
+            let schedule = c.schedule_for(&program.label());
+            let parsed = racelab_hooks::Schedule::parse(&schedule)
+                .unwrap_or_else(|e| panic!("{} {}: {e}", c.case, c.program));
+            assert!(!parsed.points().any(|p| p.hook().is_some()), "{} {}", c.case, c.program);
+            if let crate::conformance::CellExpect::Run(crate::verdict::Expect::Reproduce(list)) =
+                c.expect
+            {
+                let race = crate::conformance::find_race(c.case).unwrap();
+                assert!(
+                    list.iter().all(|i| race.invariants.contains(i)),
+                    "{} {}",
+                    c.case,
+                    c.program
+                );
+            }
+        }
+    }
+
+    #[test]
     fn command_lines_follow_each_programs_syntax() {
         let w = Path::new("/w");
         let a = vec!["__workload".to_string()];
@@ -887,6 +915,15 @@ mod tests {
         std::fs::write(t.join("CACHEDIR.TAG"), "").unwrap();
         assert_eq!(target_dir(&t.join("debug/deps/races-abc")), Some(t.clone()));
         assert_eq!(target_dir(&t.join("debug/races-runner")), Some(t.clone()));
+        std::fs::create_dir_all(t.join("x86_64-unknown-linux-gnu/dist")).unwrap();
+        assert_eq!(target_dir(&t.join("x86_64-unknown-linux-gnu/dist/racelab")), Some(t.clone()));
+        // An installed racelab is in no target directory.
+        std::fs::create_dir_all(t.join("home/.cargo/bin")).unwrap();
+        assert_eq!(target_dir(&t.join("home/.cargo/bin/racelab")), None);
+        assert_eq!(
+            programs_dir(&t.join("home/.cargo/bin/racelab")),
+            t.join("home/.cargo/bin/../lib/racelab/programs")
+        );
         let _ = std::fs::remove_dir_all(&t);
     }
 

@@ -97,6 +97,16 @@ enum Command {
         /// With --peers: the page to write.
         #[arg(long, default_value = "docs/peers.md")]
         peers_out: PathBuf,
+        /// Write docs/check-heldout.md instead: `racelab check` on every bundled program from
+        /// scratch, its verdicts beside the matrix's.
+        #[arg(long, conflicts_with = "peers")]
+        check: bool,
+        /// With --check: findings are confirmed in this many replays each.
+        #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
+        confirm: u32,
+        /// With --check: the page to write.
+        #[arg(long, default_value = "docs/check-heldout.md")]
+        check_out: PathBuf,
     },
 }
 
@@ -201,6 +211,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Some(Command::Docs { peers: true, repeat, peers_out, .. }) => peers(&peers_out, repeat),
+        Some(Command::Docs { check: true, confirm, check_out, .. }) => {
+            check_cli::heldout(&check_out, confirm)
+        }
         Some(Command::Docs { out, .. }) => docs(&out),
         Some(Command::Explore(args)) => explore_cli::explore(args),
         Some(Command::Check(args)) => check_cli::check(args),

@@ -114,7 +114,7 @@ pub fn run(input: serde_json::Value, init: &mut Init) -> Result<serde_json::Valu
     let cell = conformance::cell(case.race, &program.name);
     let text = match (input.schedule, cell) {
         (Some(text), _) => text,
-        (None, Some(cell)) => cell.schedule_for(&program),
+        (None, Some(cell)) => cell.schedule_for(&program.label()),
         (None, None) => {
             return Err(format!("{} has no cell for {}: give a schedule", case.race, program.name));
         }
