@@ -480,56 +480,6 @@ impl CheckReport {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::programs::find;
-
-    fn case(id: &str) -> &'static Case {
-        conformance::find_case(id).unwrap()
-    }
-
-    #[test]
-    fn cases_apply_by_role_and_promise_as_the_matrix_has_them() {
-        // Every cell the hand-written matrix replays applies, and every n/a cell does not.
-        for cell in conformance::CELLS {
-            let program = find(cell.program).unwrap();
-            let applies = applies(case(cell.case), program).is_ok();
-            let replayed = matches!(cell.expect, conformance::CellExpect::Run(_));
-            assert_eq!(applies, replayed, "{} {}", cell.case, cell.program);
-        }
-        assert!(applies(case("E2"), find("timeout").unwrap()).is_err());
-        assert!(applies(case("Q1"), find("tini").unwrap()).is_err());
-    }
-
-    #[test]
-    fn every_case_either_has_an_action_or_is_its_own_test() {
-        for c in cases() {
-            let own = matches!(c.race, "F1" | "R1");
-            assert!(
-                window_action(c.race).is_some() || own || unexplorable(c.race).is_some(),
-                "{}",
-                c.race
-            );
-        }
-        assert_eq!(occurrence("tini.kill#3"), 3);
-        assert_eq!(occurrence("tini.kill"), 1);
-        assert_eq!(
-            exit_point("timeout.clone#2", "timeout").as_deref(),
-            Some("timeout.clone.exit#2")
-        );
-        assert_eq!(exit_point("timeout.clone", "timeout").as_deref(), Some("timeout.clone.exit"));
-        assert_eq!(exit_point("timeout.kill", "timeout"), None);
-        // Each form parses as the schedule language writes it.
-        for s in
-            ["on t.setpgid: terminate(target), await(t.kill.returned#2)", "on t.clone.exit#2: x()"]
-        {
-            racelab_hooks::Schedule::parse(s).unwrap();
-        }
-        assert_eq!(at_moment("t.kill#2", "returned"), "t.kill.returned#2");
-    }
-}
-
 /// What the hand-written matrix says of `case` on `program`, in a check's words: `broke`,
 /// `held`, `n/a`, or `no cell`.
 pub fn catalogued(case: &str, program: &str) -> &'static str {
@@ -545,13 +495,13 @@ pub fn catalogued(case: &str, program: &str) -> &'static str {
 /// Whether an explored verdict agrees with the catalogued one (a case with no cell agrees
 /// with anything: it is new ground).
 pub fn agrees(catalogued: &str, explored: &CaseVerdict) -> bool {
-    match (catalogued, explored) {
-        ("no cell", _) => true,
-        ("broke", CaseVerdict::Broke { .. }) => true,
-        ("held", CaseVerdict::Held) => true,
-        ("n/a", CaseVerdict::NotApplicable { .. }) => true,
-        _ => false,
-    }
+    matches!(
+        (catalogued, explored),
+        ("no cell", _)
+            | ("broke", CaseVerdict::Broke { .. })
+            | ("held", CaseVerdict::Held)
+            | ("n/a", CaseVerdict::NotApplicable { .. })
+    )
 }
 
 /// docs/check.md's held-out table: every bundled program checked from scratch (no schedule of
@@ -626,4 +576,54 @@ pub fn heldout_page(reports: &[CheckReport], command: &str) -> String {
         "\n{agree} of {total} catalogued cells agree; {found} of the {catalogued_broke} reproduced cells were rediscovered from scratch.\n"
     );
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::programs::find;
+
+    fn case(id: &str) -> &'static Case {
+        conformance::find_case(id).unwrap()
+    }
+
+    #[test]
+    fn cases_apply_by_role_and_promise_as_the_matrix_has_them() {
+        // Every cell the hand-written matrix replays applies, and every n/a cell does not.
+        for cell in conformance::CELLS {
+            let program = find(cell.program).unwrap();
+            let applies = applies(case(cell.case), program).is_ok();
+            let replayed = matches!(cell.expect, conformance::CellExpect::Run(_));
+            assert_eq!(applies, replayed, "{} {}", cell.case, cell.program);
+        }
+        assert!(applies(case("E2"), find("timeout").unwrap()).is_err());
+        assert!(applies(case("Q1"), find("tini").unwrap()).is_err());
+    }
+
+    #[test]
+    fn every_case_either_has_an_action_or_is_its_own_test() {
+        for c in cases() {
+            let own = matches!(c.race, "F1" | "R1");
+            assert!(
+                window_action(c.race).is_some() || own || unexplorable(c.race).is_some(),
+                "{}",
+                c.race
+            );
+        }
+        assert_eq!(occurrence("tini.kill#3"), 3);
+        assert_eq!(occurrence("tini.kill"), 1);
+        assert_eq!(
+            exit_point("timeout.clone#2", "timeout").as_deref(),
+            Some("timeout.clone.exit#2")
+        );
+        assert_eq!(exit_point("timeout.clone", "timeout").as_deref(), Some("timeout.clone.exit"));
+        assert_eq!(exit_point("timeout.kill", "timeout"), None);
+        // Each form parses as the schedule language writes it.
+        for s in
+            ["on t.setpgid: terminate(target), await(t.kill.returned#2)", "on t.clone.exit#2: x()"]
+        {
+            racelab_hooks::Schedule::parse(s).unwrap();
+        }
+        assert_eq!(at_moment("t.kill#2", "returned"), "t.kill.returned#2");
+    }
 }
