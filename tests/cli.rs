@@ -34,6 +34,24 @@ fn no_arguments_replays_the_whole_catalog_and_prints_the_matrix() {
     }
     // The legend explains the timeline's columns, `2/2` included.
     assert!(text.contains("pid/tid inside the replay's own PID namespace"), "{text}");
+    // Every cell as expected: no timelines to scroll the matrix away, and a last line that
+    // says so.
+    assert!(!text.contains("\n== "), "a timeline of a cell that was as expected:\n{text}");
+    let last = text.lines().last().unwrap_or("");
+    assert!(last.contains(" not (exit 0)") && last.contains(" as expected, 0 not"), "{last}");
+}
+
+/// `--timelines` prints every cell's timeline; a run of one cell prints its own anyway.
+#[test]
+fn timelines_are_printed_when_asked_or_for_a_single_cell() {
+    let all = stdout(&racelab(&["replay", "Z2", "--timelines"]));
+    assert!(all.contains("\n== Z2 ") && all.matches("\n== Z2 ").count() == 2, "{all}");
+    let one = stdout(&racelab(&["replay", "Z2", "--design", "reference"]));
+    assert!(one.contains("\n== Z2 "), "{one}");
+    assert!(
+        one.lines().last().unwrap_or("").starts_with("1 cell, 1 replay: 1 as expected"),
+        "{one}"
+    );
 }
 
 #[test]

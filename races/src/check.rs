@@ -248,6 +248,12 @@ fn action_ran(out: &ReplayOutput) -> Option<(u64, u32)> {
     Some((arrived.unwrap_or(action.time_ns), action.tid))
 }
 
+/// Whether a replay that kept every invariant tested nothing: a Z1 replay whose program ended
+/// before it went quiet after the burst (no zombies were counted).
+fn untested(out: &ReplayOutput) -> bool {
+    out.trace.events.iter().any(|e| e.detail == crate::evidence::NO_COUNT)
+}
+
 /// The probe's lines: per thread, its lifecycle syscalls in order.
 fn probe_lines(out: &ReplayOutput, label: &str) -> Vec<String> {
     let mut threads: Vec<(u32, Vec<String>)> = Vec::new();
@@ -329,6 +335,8 @@ pub fn check_case(
     let mut reached: BTreeSet<String> = BTreeSet::new();
     let mut flaky: Option<Finding> = None;
     let mut lab_errors: Vec<String> = Vec::new();
+    // Why the first replay that tested nothing did not.
+    let mut untested_why: Option<String> = None;
     // The schedules still to try, in order, and those tried.
     let mut queue: std::collections::VecDeque<(String, u32)> = [(String::new(), 0)].into();
     let mut tried: BTreeSet<String> = BTreeSet::new();
@@ -353,7 +361,16 @@ pub fn check_case(
                 return done(report, CaseVerdict::Skipped { reason: reason.clone() });
             }
             Verdict::LabError { message } => lab_errors.push(message.clone()),
-            Verdict::NotForced { .. } => report.not_forced += 1,
+            Verdict::NotForced { why } => {
+                report.not_forced += 1;
+                untested_why.get_or_insert_with(|| why.clone());
+            }
+            // A Z1 replay whose program ended before it went quiet counted nothing: the oracle
+            // has nothing to hold against it, and the check must not call that `held`.
+            Verdict::Prevented if untested(&out) => {
+                report.not_forced += 1;
+                untested_why.get_or_insert_with(|| crate::evidence::NO_COUNT.to_string());
+            }
             _ => {}
         }
         if let Some((invariants, evidence)) = broken(&out.verdict) {
@@ -437,8 +454,10 @@ pub fn check_case(
         && report.schedules > 1
     {
         let reason = format!(
-            "every drawn schedule was not forced ({} of {}): the program never met the case's action at any point",
-            report.not_forced, report.schedules
+            "no drawn schedule tested anything ({} of {} not forced; the first: {})",
+            report.not_forced,
+            report.schedules,
+            untested_why.unwrap_or_default()
         );
         return done(report, CaseVerdict::NotExplored { reason, lab_limit: false });
     }

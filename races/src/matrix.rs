@@ -169,7 +169,7 @@ impl PlanReport {
         self.cells.iter().all(Cell::as_expected)
     }
 
-    pub(crate) fn text(&self) -> String {
+    pub(crate) fn text(&self, timelines: bool) -> String {
         let mut s = String::new();
         if self.cells.iter().any(|c| !c.runs.is_empty()) {
             s.push_str(LEGEND);
@@ -200,7 +200,12 @@ impl PlanReport {
             s.push('\n');
             s.push_str(&grid);
         }
-        for c in self.cells.iter().filter(|c| c.not_applicable.is_none()) {
+        // Timelines only where a reader needs them: a cell not as expected (or every cell when
+        // asked, or the only one of a run of one); the matrix must not scroll away behind a
+        // thousand lines of cells that were fine.
+        let all = timelines || self.cells.len() == 1;
+        let shown = |c: &&Cell| c.not_applicable.is_none() && (all || !c.as_expected());
+        for c in self.cells.iter().filter(shown) {
             writeln!(
                 s,
                 "\n== {} {} against {}: {}",
@@ -241,6 +246,25 @@ impl PlanReport {
                 }
             }
         }
+        // The last line a terminal shows: what ran and whether it was all as expected.
+        let ran: Vec<&Cell> = self.cells.iter().filter(|c| c.not_applicable.is_none()).collect();
+        let off = ran.iter().filter(|c| !c.as_expected()).count();
+        let replays: usize = ran.iter().map(|c| c.runs.len()).sum();
+        let plural = |n: usize, what: &str| format!("{n} {what}{}", if n == 1 { "" } else { "s" });
+        writeln!(
+            s,
+            "\n{}, {}: {} as expected, {off} not{}{}",
+            plural(ran.len(), "cell"),
+            plural(replays, "replay"),
+            ran.len() - off,
+            if self.cells.len() > ran.len() {
+                format!(", {} not applicable", self.cells.len() - ran.len())
+            } else {
+                String::new()
+            },
+            if off == 0 { " (exit 0)" } else { " (exit 1: see the timelines above)" }
+        )
+        .ok();
         s
     }
 

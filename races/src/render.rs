@@ -6,8 +6,11 @@ use crate::matrix::PlanReport;
 /// Output formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
-    /// The matrix and each cell's timeline, as text.
+    /// The matrix, the timelines of the cells that were not as expected (of the only cell, in
+    /// a run of one), and a one-line summary, as text.
     Text,
+    /// The same with every cell's timeline (`--timelines`).
+    TextTimelines,
     /// The versioned summary document of docs/json.md ([`crate::schema::ReplayDocument`]).
     Json,
     /// A JUnit XML report, one test case per cell ([`crate::junit`]).
@@ -20,7 +23,8 @@ impl PlanReport {
     /// Renders the report.
     pub fn render(&self, format: Format) -> String {
         match format {
-            Format::Text => self.text(),
+            Format::Text => self.text(false),
+            Format::TextTimelines => self.text(true),
             Format::Json => {
                 let doc = crate::schema::ReplayDocument::from_report(self);
                 serde_json::to_string_pretty(&doc).unwrap_or_default() + "\n"

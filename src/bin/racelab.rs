@@ -138,6 +138,10 @@ struct ReplayArgs {
     /// of standard output.
     #[arg(long, value_name = "PATH")]
     output: Option<PathBuf>,
+    /// With the text format: every cell's timeline, not only those of cells that were not as
+    /// expected.
+    #[arg(long)]
+    timelines: bool,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -404,6 +408,7 @@ fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     let plan = plan(&args)?;
     let runner = std::env::current_exe().context("cannot find this executable to run replays")?;
     let format = match args.format {
+        OutputFormat::Text if args.timelines => Format::TextTimelines,
         OutputFormat::Text => Format::Text,
         OutputFormat::Json => Format::Json,
         OutputFormat::Junit => Format::Junit,
