@@ -538,3 +538,34 @@ pub fn heldout(out: &Path, confirm: u32) -> anyhow::Result<ExitCode> {
     println!("wrote {}", out.display());
     Ok(ExitCode::SUCCESS)
 }
+
+/// `racelab explore --program NAME | --spec FILE`: what `racelab check` does, named by explore's
+/// options.
+pub struct BlackBox {
+    pub program: Option<String>,
+    pub spec: Option<PathBuf>,
+    pub cases: Vec<String>,
+    pub budget: u32,
+    pub confirm: u32,
+    pub verbose: bool,
+}
+
+/// Explores a black-box program: `racelab check` with `b`'s settings.
+pub fn explore_program(b: BlackBox) -> anyhow::Result<ExitCode> {
+    check(CheckArgs {
+        cases: b.cases,
+        spec: b.spec,
+        program: b.program,
+        roles: Vec::new(),
+        forwards: Vec::new(),
+        budget: b.budget,
+        confirm: b.confirm,
+        schedule: None,
+        repeat: 1,
+        format: CheckFormat::Text,
+        output: None,
+        timelines: false,
+        verbose: b.verbose,
+        command: Vec::new(),
+    })
+}

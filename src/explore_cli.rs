@@ -60,6 +60,14 @@ pub struct ExploreArgs {
     /// Output: a summary per exploration (text) or the figures table (markdown).
     #[arg(long, value_enum, default_value_t = ExploreFormat::Text)]
     format: ExploreFormat,
+    /// Explore a black-box program whose spec ships with the lab instead of a design: the
+    /// engine of `racelab check` (the races are its cases; --cases is the budget per case,
+    /// --confirm the replays a finding must break in, every one).
+    #[arg(long, value_name = "NAME", conflicts_with_all = ["designs", "spec"])]
+    program: Option<String>,
+    /// Explore the black-box program of this spec file (see --program).
+    #[arg(long, value_name = "FILE", conflicts_with = "designs")]
+    spec: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -134,6 +142,17 @@ fn bar(total: u64) -> Option<indicatif::ProgressBar> {
 }
 
 pub fn explore(args: ExploreArgs) -> anyhow::Result<ExitCode> {
+    if args.program.is_some() || args.spec.is_some() {
+        // A black box: `racelab check`'s exploration, with this command's budget words.
+        return crate::check_cli::explore_program(crate::check_cli::BlackBox {
+            program: args.program,
+            spec: args.spec,
+            cases: args.races,
+            budget: args.cases,
+            confirm: args.confirm,
+            verbose: args.verbose,
+        });
+    }
     let cells = cells(&args)?;
     let runner = std::env::current_exe().context("cannot find this executable to run replays")?;
     let mut replayer = races::Replayer::new(&runner, races::RunAs::Caller);
