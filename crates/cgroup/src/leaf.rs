@@ -285,7 +285,15 @@ pub fn gc_stale(base: &Path) -> Result<usize> {
 /// its own namespace and those below, and from inside a replay a sibling replay's namespace
 /// would look ended. Returns how many were removed; on failures, tries all and returns the
 /// first error.
+///
+/// A caller in a nested pid namespace (a lab in a container, or under `unshare --pid`) judges
+/// nothing and returns 0: another lab on the same machine may run in namespaces it cannot see,
+/// whose live replays would look ended from here, and the leaves' directory is shared by every
+/// lab that sees the same cgroup tree.
 pub fn gc_ended_namespaces(base: &Path) -> Result<usize> {
+    if !crate::owner::in_initial_pidns() {
+        return Ok(0);
+    }
     remove_leaves_where(base, Instant::now() + DROP_GRACE, |owner| {
         crate::owner::pidns_ended_or_ending(owner.pidns)
     })

@@ -198,6 +198,16 @@ fn parse_start_time(path: &Path, text: &str) -> Result<u64> {
 }
 
 /// The inode of /proc/self/ns/pid ("pid:[4026531836]").
+/// Whether this process is in the machine's initial pid namespace, where /proc shows every
+/// process of the machine: its NSpid has one entry (a nested namespace adds one per level).
+pub(crate) fn in_initial_pidns() -> bool {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("NSpid:"))
+        .is_some_and(|pids| pids.split_whitespace().count() == 1)
+}
+
 fn own_pidns() -> Result<u64> {
     parse_pidns_link(Path::new("/proc/self/ns/pid"))
 }

@@ -74,6 +74,17 @@ static INSTALLED: OnceLock<Result<(), String>> = OnceLock::new();
 /// Never notified: what [`refuse_if_interrupted`] waits on, bounded, while the process ends.
 static ENDING: Condvar = Condvar::new();
 
+/// Whether `sig` is ignored in this process now (SigIgn of /proc/self/status).
+fn ignored_now(sig: nix::sys::signal::Signal) -> bool {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let mask = status
+        .lines()
+        .find_map(|l| l.strip_prefix("SigIgn:"))
+        .and_then(|m| u64::from_str_radix(m.trim(), 16).ok())
+        .unwrap_or(0);
+    mask & (1 << (sig as i32 - 1)) != 0
+}
+
 fn registry() -> MutexGuard<'static, Registry> {
     // The registry holds no invariant a panic elsewhere could break halfway.
     REGISTRY.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -84,13 +95,20 @@ fn registry() -> MutexGuard<'static, Registry> {
 /// without a `main`, such as libtest, makes it on the first replay). Idempotent; the first
 /// call's result is returned again.
 ///
-/// It replaces the three signals' dispositions, an inherited `SIG_IGN` included: a lab that
+/// It replaces SIGINT's and SIGTERM's dispositions, an inherited `SIG_IGN` included: a lab that
 /// ignored SIGINT (a background job of a script) would be ended by the SIGKILL that usually
-/// follows, and that can leave a task frozen.
+/// follows, and that can leave a task frozen. An inherited `SIG_IGN` of SIGHUP is kept: that is
+/// `nohup`, asked for on purpose, and a logout must not end the lab.
 pub fn install() -> Result<(), SandboxError> {
     INSTALLED
         .get_or_init(|| {
-            let rd = racelab_sys::sigaction::forward_to_pipe(&STOP_SIGNALS)
+            let hup_ignored = ignored_now(nix::sys::signal::Signal::SIGHUP);
+            let signals: Vec<_> = STOP_SIGNALS
+                .iter()
+                .copied()
+                .filter(|s| !(hup_ignored && *s == nix::sys::signal::Signal::SIGHUP))
+                .collect();
+            let rd = racelab_sys::sigaction::forward_to_pipe(&signals)
                 .map_err(|e| format!("forwarding SIGINT, SIGTERM and SIGHUP to a pipe: {e}"))?;
             std::thread::Builder::new()
                 .name("racelab-interrupt".into())
@@ -207,19 +225,42 @@ fn watch(rd: OwnedFd) {
     let start = Instant::now();
     // Marked under the lock that `track` takes: a runner is either in this list or sees the
     // mark and is signalled by `track` itself.
-    let runners: Vec<OwnedFd> = {
+    let runners: Vec<(u64, OwnedFd)> = {
         let mut reg = registry();
         reg.interrupted = Some(signo);
-        reg.live.values().filter_map(|fd| fd.try_clone().ok()).collect()
+        reg.live.iter().filter_map(|(id, fd)| Some((*id, fd.try_clone().ok()?))).collect()
     };
-    for fd in &runners {
+    for (_, fd) in &runners {
         let _ = rustix::process::pidfd_send_signal(fd, rustix::process::Signal::TERM);
     }
+    end_runners(&runners, start);
+    // A runner spawned while the list above was taken (between its caller's refusal check and
+    // its `track`) got its SIGTERM from `track`: it is waited for and reaped the same way, so
+    // nothing of it outlives this process.
+    let late: Vec<(u64, OwnedFd)> = {
+        let reg = registry();
+        let seen = |id: &u64| runners.iter().any(|(r, _)| r == id);
+        reg.live
+            .iter()
+            .filter(|(id, _)| !seen(id))
+            .filter_map(|(id, fd)| Some((*id, fd.try_clone().ok()?)))
+            .collect()
+    };
+    end_runners(&late, start);
+    // What a runner SIGKILLed above left (its init dying, perhaps with a task frozen), or one
+    // that could not name its namespace: collected from here, which sees every namespace below.
+    crate::leaf::gc_stale_leaves();
+    end_by(signo)
+}
+
+/// Waits for `runners` (already sent SIGTERM) until `start + RUNNER_GRACE`, SIGKILLs those that
+/// overran, and reaps them all.
+fn end_runners(runners: &[(u64, OwnedFd)], start: Instant) {
     let mut overran = Vec::new();
-    for fd in &runners {
+    for (_, fd) in runners {
         let left = (start + RUNNER_GRACE).saturating_duration_since(Instant::now());
         if !poll_readable(fd.as_fd(), left).unwrap_or(false) {
-            // Last resort: its PID 1 follows by pdeathsig, and what it leaves is collected below.
+            // Last resort: its PID 1 follows by pdeathsig, and what it leaves is collected later.
             let _ = rustix::process::pidfd_send_signal(fd, rustix::process::Signal::KILL);
             overran.push(fd);
         }
@@ -228,7 +269,7 @@ fn watch(rd: OwnedFd) {
     for fd in overran {
         let _ = poll_readable(fd.as_fd(), killed_by.saturating_duration_since(Instant::now()));
     }
-    for fd in &runners {
+    for (_, fd) in runners {
         // Reaped here: this process ends next, and an unreaped runner would stay a zombie until
         // its new parent collects it. The thread that started it may still wait for it: it
         // then gets ECHILD, which every caller turns into an error (the process is ending).
@@ -237,10 +278,6 @@ fn watch(rd: OwnedFd) {
             WaitIdOptions::EXITED | WaitIdOptions::NOHANG,
         );
     }
-    // What a runner SIGKILLed above left (its init dying, perhaps with a task frozen), or one
-    // that could not name its namespace: collected from here, which sees every namespace below.
-    crate::leaf::gc_stale_leaves();
-    end_by(signo)
 }
 
 /// Ends this process by signal `signo`, as it would have ended without [`install`] (its parent
