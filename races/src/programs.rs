@@ -795,6 +795,20 @@ mod tests {
     }
 
     #[test]
+    fn the_debian_specs_written_as_a_user_would_parse() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../programs/debian");
+        let mut n = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "toml") {
+                Program::load(&path).unwrap_or_else(|e| panic!("{e}"));
+                n += 1;
+            }
+        }
+        assert!(n >= 4, "{n} specs in {}", dir.display());
+    }
+
+    #[test]
     fn command_lines_follow_each_programs_syntax() {
         let w = Path::new("/w");
         let a = vec!["__workload".to_string()];
