@@ -210,13 +210,7 @@ pub fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
     let (program, naming) = program(&args)?;
     let cases = cases(&args)?;
     if let Some(path) = &args.output {
-        let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-        anyhow::ensure!(
-            dir.is_dir(),
-            "--output {}: no directory {}",
-            path.display(),
-            dir.display()
-        );
+        crate::ensure_output_dir(path)?;
     }
     let runner = std::env::current_exe().context("cannot find this executable to run replays")?;
     let binary = match program.binary(&runner) {

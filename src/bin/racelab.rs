@@ -373,15 +373,17 @@ fn plan(args: &ReplayArgs) -> anyhow::Result<ReplayPlan> {
         args.programs
     );
     if let Some(path) = &args.output {
-        let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-        anyhow::ensure!(
-            dir.is_dir(),
-            "--output {}: no directory {}",
-            path.display(),
-            dir.display()
-        );
+        ensure_output_dir(path)?;
     }
     Ok(plan)
+}
+
+/// A usage error unless the directory `--output PATH` is to be written in exists: checked
+/// before anything runs, so a long run never ends in a report it cannot write.
+fn ensure_output_dir(path: &Path) -> anyhow::Result<()> {
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    anyhow::ensure!(dir.is_dir(), "--output {}: no directory {}", path.display(), dir.display());
+    Ok(())
 }
 
 /// A progress bar on the terminal for long runs; nothing when stdout is not a terminal.

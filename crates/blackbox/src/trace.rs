@@ -692,15 +692,23 @@ fn parent_of(pid: i32) -> Option<i32> {
     stat.rsplit_once(')')?.1.split_whitespace().nth(1)?.parse().ok()
 }
 
-/// The runtime address of file offset `offset` of `exe` in `pid`'s memory, from its maps.
+/// The runtime address of the instruction at file offset `offset` of `exe` in `pid`'s memory,
+/// from its maps.
 fn runtime(pid: i32, exe: &Path, offset: u64) -> Option<u64> {
     let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).ok()?;
-    let exe = exe.to_string_lossy();
+    runtime_in(&maps, &exe.to_string_lossy(), offset)
+}
+
+/// [`runtime`] over the text of a maps file. Only an executable mapping counts: the page where
+/// the read-only segment ends and the code begins is mapped twice (once read-only, at the end
+/// of the first segment; once executable, at the start of the code), and a breakpoint written
+/// into the read-only copy is never executed (seen: a store 0x25b into that page ran untrapped).
+fn runtime_in(maps: &str, exe: &str, offset: u64) -> Option<u64> {
     maps.lines().find_map(|line| {
         let mut f = line.split_whitespace();
-        let (range, _perms, off) = (f.next()?, f.next()?, f.next()?);
+        let (range, perms, off) = (f.next()?, f.next()?, f.next()?);
         let path = f.nth(2)?;
-        if path != exe {
+        if path != exe || !perms.contains('x') {
             return None;
         }
         let (start, end) = range.split_once('-')?;
@@ -709,4 +717,28 @@ fn runtime(pid: i32, exe: &Path, offset: u64) -> Option<u64> {
         let off = u64::from_str_radix(off, 16).ok()?;
         (offset >= off && offset < off + (end - start)).then(|| start + (offset - off))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::runtime_in;
+
+    /// The layout of a probe binary whose code segment starts mid-page (file offset 0x23040 at
+    /// 0x24040): file page 0x23000 is mapped read-only at 0x23000 and executable at 0x24000.
+    const MAPS: &str = "\
+555555554000-555555578000 r--p 00000000 fe:01 42  /t/probe
+555555578000-5555555c2000 r-xp 00023000 fe:01 42  /t/probe
+5555555c2000-5555555c7000 r--p 0006c000 fe:01 42  /t/probe
+7ffff7d00000-7ffff7d28000 r-xp 00000000 fe:01 7   /lib/libc.so.6
+";
+
+    #[test]
+    fn an_instruction_is_found_in_the_executable_mapping_of_a_page_mapped_twice() {
+        // File offset 0x2325b: in the read-only mapping's range too, but code runs from the
+        // executable one.
+        assert_eq!(runtime_in(MAPS, "/t/probe", 0x2325b), Some(0x555555578000 + 0x25b));
+        assert_eq!(runtime_in(MAPS, "/t/probe", 0x40000), Some(0x555555578000 + 0x1d000));
+        assert_eq!(runtime_in(MAPS, "/t/probe", 0x100), None, "not code");
+        assert_eq!(runtime_in(MAPS, "/t/other", 0x2325b), None);
+    }
 }
