@@ -353,6 +353,9 @@ fn text(r: &CheckReport, naming: &str, timelines: bool, strict: bool) -> String 
                     s => s,
                 };
                 let _ = writeln!(s, "     schedule: {}", shown.replace('\n', "; "));
+                if let Some(pair) = &finding.racing_pair {
+                    let _ = writeln!(s, "     racing pair: {pair}");
+                }
                 if let CaseVerdict::Broke { known: Some(why), .. } = &c.verdict {
                     let _ = writeln!(s, "     known (the spec accepts it): {why}");
                 }
@@ -467,9 +470,10 @@ fn junit(r: &CheckReport, naming: &str) -> String {
             }
             CaseVerdict::Broke { finding, known: None } | CaseVerdict::Flaky { finding } => {
                 let body = format!(
-                    "{}\nschedule: {}\nreplay: {}\n\n{}",
+                    "{}\nschedule: {}\nracing pair: {}\nreplay: {}\n\n{}",
                     finding.evidence.join("\n"),
                     finding.schedule,
+                    finding.racing_pair.as_deref().unwrap_or("none"),
                     replay_command(&c.case, naming, &finding.schedule),
                     finding.found_by.trace.to_text()
                 );

@@ -50,6 +50,10 @@ fn a_finding_is_found_from_scratch_and_its_printed_command_replays_it() {
     let invariants: Vec<&str> =
         finding["invariants"].as_array().unwrap().iter().filter_map(|i| i.as_str()).collect();
     assert!(invariants.contains(&"I3"), "{invariants:?}");
+    // Flipping its one ordering (the same SIGTERM once the child is ready) turns the verdict:
+    // the pair is the signal and the point it was held at.
+    let pair = finding["racing_pair"].as_str().unwrap_or("");
+    assert!(pair.starts_with("terminate(target) while the thread is at tini."), "{pair}");
     let again =
         racelab(&["check", "E2", "--program", "tini", "--schedule", schedule, "--repeat", "3"]);
     assert_eq!(again.status.code(), Some(1), "{}", text(&again));

@@ -117,6 +117,11 @@ pub struct Finding {
     pub reproduced: u32,
     /// Replays of the confirmation.
     pub of: u32,
+    /// The pair of events whose order decides it, found by flipping the schedule's one
+    /// ordering and replaying ([`racing_pair`]); `None` for a finding with no schedule (the
+    /// case's setup breaks the program whatever the order).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub racing_pair: Option<String>,
     /// The replay that found it (verdict, timeline).
     pub found_by: ReplayOutput,
 }
@@ -384,15 +389,21 @@ pub fn check_case(
                     same += 1;
                 }
             }
-            let finding = Finding {
+            let mut finding = Finding {
                 schedule: schedule.clone(),
                 invariants,
                 evidence,
                 reproduced: same,
                 of: cfg.confirm,
+                racing_pair: None,
                 found_by: out.clone(),
             };
             if same == cfg.confirm {
+                let before = report.replays;
+                racing_pair(replayer, case, program, cfg, &mut finding, &mut report.replays);
+                for _ in before..report.replays {
+                    progress(&finding.schedule, &out);
+                }
                 report.points_reached = reached.len() as u32;
                 let known = program.case(case.race).and_then(|c| c.known.clone());
                 return done(report, CaseVerdict::Broke { finding: Box::new(finding), known });
@@ -462,6 +473,75 @@ pub fn check_case(
         return done(report, CaseVerdict::NotExplored { reason, lab_limit: false });
     }
     done(report, CaseVerdict::Held)
+}
+
+/// Names the pair of events whose order decides a finding that stands (N of N), by flipping
+/// the one ordering its schedule imposes and replaying:
+///
+/// - `on P: A, await(Q.returned)`: the same without the await. If that still breaks N of N,
+///   the await decided nothing and the shorter schedule becomes the finding (a shrink step);
+///   its own pair is then named below. Otherwise the pair is (P held, Q returned): the window
+///   is open only while P's thread waits for Q.
+/// - `on P: A`: the same action with no point to hold (unforced: it runs once the child is
+///   ready). If that breaks less than every time, the pair is (A, P): the action must land
+///   while the thread is at P. If it breaks every time too, no interleaving decides it.
+///
+/// The flips cost up to `cfg.confirm` replays each; they are added to `replays`.
+pub fn racing_pair(
+    replayer: &mut Replayer,
+    case: &'static Case,
+    program: &Program,
+    cfg: &CheckConfig,
+    finding: &mut Finding,
+    replays: &mut u32,
+) {
+    let same = |v: &Verdict, f: &Finding| broken(v).is_some_and(|(i, _)| i == f.invariants);
+    // How many of `n` replays of `run` break the finding's invariants; stops at the first
+    // that does not (one is enough to show the order matters).
+    let mut count = |run: &mut dyn FnMut(&mut Replayer) -> ReplayOutput, f: &Finding| {
+        let mut k = 0;
+        for _ in 0..cfg.confirm {
+            *replays += 1;
+            if !same(&run(replayer).verdict, f) {
+                break;
+            }
+            k += 1;
+        }
+        k
+    };
+    if let Some((shorter, awaited)) = finding.schedule.rsplit_once(", await(") {
+        let awaited = awaited.trim_end_matches(')').to_string();
+        let shorter = shorter.to_string();
+        let k = count(&mut |r| r.replay_program(case, program, Some(&shorter)), finding);
+        if k < cfg.confirm {
+            let held = shorter.split(':').next().unwrap_or("").trim_start_matches("on ");
+            finding.racing_pair = Some(format!(
+                "{held} held until {awaited}: without the wait the window closes ({k} of {} replays broke before one did not)",
+                cfg.confirm
+            ));
+            return;
+        }
+        // The await decided nothing: the shorter schedule is the finding (N of N above).
+        finding.schedule = shorter;
+    }
+    let Some((at, action)) = finding.schedule.strip_prefix("on ").and_then(|s| s.split_once(": "))
+    else {
+        return;
+    };
+    let (at, action) = (at.to_string(), action.to_string());
+    let schedule = finding.schedule.clone();
+    let k = count(&mut |r| r.replay_program_unforced_with(case, program, Some(&schedule)), finding);
+    finding.racing_pair = Some(if k < cfg.confirm {
+        format!(
+            "{action} while the thread is at {at}: the same action once the child is ready broke {k} of {} times before one did not",
+            cfg.confirm
+        )
+    } else {
+        format!(
+            "none: {action} breaks it at any moment ({k} of {} unforced replays broke)",
+            cfg.confirm
+        )
+    });
 }
 
 /// The whole check of one program.

@@ -236,8 +236,19 @@ impl Replayer {
         case: &conformance::Case,
         program: &programs::Program,
     ) -> ReplayOutput {
-        let (input, spec) = program_request(case, program, None, true, false);
-        self.run(blackbox::SCENARIO, input, spec, case.race(), None)
+        self.replay_program_unforced_with(case, program, None)
+    }
+
+    /// Like [`Replayer::replay_program_unforced`], with `schedule`'s actions instead of the
+    /// cell's (`None`: the cell's).
+    pub fn replay_program_unforced_with(
+        &mut self,
+        case: &conformance::Case,
+        program: &programs::Program,
+        schedule: Option<&str>,
+    ) -> ReplayOutput {
+        let (input, spec) = program_request(case, program, schedule, true, false);
+        self.run(blackbox::SCENARIO, input, spec, case.race(), schedule)
     }
 
     fn run(
