@@ -643,6 +643,12 @@ pub fn heldout_page(reports: &[CheckReport], command: &str) -> String {
                 catalogued_broke += 1;
                 found += usize::from(matches!(c.verdict, CaseVerdict::Broke { .. }));
             }
+            let pair = match &c.verdict {
+                CaseVerdict::Broke { finding, .. } => {
+                    finding.racing_pair.clone().unwrap_or_default()
+                }
+                _ => String::new(),
+            };
             let schedule = match &c.verdict {
                 CaseVerdict::Broke { finding, .. } | CaseVerdict::Flaky { finding } => {
                     if finding.schedule.is_empty() {
@@ -659,7 +665,7 @@ pub fn heldout_page(reports: &[CheckReport], command: &str) -> String {
             };
             let _ = writeln!(
                 s,
-                "| {} | {} | {cat} | {} | {} | {} | {:.1} | {schedule} |",
+                "| {} | {} | {cat} | {} | {} | {} | {:.1} | {schedule} | {} |",
                 r.program,
                 c.case,
                 c.verdict.label(),
@@ -671,7 +677,8 @@ pub fn heldout_page(reports: &[CheckReport], command: &str) -> String {
                     "**no**"
                 },
                 c.schedules,
-                c.seconds
+                c.seconds,
+                pair.replace('|', "/")
             );
         }
     }
