@@ -399,11 +399,8 @@ pub fn check_case(
                 found_by: out.clone(),
             };
             if same == cfg.confirm {
-                let before = report.replays;
-                racing_pair(replayer, case, program, cfg, &mut finding, &mut report.replays);
-                for _ in before..report.replays {
-                    progress(&finding.schedule, &out);
-                }
+                let flips = racing_pair(replayer, case, program, cfg, &mut finding, progress);
+                report.replays += flips;
                 report.points_reached = reached.len() as u32;
                 let known = program.case(case.race).and_then(|c| c.known.clone());
                 return done(report, CaseVerdict::Broke { finding: Box::new(finding), known });
@@ -486,51 +483,61 @@ pub fn check_case(
 ///   ready). If that breaks less than every time, the pair is (A, P): the action must land
 ///   while the thread is at P. If it breaks every time too, no interleaving decides it.
 ///
-/// The flips cost up to `cfg.confirm` replays each; they are added to `replays`.
+/// The flips cost up to `cfg.confirm` replays each; `progress` hears of each, and their count
+/// is returned.
 pub fn racing_pair(
     replayer: &mut Replayer,
     case: &'static Case,
     program: &Program,
     cfg: &CheckConfig,
     finding: &mut Finding,
-    replays: &mut u32,
-) {
+    progress: &mut dyn FnMut(&str, &ReplayOutput),
+) -> u32 {
+    let mut replays = 0;
     let same = |v: &Verdict, f: &Finding| broken(v).is_some_and(|(i, _)| i == f.invariants);
     // How many of `n` replays of `run` break the finding's invariants; stops at the first
     // that does not (one is enough to show the order matters).
-    let mut count = |run: &mut dyn FnMut(&mut Replayer) -> ReplayOutput, f: &Finding| {
-        let mut k = 0;
-        for _ in 0..cfg.confirm {
-            *replays += 1;
-            if !same(&run(replayer).verdict, f) {
-                break;
+    let mut count =
+        |run: &mut dyn FnMut(&mut Replayer) -> ReplayOutput, f: &Finding, what: &str| {
+            let mut k = 0;
+            for _ in 0..cfg.confirm {
+                replays += 1;
+                let out = run(replayer);
+                progress(what, &out);
+                if !same(&out.verdict, f) {
+                    break;
+                }
+                k += 1;
             }
-            k += 1;
-        }
-        k
-    };
+            k
+        };
     if let Some((shorter, awaited)) = finding.schedule.rsplit_once(", await(") {
         let awaited = awaited.trim_end_matches(')').to_string();
         let shorter = shorter.to_string();
-        let k = count(&mut |r| r.replay_program(case, program, Some(&shorter)), finding);
+        let k = count(&mut |r| r.replay_program(case, program, Some(&shorter)), finding, &shorter);
         if k < cfg.confirm {
             let held = shorter.split(':').next().unwrap_or("").trim_start_matches("on ");
             finding.racing_pair = Some(format!(
                 "{held} held until {awaited}: without the wait the window closes ({k} of {} replays broke before one did not)",
                 cfg.confirm
             ));
-            return;
+            return replays;
         }
         // The await decided nothing: the shorter schedule is the finding (N of N above).
         finding.schedule = shorter;
     }
     let Some((at, action)) = finding.schedule.strip_prefix("on ").and_then(|s| s.split_once(": "))
     else {
-        return;
+        return replays;
     };
     let (at, action) = (at.to_string(), action.to_string());
     let schedule = finding.schedule.clone();
-    let k = count(&mut |r| r.replay_program_unforced_with(case, program, Some(&schedule)), finding);
+    let unforced = format!("{schedule} (unforced)");
+    let k = count(
+        &mut |r| r.replay_program_unforced_with(case, program, Some(&schedule)),
+        finding,
+        &unforced,
+    );
     finding.racing_pair = Some(if k < cfg.confirm {
         format!(
             "{action} while the thread is at {at}: the same action once the child is ready broke {k} of {} times before one did not",
@@ -542,6 +549,7 @@ pub fn racing_pair(
             cfg.confirm
         )
     });
+    replays
 }
 
 /// The whole check of one program.

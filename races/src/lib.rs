@@ -212,8 +212,7 @@ impl Replayer {
         program: &programs::Program,
         schedule: Option<&str>,
     ) -> ReplayOutput {
-        let (input, spec) = program_request(case, program, schedule, false, false);
-        self.run(blackbox::SCENARIO, input, spec, case.race(), schedule)
+        self.run_program(case, program, schedule, Mode::Forced)
     }
 
     /// Like [`Replayer::replay_program`], probing as well: the trace records every lifecycle
@@ -224,8 +223,7 @@ impl Replayer {
         program: &programs::Program,
         schedule: &str,
     ) -> ReplayOutput {
-        let (input, spec) = program_request(case, program, Some(schedule), false, true);
-        self.run(blackbox::SCENARIO, input, spec, case.race(), Some(schedule))
+        self.run_program(case, program, Some(schedule), Mode::Watched)
     }
 
     /// The control of a black-box race test: nothing parks, and the cell's actions run once
@@ -247,7 +245,17 @@ impl Replayer {
         program: &programs::Program,
         schedule: Option<&str>,
     ) -> ReplayOutput {
-        let (input, spec) = program_request(case, program, schedule, true, false);
+        self.run_program(case, program, schedule, Mode::Unforced)
+    }
+
+    fn run_program(
+        &mut self,
+        case: &conformance::Case,
+        program: &programs::Program,
+        schedule: Option<&str>,
+        mode: Mode,
+    ) -> ReplayOutput {
+        let (input, spec) = program_request(case, program, schedule, mode);
         self.run(blackbox::SCENARIO, input, spec, case.race(), schedule)
     }
 
@@ -323,13 +331,23 @@ fn request(
     (serde_json::to_value(&input).unwrap_or_default(), spec)
 }
 
+/// How a black-box replay runs its schedule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// At its points.
+    Forced,
+    /// At its points, every lifecycle syscall recorded as well (a probe).
+    Watched,
+    /// Its actions once the child is ready, nothing held (the control of a race test).
+    Unforced,
+}
+
 /// The input and sandbox spec of one black-box replay.
 fn program_request(
     case: &conformance::Case,
     program: &programs::Program,
     schedule: Option<&str>,
-    unforced: bool,
-    watch: bool,
+    mode: Mode,
 ) -> (serde_json::Value, racelab_sandbox::Spec) {
     // A bundled program travels by name; any other by its whole spec.
     let bundled = programs::find(&program.name).is_some_and(|p| p == program);
@@ -337,9 +355,9 @@ fn program_request(
         case: case.race.to_string(),
         program: program.name.to_string(),
         spec: (!bundled).then(|| program.clone()),
-        watch,
+        watch: mode == Mode::Watched,
         schedule: schedule.map(str::to_string),
-        unforced,
+        unforced: mode == Mode::Unforced,
     };
     let spec = racelab_sandbox::Spec {
         deadline: blackbox::REPLAY_DEADLINE + Duration::from_secs(3),
@@ -357,7 +375,7 @@ pub fn replay_program(
     user: RunAs,
 ) -> ReplayOutput {
     end_replays_on_interrupt();
-    let (input, spec) = program_request(case, program, schedule, false, false);
+    let (input, spec) = program_request(case, program, schedule, Mode::Forced);
     let cmd = as_user(racelab_sandbox::command(runner, blackbox::SCENARIO, &input, &spec), user);
     answer(racelab_sandbox::run_command(cmd, &spec), case.race(), schedule)
 }
